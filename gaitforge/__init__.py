@@ -1,0 +1,1 @@
+"""gaitforge: sim-to-real control stack for legged robots."""

@@ -1,0 +1,165 @@
+"""Typed configuration: YAML -> frozen dataclasses that reject unknown keys.
+
+This is the lowest layer every other package may import, so the loader lives here.
+Errors name the dotted field path and the file it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or invalid. The message names field and file."""
+
+
+def load_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def from_dict(cls: type[T], data: Any, *, source: str = "<config>", prefix: str = "") -> T:
+    """Build dataclass `cls` from a mapping; unknown keys and wrong types raise ConfigError."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: '{prefix or cls.__name__}' must be a mapping")
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"{source}: unknown key '{where}{unknown[0]}' in {cls.__name__} "
+            f"(known: {', '.join(sorted(fields))})"
+        )
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        path = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(hints[name], value, source, path)
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except TypeError as err:  # missing required field
+        raise ConfigError(f"{source}: {prefix or cls.__name__}: {err}") from err
+    except ValueError as err:  # __post_init__ checks
+        raise ConfigError(f"{source}: {prefix + ': ' if prefix else ''}{err}") from err
+
+
+def _coerce(tp: Any, value: Any, source: str, path: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, source, path)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        return from_dict(tp, value, source=source, prefix=path)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: '{path}' must be a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], v, source, f"{path}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{source}: '{path}' must have {len(args)} items, got {len(value)}")
+        return tuple(_coerce(a, v, source, f"{path}[{i}]")
+                     for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{source}: '{path}' must be a mapping")
+        vt = args[1] if args else Any
+        return {str(k): _coerce(vt, v, source, f"{path}.{k}") for k, v in value.items()}
+    if typing.get_origin(tp) is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: '{path}' must be one of {list(args)}, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # PyYAML reads `1e-3` (no dot) as a string
+            value = _number_or_same(value)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{source}: '{path}' must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{source}: '{path}' must be an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{source}: '{path}' must be true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{source}: '{path}' must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _number_or_same(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclass -> plain YAML-safe structure (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def deep_merge(base: dict, overlay: Mapping) -> dict:
+    """Overlay wins; mappings merge recursively; lists are replaced whole."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `a.b.c=value` strings; the value is parsed as YAML (so `1e-3`, `[1, 2]`, `true`)."""
+    out = dict(data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set: expected key=value, got {item!r}")
+        value = yaml.safe_load(raw) if raw else ""
+        if isinstance(value, str):  # `1e-3` has no dot, so YAML left it a string
+            value = _number_or_same(value)
+        node = {}
+        cursor = node
+        parts = key.split(".")
+        for part in parts[:-1]:
+            cursor[part] = {}
+            cursor = cursor[part]
+        cursor[parts[-1]] = value
+        out = deep_merge(out, node)
+    return out

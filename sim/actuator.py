@@ -1,0 +1,83 @@
+"""Servo actuator model, run once per physics step (sim_dt) by every engine.
+
+    tau = strength * (kp_scale * kp * (q* - q) - kd_scale * kd * dq + tau_ff)     (position mode)
+    tau = -strength * kd_scale * kd * dq                                       (damping mode)
+    tau = 0                                                                    (off)
+then clipped to the torque limit and, optionally, to the DC-motor torque-speed envelope:
+    upper = strength * tau_max * clip(1 - dq / w_max, 0, 1)
+    lower = -strength * tau_max * clip(1 + dq / w_max, 0, 1)
+so the torque available in the direction of motion falls linearly to zero at the no-load speed
+w_max, while braking torque stays at tau_max. A command takes effect `latency_s` after it is
+written, rounded to whole physics steps.
+
+Both engines run exactly this code with engine joint torque control, so a position step gives
+the same joint response in PyBullet and MuJoCo up to each engine's integrator.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+from gaitforge.robots.spec import RobotSpec
+from gaitforge.robots.types import CommandMode, JointCommand
+
+
+class ServoActuator:
+    def __init__(self, spec: RobotSpec, sim_dt_s: float, latency_s: float = 0.0,
+                 torque_speed_limit: bool = True):
+        self.spec = spec
+        self.sim_dt_s = sim_dt_s
+        self.torque_speed_limit = torque_speed_limit
+        self._tau_max = spec.torque_limit_nm.copy()
+        self._inv_w_max = 1.0 / spec.velocity_limit_rad_s
+        self.set_params(latency_s=latency_s)
+        self.reset(spec.default_pose_rad)
+
+    def set_params(self, *, strength: float = 1.0, kp_scale: float = 1.0, kd_scale: float = 1.0,
+                   latency_s: float = 0.0) -> None:
+        """Per-episode randomisation hooks: motor strength, PD gain scale, latency."""
+        self.strength = float(strength)
+        self._kp_scale, self._kd_scale = float(kp_scale), float(kd_scale)
+        self._limit = self._tau_max * self.strength
+        self.latency_steps = int(round(latency_s / self.sim_dt_s))
+
+    def reset(self, hold_position_rad: np.ndarray) -> None:
+        """Forget queued commands; hold `hold_position_rad` until the first command arrives."""
+        self._queue: deque[tuple[int, JointCommand]] = deque()
+        self._step = 0
+        self._activate(JointCommand(position_rad=np.array(hold_position_rad, dtype=np.float64)))
+
+    def command(self, command: JointCommand) -> None:
+        self._queue.append((self._step + self.latency_steps, command))
+
+    def _activate(self, cmd: JointCommand) -> None:
+        self._mode = cmd.mode
+        self._target = np.asarray(cmd.position_rad, dtype=np.float64)
+        kp = self.spec.kp if cmd.kp_nm_per_rad is None else cmd.kp_nm_per_rad
+        kd = self.spec.kd if cmd.kd_nm_s_per_rad is None else cmd.kd_nm_s_per_rad
+        self._cmd_kp = self._kp_scale * np.asarray(kp)
+        self._cmd_kd = self._kd_scale * np.asarray(kd)
+        self._ff = None if cmd.torque_ff_nm is None else np.asarray(cmd.torque_ff_nm)
+
+    def torque(self, q: np.ndarray, dq: np.ndarray) -> np.ndarray:
+        """Joint torques (N·m) for this physics step; advances the latency clock by one step."""
+        queue = self._queue
+        while queue and queue[0][0] <= self._step:
+            self._activate(queue.popleft()[1])
+        self._step += 1
+        if self._mode is CommandMode.POSITION:
+            tau = self._cmd_kp * (self._target - q) - self._cmd_kd * dq
+            if self._ff is not None:
+                tau += self._ff
+            tau *= self.strength
+        elif self._mode is CommandMode.DAMPING:
+            tau = -self.strength * self._cmd_kd * dq
+        else:
+            return np.zeros_like(q)
+        if self.torque_speed_limit:
+            speed = dq * self._inv_w_max
+            upper = self._limit * np.clip(1.0 - speed, 0.0, 1.0)
+            lower = -self._limit * np.clip(1.0 + speed, 0.0, 1.0)
+            return np.minimum(np.maximum(tau, lower), upper)
+        return np.clip(tau, -self._limit, self._limit)

@@ -1,0 +1,199 @@
+"""SimBody: what PyBullet and MuJoCo bodies share. Implements the Robot protocol.
+
+An engine subclass provides a handful of primitives (joint state, apply torques, one physics
+step, base state, contacts, reset, dynamics parameters); the actuator model, lifecycle, IMU
+emulation and the physics sub-stepping live here, once.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+import numpy as np
+from gaitforge.robots.spec import RobotSpec
+from gaitforge.robots.types import JointCommand, LifecycleError, PrivilegedState, RobotState
+
+from .actuator import ServoActuator
+from .config import SimConfig
+from .terrain import Heightfield, ground_height, make_heightfield
+
+GRAVITY_M_S2 = 9.81
+
+
+@dataclass(frozen=True)
+class DynamicsParams:
+    """Per-episode physical parameters (domain randomisation writes these)."""
+
+    friction: float = 1.0  # ground friction coefficient
+    added_mass_kg: float = 0.0  # added to the trunk
+    com_offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)  # trunk centre-of-mass shift
+    motor_strength: float = 1.0  # scales torque and the torque limit
+    kp_scale: float = 1.0
+    kd_scale: float = 1.0
+    latency_s: float = 0.0
+
+
+def quat_rotate_inverse(q_wxyz: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Express world vector v in the body frame of orientation q: R(q)^T v."""
+    w, x, y, z = q_wxyz
+    qv = np.array([x, y, z])
+    t = 2.0 * np.cross(qv, v)
+    return v - w * t + np.cross(qv, t)
+
+
+class SimBody(abc.ABC):
+    """A simulated robot. `step()` advances physics by one control period (sim-only)."""
+
+    engine: str = ""
+
+    def __init__(self, spec: RobotSpec, sim: SimConfig, *, fixed_base: bool = False):
+        self.spec = spec
+        self.sim = sim
+        self.fixed_base = fixed_base
+        self.terrain: Heightfield | None = make_heightfield(sim.terrain)
+        self.actuator = ServoActuator(spec, sim.sim_dt_s, sim.actuator.latency_s,
+                                      sim.actuator.torque_speed_limit)
+        self.params = DynamicsParams(friction=sim.terrain.friction,
+                                     latency_s=sim.actuator.latency_s)
+        self.time_s = 0.0
+        self._configured = False
+        self._active = False
+        self._last_tau = np.zeros(spec.n_joints)
+        self._prev_base_vel = np.zeros(3)
+        self._accel_world = np.zeros(3)
+        self._contact_cache: set[str] | None = None
+
+    # Robot protocol ------------------------------------------------------------------------
+    def configure(self) -> None:
+        self._configured = True
+
+    def activate(self) -> None:
+        if not self._configured:
+            raise LifecycleError(f"{type(self).__name__}: activate() before configure()")
+        self._active = True
+
+    def deactivate(self) -> None:
+        self._active = False
+
+    @property
+    def active(self) -> bool:
+        return self._active
+
+    def write(self, command: JointCommand) -> None:
+        if not self._active:
+            raise LifecycleError(f"{type(self).__name__}: write() while not active")
+        self.actuator.command(command)
+
+    def read(self) -> RobotState:
+        q, dq = self._joint_state()
+        pos, quat, lin_vel_w, ang_vel_w = self._base_state()
+        specific_force_w = self._accel_world + np.array([0.0, 0.0, GRAVITY_M_S2])
+        touching = self.link_contacts()
+        feet = np.array([f in touching for f in self.spec.feet])
+        trunk = self.spec.base_link in touching
+        return RobotState(
+            time_s=self.time_s,
+            joint_pos_rad=q.copy(),
+            joint_vel_rad_s=dq.copy(),
+            imu_quat_wxyz=quat.copy(),
+            gyro_rad_s=quat_rotate_inverse(quat, ang_vel_w),
+            accel_m_s2=quat_rotate_inverse(quat, specific_force_w),
+            joint_torque_nm=self._last_tau.copy(),
+            privileged=PrivilegedState(
+                base_pos_m=pos.copy(),
+                base_lin_vel_m_s=quat_rotate_inverse(quat, lin_vel_w),
+                base_ang_vel_rad_s=quat_rotate_inverse(quat, ang_vel_w),
+                foot_contact=feet,
+                friction=self.params.friction,
+                trunk_contact=trunk,
+            ),
+        )
+
+    # Simulation ----------------------------------------------------------------------------
+    def step(self, n_substeps: int | None = None) -> None:
+        """Advance physics by n_substeps physics steps (default: one control period)."""
+        n = self.sim.substeps if n_substeps is None else n_substeps
+        torque = self.actuator.torque
+        for _ in range(n):
+            q, dq = self._joint_state()
+            tau = torque(q, dq)
+            self._apply_torques(tau)
+            self._physics_step()
+        self._last_tau = tau
+        self._contact_cache = None
+        self.time_s += n * self.sim.sim_dt_s
+        vel = self._base_state()[2]
+        self._accel_world = (vel - self._prev_base_vel) / (n * self.sim.sim_dt_s)
+        self._prev_base_vel = vel.copy()
+
+    def reset(self, *, base_pos_m, base_quat_wxyz, joint_pos_rad, joint_vel_rad_s=None,
+              base_lin_vel_m_s=(0.0, 0.0, 0.0), base_ang_vel_rad_s=(0.0, 0.0, 0.0)) -> None:
+        """Teleport to a state (world-frame velocities); the servos hold joint_pos_rad."""
+        q = np.asarray(joint_pos_rad, dtype=np.float64)
+        dq = np.zeros_like(q) if joint_vel_rad_s is None else np.asarray(joint_vel_rad_s, float)
+        lin = np.asarray(base_lin_vel_m_s, dtype=np.float64)
+        self._reset_state(np.asarray(base_pos_m, float), np.asarray(base_quat_wxyz, float), q, dq,
+                          lin, np.asarray(base_ang_vel_rad_s, float))
+        self.actuator.reset(q)
+        self.time_s = 0.0
+        self._last_tau = np.zeros(self.spec.n_joints)
+        self._contact_cache = None
+        self._prev_base_vel = lin.copy()
+        self._accel_world = np.zeros(3)
+
+    def set_dynamics(self, params: DynamicsParams) -> None:
+        self.params = params
+        self.actuator.set_params(strength=params.motor_strength, kp_scale=params.kp_scale,
+                                 kd_scale=params.kd_scale, latency_s=params.latency_s)
+        self._set_engine_dynamics(params)
+
+    def push(self, delta_lin_vel_world_m_s) -> None:
+        """Add a velocity to the trunk (a shove)."""
+        pos, quat, lin, ang = self._base_state()
+        self._set_base_velocity(lin + np.asarray(delta_lin_vel_world_m_s, float), ang)
+
+    def link_contacts(self) -> set[str]:
+        """Names of robot links touching the ground now (cached until the next step)."""
+        if self._contact_cache is None:
+            self._contact_cache = self._link_contacts()
+        return self._contact_cache
+
+    def ground_height(self, x: float, y: float) -> float:
+        return ground_height(self.terrain, x, y)
+
+    def spawn_height(self, x: float = 0.0, y: float = 0.0) -> float:
+        """Trunk height for a robot standing at (x, y): local terrain top + standing height."""
+        top = 0.0 if self.terrain is None else self.terrain.max_height_near(x, y, 0.3)
+        return top + self.spec.standing_height_m
+
+    def close(self) -> None:  # noqa: B027 - engines override when they hold resources
+        pass
+
+    # Engine primitives ---------------------------------------------------------------------
+    @abc.abstractmethod
+    def _joint_state(self) -> tuple[np.ndarray, np.ndarray]:
+        """(q, dq) in canonical joint order; may be views the caller must not keep."""
+
+    @abc.abstractmethod
+    def _apply_torques(self, tau: np.ndarray) -> None: ...
+
+    @abc.abstractmethod
+    def _physics_step(self) -> None: ...
+
+    @abc.abstractmethod
+    def _base_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(position m, quaternion wxyz, linear velocity m/s, angular velocity rad/s), world."""
+
+    @abc.abstractmethod
+    def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel) -> None: ...
+
+    @abc.abstractmethod
+    def _set_base_velocity(self, lin_vel, ang_vel) -> None: ...
+
+    @abc.abstractmethod
+    def _set_engine_dynamics(self, params: DynamicsParams) -> None: ...
+
+    @abc.abstractmethod
+    def _link_contacts(self) -> set[str]:
+        """Names of robot links touching the ground."""

@@ -1,0 +1,63 @@
+"""Frozen configs for the simulated body: engine, timing, actuator model and terrain."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+ENGINES = ("pybullet", "mujoco")
+
+
+@dataclass(frozen=True)
+class TerrainConfig:
+    kind: Literal["flat", "rough"] = "flat"
+    friction: float = 1.0  # ground friction coefficient (randomisation scales it per episode)
+    rough_amplitude_m: float = 0.02  # rough: heights uniform in [0, amplitude]
+    rough_size_m: float = 8.0  # rough: square patch side length, centred on the origin
+    rough_cell_m: float = 0.1  # rough: grid spacing
+    rough_seed: int = 0  # rough: the same seed gives the same field in both engines
+
+    def __post_init__(self):
+        if self.friction <= 0:
+            raise ValueError("friction must be > 0")
+        if self.kind == "rough" and not (
+            self.rough_amplitude_m >= 0 and self.rough_size_m > 0 and self.rough_cell_m > 0
+        ):
+            raise ValueError("rough terrain needs amplitude >= 0 and positive size and cell")
+
+
+@dataclass(frozen=True)
+class ActuatorConfig:
+    """Servo model run at sim_dt: PD from the spec's gains, torque and torque-speed limits."""
+
+    latency_s: float = 0.0  # command latency; rounded to whole physics steps
+    torque_speed_limit: bool = True  # available torque falls linearly to 0 at the no-load speed
+
+    def __post_init__(self):
+        if self.latency_s < 0:
+            raise ValueError("latency_s must be >= 0")
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    engine: Literal["pybullet", "mujoco"] = "pybullet"
+    sim_dt_s: float = 0.002  # physics step (500 Hz)
+    control_dt_s: float = 0.02  # policy period (50 Hz): a whole multiple of sim_dt_s
+    actuator: ActuatorConfig = ActuatorConfig()
+    terrain: TerrainConfig = TerrainConfig()
+
+    def __post_init__(self):
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if not (self.sim_dt_s > 0 and self.control_dt_s > 0):
+            raise ValueError("sim_dt_s and control_dt_s must be > 0")
+        ratio = self.control_dt_s / self.sim_dt_s
+        if abs(ratio - round(ratio)) > 1e-9 * ratio or round(ratio) < 1:
+            raise ValueError(
+                f"control_dt_s ({self.control_dt_s}) must be a whole multiple of "
+                f"sim_dt_s ({self.sim_dt_s}); ratio is {ratio:.6g}"
+            )
+
+    @property
+    def substeps(self) -> int:
+        return round(self.control_dt_s / self.sim_dt_s)

@@ -1,0 +1,167 @@
+"""LocomotionEnv: robot body + task + randomisation behind the gymnasium API.
+
+Observation: `control.policy_io.ObservationBuilder` (what hardware measures; the deploy runtime
+builds it with the same code). Action: [-1, 1]^n through `control.policy_io.ActionMapper`.
+`info` carries:
+    reward_terms  dict name -> weighted reward of this step (sums to the reward)
+    critic_obs    privileged extras for an asymmetric critic (see PrivilegedState.vector)
+    command       (3,) vx m/s, vy m/s, yaw rad/s
+    fell          1.0 when the episode terminated this step (trunk contact, tilt, height)
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from gaitforge.control.policy_io import (
+    ActionConfig,
+    ActionMapper,
+    ObservationBuilder,
+    ObservationConfig,
+)
+from gaitforge.robots.spec import RobotSpec, load_robot_spec
+
+from .body import SimBody
+from .config import SimConfig
+from .randomization import (
+    RandomizationConfig,
+    add_sensor_noise,
+    sample_dynamics,
+    sample_initial_pose,
+    sample_push,
+)
+from .tasks import StepContext, Task, TaskConfig
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    robot: str = "servo_dog"
+    sim: SimConfig = SimConfig()
+    task: TaskConfig = TaskConfig()
+    randomization: RandomizationConfig = RandomizationConfig()
+    observation: ObservationConfig = ObservationConfig()
+    action: ActionConfig = ActionConfig()
+
+
+def make_body(spec: RobotSpec, sim: SimConfig, *, fixed_base: bool = False) -> SimBody:
+    """A simulated body for `sim.engine` (engines are imported only when used)."""
+    if sim.engine == "pybullet":
+        from .pybullet_body import PyBulletBody
+
+        return PyBulletBody(spec, sim, fixed_base=fixed_base)
+    from .mujoco_body import MuJoCoBody
+
+    return MuJoCoBody(spec, sim, fixed_base=fixed_base)
+
+
+class LocomotionEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+
+    def __init__(self, config: EnvConfig = EnvConfig(), render_mode: str | None = None):
+        self.config = config
+        self.robot_spec = spec = load_robot_spec(config.robot)
+        self.body = make_body(spec, config.sim)
+        self.body.configure()
+        self.body.activate()
+        self.task = Task(config.task, spec, config.sim.control_dt_s)
+        self.obs_builder = ObservationBuilder(spec, config.observation)
+        self.action_mapper = ActionMapper(spec, config.action)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_builder.size,),
+                                                np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (spec.n_joints,), np.float32)
+        self.critic_obs_size = 8 + len(spec.feet)
+        self.render_mode = render_mode
+        self.metadata = {**self.metadata, "render_fps": round(1 / config.sim.control_dt_s)}
+        self._fixed_command: np.ndarray | None = None
+        self._needs_link_contacts = "collision" in self.task.weights
+
+    # gymnasium API -------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        rng, cfg, spec, body = self.np_random, self.config, self.robot_spec, self.body
+        body.set_dynamics(sample_dynamics(cfg.randomization, spec, cfg.sim.terrain.friction,
+                                          cfg.sim.actuator.latency_s, rng))
+        q, quat = sample_initial_pose(cfg.randomization, spec, rng)
+        body.reset(base_pos_m=[0.0, 0.0, body.spawn_height()], base_quat_wxyz=quat,
+                   joint_pos_rad=q)
+        command = (options or {}).get("command", self._fixed_command)
+        self.command = (self.task.sample_command(rng) if command is None
+                        else np.asarray(command, dtype=np.float64))
+        self.last_action = np.zeros(spec.n_joints)
+        self.steps = 0
+        self._air_time = np.zeros(len(spec.feet))
+        state = body.read()
+        return self._observe(state), self._info(state, {}, False)
+
+    def step(self, action):
+        action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        body, rng = self.body, self.np_random
+        push = sample_push(self.config.randomization, self.steps, self.config.sim.control_dt_s,
+                           rng)
+        if push is not None:
+            body.push(push)
+        body.write(self.action_mapper.command(action))
+        body.step()
+        self.steps += 1
+        state = body.read()
+
+        contact = state.privileged.foot_contact
+        self._air_time += self.config.sim.control_dt_s
+        first_contact = contact & (self._air_time > self.config.sim.control_dt_s)
+        air_at_touchdown = self._air_time.copy()
+        self._air_time[contact] = 0.0
+        ctx = StepContext(
+            spec=self.robot_spec, state=state, command=self.command, action=action,
+            last_action=self.last_action,
+            link_contacts=body.link_contacts() if self._needs_link_contacts else set(),
+            first_contact=first_contact, air_time_s=air_at_touchdown,
+            sigma=self.config.task.tracking_sigma,
+            air_time_target_s=self.config.task.feet_air_time_target_s)
+        reward, terms = self.task.reward(ctx)
+        pos = state.privileged.base_pos_m
+        terminated, _ = self.task.terminated(state, body.ground_height(pos[0], pos[1]))
+        truncated = (not terminated) and self.steps >= self.task.max_steps
+        self.last_action = action
+        return (self._observe(state), reward, terminated, truncated,
+                self._info(state, terms, terminated))
+
+    def render(self):
+        if self.render_mode != "rgb_array":
+            return None
+        from .render import render_rgb
+
+        return render_rgb(self.body)
+
+    def close(self):
+        self.body.close()
+
+    # gaitforge extras ----------------------------------------------------------------------
+    def set_command(self, command) -> None:
+        """Fix the velocity command for this and later episodes (None: sample per episode)."""
+        self._fixed_command = None if command is None else np.asarray(command, dtype=np.float64)
+        if command is not None:
+            self.command = self._fixed_command.copy()
+
+    def _observe(self, state) -> np.ndarray:
+        noisy = add_sensor_noise(self.config.randomization, state, self.np_random)
+        return self.obs_builder.build(noisy, self.last_action, self.command)
+
+    def _info(self, state, terms: dict, fell: bool) -> dict:
+        return {
+            "reward_terms": {name: terms.get(name, 0.0) for name in self.task.weights},
+            "critic_obs": state.privileged.vector(),
+            "command": self.command.astype(np.float32),
+            "fell": float(fell),
+        }
+
+
+def make_env(config: EnvConfig = EnvConfig(), render_mode: str | None = None) -> LocomotionEnv:
+    return LocomotionEnv(config, render_mode=render_mode)
+
+
+def env_factory(config: EnvConfig):
+    """A picklable zero-argument factory (for subprocess workers)."""
+    return functools.partial(make_env, config)

@@ -1,0 +1,158 @@
+"""MuJoCoBody: the robot's URDF compiled by MuJoCo, with MjSpec adding the free joint, the
+ground, one torque motor per joint and an IMU site. The URDF stays the single description."""
+
+from __future__ import annotations
+
+import mujoco
+import numpy as np
+from gaitforge.robots.spec import RobotSpec
+
+from .body import GRAVITY_M_S2, DynamicsParams, SimBody
+from .config import SimConfig
+
+ROBOT_GROUP, GROUND_GROUP = 1, 2  # contype/conaffinity bits: robot touches ground, not itself
+
+
+def build_model(spec: RobotSpec, sim: SimConfig, heights, cell_m, *, fixed_base: bool,
+                spawn_height_m: float) -> mujoco.MjModel:
+    mj = mujoco.MjSpec.from_file(str(spec.description_path))
+    mj.compiler.discardvisual = True
+    mj.compiler.fusestatic = False  # keep foot links as bodies, so contacts name them
+    mj.compiler.balanceinertia = True  # some shipped URDFs violate the triangle inequality
+    mj.compiler.boundmass = 1e-4
+    mj.compiler.boundinertia = 1e-8
+    mj.option.timestep = sim.sim_dt_s
+    mj.option.gravity = [0, 0, -GRAVITY_M_S2]
+    mj.option.integrator = mujoco.mjtIntegrator.mjINT_EULER
+
+    base = mj.body(spec.base_link)
+    if base is None or base.parent.name != "world":
+        raise ValueError(f"{spec.description_path}: base_link '{spec.base_link}' is not the root")
+    base.pos = [0, 0, spawn_height_m]
+    if not fixed_base:
+        base.add_freejoint(name="root")
+    base.add_site(name="imu", pos=[0, 0, 0])
+
+    for geom in mj.geoms:
+        geom.contype, geom.conaffinity = ROBOT_GROUP, 0
+        # MuJoCo combines friction by max: keep the robot's tiny so the ground's value rules,
+        # matching PyBullet (product with the robot links' 1.0).
+        geom.friction = [1e-3, 1e-5, 1e-7]
+    if heights is None:
+        ground = mj.worldbody.add_geom(name="ground", type=mujoco.mjtGeom.mjGEOM_PLANE,
+                                       size=[0, 0, 0.05])
+    else:
+        n = heights.shape[0]
+        top = float(heights.max()) or 1e-6
+        half = (n - 1) * cell_m / 2
+        mj.add_hfield(name="terrain", size=[half, half, top, 0.1], nrow=n, ncol=n,
+                      userdata=(heights / top).ravel().tolist())
+        ground = mj.worldbody.add_geom(name="ground", type=mujoco.mjtGeom.mjGEOM_HFIELD,
+                                       hfieldname="terrain")
+    ground.contype, ground.conaffinity = 0, ROBOT_GROUP | GROUND_GROUP
+
+    for name in spec.joint_names:
+        if mj.joint(name) is None:
+            raise ValueError(f"{spec.description_path}: joint '{name}' from the spec is not "
+                             f"in the description")
+        joint = mj.joint(name)
+        joint.damping = np.zeros_like(joint.damping)
+        joint.armature, joint.frictionloss = 0.0, 0.0
+        mj.add_actuator(name=name, target=name, trntype=mujoco.mjtTrn.mjTRN_JOINT,
+                        gainprm=[1.0] + [0.0] * 9)
+    mj.add_sensor(name="accel", type=mujoco.mjtSensor.mjSENS_ACCELEROMETER,
+                  objtype=mujoco.mjtObj.mjOBJ_SITE, objname="imu")
+    for foot in spec.feet:
+        if mj.body(foot) is None:
+            raise ValueError(f"{spec.description_path}: foot '{foot}' not in the description")
+    return mj.compile()
+
+
+class MuJoCoBody(SimBody):
+    engine = "mujoco"
+
+    def __init__(self, spec: RobotSpec, sim: SimConfig, *, fixed_base: bool = False):
+        super().__init__(spec, sim, fixed_base=fixed_base)
+        field = self.terrain
+        self.model = m = build_model(
+            spec, sim, None if field is None else field.heights,
+            None if field is None else field.cell_m, fixed_base=fixed_base,
+            spawn_height_m=self.spawn_height())
+        self.data = mujoco.MjData(m)
+        joints = [m.joint(n) for n in spec.joint_names]
+        self._qadr = np.array([j.qposadr[0] for j in joints])
+        self._vadr = np.array([j.dofadr[0] for j in joints])
+        # Fast paths: when joints are contiguous, plain slices give views, not copies.
+        q0, v0 = self._qadr[0], self._vadr[0]
+        contiguous = (np.all(self._qadr == q0 + np.arange(len(joints)))
+                      and np.all(self._vadr == v0 + np.arange(len(joints))))
+        self._qsl = slice(q0, q0 + len(joints)) if contiguous else self._qadr
+        self._vsl = slice(v0, v0 + len(joints)) if contiguous else self._vadr
+        act_ids = [m.actuator(n).id for n in spec.joint_names]
+        self._act = slice(act_ids[0], act_ids[-1] + 1) if act_ids == list(
+            range(act_ids[0], act_ids[0] + len(act_ids))) else np.array(act_ids)
+        self._base_id = m.body(spec.base_link).id
+        self._ground_geom = m.geom("ground").id
+        self._body_names = [m.body(i).name for i in range(m.nbody)]
+        self._base_mass = float(m.body_mass[self._base_id])
+        self._base_ipos = m.body_ipos[self._base_id].copy()
+        self._base_inertia = m.body_inertia[self._base_id].copy()
+        self._ground_friction = m.geom_friction[self._ground_geom].copy()
+        self.set_dynamics(self.params)
+        mujoco.mj_forward(m, self.data)
+
+    # Engine primitives ---------------------------------------------------------------------
+    def _joint_state(self):
+        d = self.data
+        return d.qpos[self._qsl], d.qvel[self._vsl]
+
+    def _apply_torques(self, tau):
+        self.data.ctrl[self._act] = tau
+
+    def _physics_step(self):
+        mujoco.mj_step(self.model, self.data)
+
+    def _base_state(self):
+        d = self.data
+        if self.fixed_base:
+            b = self._base_id
+            return (d.xpos[b].copy(), d.xquat[b].copy(), np.zeros(3), np.zeros(3))
+        # Free joint: qvel[3:6] is the angular velocity in the body frame; rotate to world.
+        quat = d.qpos[3:7].copy()
+        rot = d.xmat[self._base_id].reshape(3, 3)
+        return d.qpos[0:3].copy(), quat, d.qvel[0:3].copy(), rot @ d.qvel[3:6]
+
+    def _link_contacts(self) -> set[str]:
+        d, g = self.data, self._ground_geom
+        n = d.ncon
+        if n == 0:
+            return set()
+        geoms = d.contact.geom[:n]  # (n, 2); the ground is always one side
+        other = np.where(geoms[:, 0] == g, geoms[:, 1], geoms[:, 0])
+        return {self._body_names[b] for b in self.model.geom_bodyid[other]}
+
+    def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel):
+        m, d = self.model, self.data
+        mujoco.mj_resetData(m, d)
+        if not self.fixed_base:
+            d.qpos[0:3], d.qpos[3:7] = pos, quat
+            mujoco.mj_kinematics(m, d)
+            self._set_base_velocity(lin_vel, ang_vel)
+        d.qpos[self._qadr], d.qvel[self._vadr] = q, dq
+        mujoco.mj_forward(m, d)
+
+    def _set_base_velocity(self, lin_vel, ang_vel):
+        if self.fixed_base:
+            return
+        d = self.data
+        rot = d.xmat[self._base_id].reshape(3, 3)
+        d.qvel[0:3], d.qvel[3:6] = lin_vel, rot.T @ np.asarray(ang_vel)
+
+    def _set_engine_dynamics(self, params: DynamicsParams):
+        m, b = self.model, self._base_id
+        m.geom_friction[self._ground_geom, 0] = params.friction
+        scale = (self._base_mass + params.added_mass_kg) / self._base_mass
+        m.body_mass[b] = self._base_mass * scale
+        m.body_inertia[b] = self._base_inertia * scale
+        m.body_ipos[b] = self._base_ipos + np.asarray(params.com_offset_m)
+        mujoco.mj_setConst(m, self.data)

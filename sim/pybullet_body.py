@@ -1,0 +1,129 @@
+"""PyBulletBody: the robot in its own PyBullet world (DIRECT mode, no GUI), torque-controlled
+by the shared servo model at sim_dt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pybullet
+from gaitforge.robots.spec import RobotSpec
+from pybullet_utils.bullet_client import BulletClient
+
+from .body import GRAVITY_M_S2, DynamicsParams, SimBody
+from .config import SimConfig
+
+
+class PyBulletBody(SimBody):
+    engine = "pybullet"
+
+    def __init__(self, spec: RobotSpec, sim: SimConfig, *, fixed_base: bool = False):
+        super().__init__(spec, sim, fixed_base=fixed_base)
+        self.client = p = BulletClient(connection_mode=pybullet.DIRECT)
+        p.setGravity(0, 0, -GRAVITY_M_S2)
+        p.setTimeStep(sim.sim_dt_s)
+        self.ground = self._make_ground()
+        flags = pybullet.URDF_USE_INERTIA_FROM_FILE
+        self.robot = p.loadURDF(str(spec.description_path), [0, 0, self.spawn_height()],
+                                flags=flags, useFixedBase=fixed_base)
+        self._index_links_and_joints()
+        zeros = [0.0] * spec.n_joints
+        # Free the joints: PyBullet's default velocity motors would fight the torque commands.
+        p.setJointMotorControlArray(self.robot, self._joint_ids, pybullet.VELOCITY_CONTROL,
+                                    forces=zeros)
+        for link in [-1, *range(p.getNumJoints(self.robot))]:
+            p.changeDynamics(self.robot, link, linearDamping=0.0, angularDamping=0.0,
+                             jointDamping=0.0)
+        self._base_mass = p.getDynamicsInfo(self.robot, -1)[0]
+        self._com_weight = None
+        self.set_dynamics(self.params)
+
+    def _make_ground(self) -> int:
+        p = self.client
+        if self.terrain is None:
+            shape = p.createCollisionShape(pybullet.GEOM_PLANE)
+            return p.createMultiBody(0, shape)
+        h = self.terrain
+        shape = p.createCollisionShape(
+            pybullet.GEOM_HEIGHTFIELD, meshScale=[h.cell_m, h.cell_m, 1.0],
+            heightfieldData=h.heights.ravel().tolist(),
+            numHeightfieldRows=h.n, numHeightfieldColumns=h.n)
+        # PyBullet centres the field's height range on the body origin.
+        z = (h.heights.max() + h.heights.min()) / 2
+        return p.createMultiBody(0, shape, basePosition=[0, 0, z])
+
+    def _index_links_and_joints(self) -> None:
+        p = self.client
+        joints, links = {}, {p.getBodyInfo(self.robot)[0].decode(): -1}
+        for i in range(p.getNumJoints(self.robot)):
+            info = p.getJointInfo(self.robot, i)
+            joints[info[1].decode()] = i
+            links[info[12].decode()] = i
+        missing = [n for n in self.spec.joint_names if n not in joints]
+        if missing:
+            raise ValueError(f"{self.spec.description_path}: joints {missing} from the spec "
+                             f"are not in the description")
+        missing = [n for n in self.spec.feet if n not in links]
+        if missing:
+            raise ValueError(f"{self.spec.description_path}: feet {missing} not in the description")
+        if links.get(self.spec.base_link) != -1:
+            raise ValueError(f"{self.spec.description_path}: base_link "
+                             f"'{self.spec.base_link}' is not the root link")
+        self._joint_ids = [joints[n] for n in self.spec.joint_names]
+        self._link_names = {i: n for n, i in links.items()}
+
+    # Engine primitives ---------------------------------------------------------------------
+    def _joint_state(self):
+        states = self.client.getJointStates(self.robot, self._joint_ids)
+        return (np.array([s[0] for s in states]), np.array([s[1] for s in states]))
+
+    def _apply_torques(self, tau):
+        p = self.client
+        p.setJointMotorControlArray(self.robot, self._joint_ids, pybullet.TORQUE_CONTROL,
+                                    forces=tau.tolist())
+        if self._com_weight is not None:
+            offset, weight = self._com_weight
+            rot = np.reshape(p.getMatrixFromQuaternion(
+                p.getBasePositionAndOrientation(self.robot)[1]), (3, 3))
+            moment = np.cross(rot @ offset, [0.0, 0.0, -weight])
+            p.applyExternalTorque(self.robot, -1, moment.tolist(), pybullet.WORLD_FRAME)
+
+    def _physics_step(self):
+        self.client.stepSimulation()
+
+    def _base_state(self):
+        p = self.client
+        pos, quat = p.getBasePositionAndOrientation(self.robot)
+        lin, ang = p.getBaseVelocity(self.robot)
+        x, y, z, w = quat
+        return np.array(pos), np.array([w, x, y, z]), np.array(lin), np.array(ang)
+
+    def _link_contacts(self) -> set[str]:
+        return {self._link_names[c[3]]
+                for c in self.client.getContactPoints(self.robot, self.ground)}
+
+    def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel):
+        p = self.client
+        w, x, y, z = quat
+        p.resetBasePositionAndOrientation(self.robot, pos.tolist(), [x, y, z, w])
+        p.resetBaseVelocity(self.robot, lin_vel.tolist(), ang_vel.tolist())
+        for jid, qi, dqi in zip(self._joint_ids, q, dq, strict=True):
+            p.resetJointState(self.robot, jid, float(qi), float(dqi))
+
+    def _set_base_velocity(self, lin_vel, ang_vel):
+        self.client.resetBaseVelocity(self.robot, lin_vel.tolist(), ang_vel.tolist())
+
+    def _set_engine_dynamics(self, params: DynamicsParams):
+        p = self.client
+        p.changeDynamics(self.ground, -1, lateralFriction=params.friction)
+        for link in [-1, *range(p.getNumJoints(self.robot))]:
+            p.changeDynamics(self.robot, link, lateralFriction=1.0)
+        mass = self._base_mass + params.added_mass_kg
+        p.changeDynamics(self.robot, -1, mass=mass)
+        # PyBullet cannot move a loaded link's centre of mass. Approximate the offset by its
+        # gravity moment, applied every physics step (inertial coupling is ignored).
+        offset = np.asarray(params.com_offset_m, dtype=np.float64)
+        self._com_weight = (offset, mass * GRAVITY_M_S2) if offset.any() else None
+
+    def close(self) -> None:
+        if getattr(self, "client", None) is not None:
+            self.client.disconnect()
+            self.client = None

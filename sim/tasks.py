@@ -1,0 +1,195 @@
+"""Locomotion tasks as named reward terms.
+
+A reward term is a pure function of a `StepContext` (one control step's before/after).
+A task is: default weights for the terms, command ranges, and termination rules. Weights come
+from config; the reward is sum(weight * term) * control_dt, and every weighted term is
+reported in `info["reward_terms"]` so a user can see why a gait is odd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from gaitforge.control.policy_io import projected_gravity
+from gaitforge.robots.spec import RobotSpec
+from gaitforge.robots.types import RobotState
+
+
+@dataclass(frozen=True)
+class CommandRanges:
+    """Velocity command sampled uniformly per episode: forward, lateral (m/s), yaw rate (rad/s)."""
+
+    vx_m_s: tuple[float, float] = (-0.3, 0.3)
+    vy_m_s: tuple[float, float] = (-0.15, 0.15)
+    yaw_rad_s: tuple[float, float] = (-0.5, 0.5)
+
+    def __post_init__(self):
+        for name in ("vx_m_s", "vy_m_s", "yaw_rad_s"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                raise ValueError(f"command.{name}: low {lo} > high {hi}")
+
+
+@dataclass(frozen=True)
+class TerminationConfig:
+    max_tilt_rad: float = 1.0  # angle between trunk z and world z
+    min_height_frac: float = 0.5  # of the spec's standing height, above local ground
+    trunk_contact: bool = True
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: Literal["walk", "stand"] = "walk"
+    episode_length_s: float = 20.0
+    command: CommandRanges = CommandRanges()
+    rewards: dict[str, float] = field(default_factory=dict)  # overrides the task's default weights
+    tracking_sigma: float = 0.25  # (m/s)^2 and (rad/s)^2 width of the tracking kernels
+    feet_air_time_target_s: float = 0.25
+    termination: TerminationConfig = TerminationConfig()
+
+    def __post_init__(self):
+        if self.episode_length_s <= 0:
+            raise ValueError("episode_length_s must be > 0")
+        unknown = sorted(set(self.rewards) - set(REWARD_TERMS))
+        if unknown:
+            raise ValueError(f"rewards: unknown term '{unknown[0]}' "
+                             f"(known: {', '.join(sorted(REWARD_TERMS))})")
+
+
+@dataclass
+class StepContext:
+    """Everything a reward term may look at, for one control step."""
+
+    spec: RobotSpec
+    state: RobotState  # after the step (privileged filled: simulation)
+    command: np.ndarray  # (3,) vx, vy, yaw rate
+    action: np.ndarray
+    last_action: np.ndarray
+    link_contacts: set[str]
+    first_contact: np.ndarray  # (n_feet,) bool: foot touched down this step
+    air_time_s: np.ndarray  # (n_feet,) time the foot had been in the air at touch-down
+    sigma: float
+    air_time_target_s: float
+
+
+def _lin_vel(c: StepContext) -> np.ndarray:
+    return c.state.privileged.base_lin_vel_m_s
+
+
+def tracking_lin_vel(c: StepContext) -> float:
+    err = c.command[:2] - _lin_vel(c)[:2]
+    return float(np.exp(-np.dot(err, err) / c.sigma))
+
+
+def tracking_ang_vel(c: StepContext) -> float:
+    err = c.command[2] - c.state.privileged.base_ang_vel_rad_s[2]
+    return float(np.exp(-err * err / c.sigma))
+
+
+def lin_vel_z(c: StepContext) -> float:
+    return float(_lin_vel(c)[2] ** 2)
+
+
+def ang_vel_xy(c: StepContext) -> float:
+    w = c.state.privileged.base_ang_vel_rad_s
+    return float(w[0] ** 2 + w[1] ** 2)
+
+
+def orientation(c: StepContext) -> float:
+    g = projected_gravity(c.state.imu_quat_wxyz)
+    return float(g[0] ** 2 + g[1] ** 2)
+
+
+def base_height(c: StepContext) -> float:
+    err = c.state.privileged.base_pos_m[2] - c.spec.standing_height_m
+    return float((err / c.spec.standing_height_m) ** 2)
+
+
+def torque(c: StepContext) -> float:
+    return float(np.sum((c.state.joint_torque_nm / c.spec.torque_limit_nm) ** 2))
+
+
+def joint_vel(c: StepContext) -> float:
+    return float(np.sum((c.state.joint_vel_rad_s / c.spec.velocity_limit_rad_s) ** 2))
+
+
+def action_rate(c: StepContext) -> float:
+    d = c.action - c.last_action
+    return float(np.dot(d, d))
+
+
+def pose(c: StepContext) -> float:
+    d = c.state.joint_pos_rad - c.spec.default_pose_rad
+    return float(np.exp(-np.dot(d, d) / 0.25))
+
+
+def feet_air_time(c: StepContext) -> float:
+    """legged_gym's stepping reward: at touch-down, air time beyond the target; only when moving."""
+    if np.linalg.norm(c.command[:2]) < 0.05:
+        return 0.0
+    return float(np.sum((c.air_time_s - c.air_time_target_s) * c.first_contact))
+
+
+def collision(c: StepContext) -> float:
+    """Links other than feet and trunk on the ground (knees, shins)."""
+    allowed = {*c.spec.feet, c.spec.base_link}
+    return float(len(c.link_contacts - allowed))
+
+
+def alive(c: StepContext) -> float:
+    return 1.0
+
+
+REWARD_TERMS: dict[str, Callable[[StepContext], float]] = {
+    f.__name__: f
+    for f in (tracking_lin_vel, tracking_ang_vel, lin_vel_z, ang_vel_xy, orientation,
+              base_height, torque, joint_vel, action_rate, pose, feet_air_time, collision, alive)
+}
+
+DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
+    "walk": {"tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "lin_vel_z": -2.0,
+             "ang_vel_xy": -0.05, "orientation": -1.0, "torque": -0.01, "joint_vel": -0.001,
+             "action_rate": -0.01, "feet_air_time": 1.0, "collision": -1.0},
+    "stand": {"tracking_lin_vel": 1.0, "tracking_ang_vel": 0.5, "pose": 0.5, "base_height": -1.0,
+              "orientation": -1.0, "lin_vel_z": -2.0, "torque": -0.01, "action_rate": -0.01,
+              "collision": -1.0, "alive": 0.5},
+}
+
+
+class Task:
+    """Commands, weighted reward terms and terminations for one task config."""
+
+    def __init__(self, config: TaskConfig, spec: RobotSpec, control_dt_s: float):
+        self.config = config
+        self.spec = spec
+        self.control_dt_s = control_dt_s
+        weights = {**DEFAULT_WEIGHTS[config.name], **config.rewards}
+        self.weights = {k: w for k, w in weights.items() if w != 0.0}
+        self.max_steps = int(round(config.episode_length_s / control_dt_s))
+
+    def sample_command(self, rng: np.random.Generator) -> np.ndarray:
+        if self.config.name == "stand":
+            return np.zeros(3)
+        c = self.config.command
+        return np.array([rng.uniform(*c.vx_m_s), rng.uniform(*c.vy_m_s),
+                         rng.uniform(*c.yaw_rad_s)])
+
+    def reward(self, ctx: StepContext) -> tuple[float, dict[str, float]]:
+        terms = {name: w * REWARD_TERMS[name](ctx) * self.control_dt_s
+                 for name, w in self.weights.items()}
+        return float(sum(terms.values())), terms
+
+    def terminated(self, state: RobotState, ground_z: float) -> tuple[bool, str]:
+        """(done, reason): trunk contact, tilt beyond the limit, or trunk too low."""
+        t = self.config.termination
+        if t.trunk_contact and state.privileged.trunk_contact:
+            return True, "trunk_contact"
+        if -projected_gravity(state.imu_quat_wxyz)[2] < np.cos(t.max_tilt_rad):
+            return True, "tilt"
+        height = state.privileged.base_pos_m[2] - ground_z
+        if height < t.min_height_frac * self.spec.standing_height_m:
+            return True, "height"
+        return False, ""
