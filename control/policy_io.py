@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import CommandMode, JointCommand, RobotState
 

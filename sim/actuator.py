@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import deque
 
 import numpy as np
+
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import CommandMode, JointCommand
 
@@ -38,8 +39,11 @@ class ServoActuator:
                    latency_s: float = 0.0) -> None:
         """Per-episode randomisation hooks: motor strength, PD gain scale, latency."""
         self.strength = float(strength)
-        self._kp_scale, self._kd_scale = float(kp_scale), float(kd_scale)
+        self._kp_scale, self._kd_scale = strength * kp_scale, strength * kd_scale
         self._limit = self._tau_max * self.strength
+        self._neg_limit = -self._limit
+        self._slope = self._limit * self._inv_w_max  # N·m lost per rad/s of speed
+        self._zeros = np.zeros_like(self._limit)
         self.latency_steps = int(round(latency_s / self.sim_dt_s))
 
     def reset(self, hold_position_rad: np.ndarray) -> None:
@@ -58,7 +62,8 @@ class ServoActuator:
         kd = self.spec.kd if cmd.kd_nm_s_per_rad is None else cmd.kd_nm_s_per_rad
         self._cmd_kp = self._kp_scale * np.asarray(kp)
         self._cmd_kd = self._kd_scale * np.asarray(kd)
-        self._ff = None if cmd.torque_ff_nm is None else np.asarray(cmd.torque_ff_nm)
+        self._ff = (None if cmd.torque_ff_nm is None
+                    else self.strength * np.asarray(cmd.torque_ff_nm, dtype=np.float64))
 
     def torque(self, q: np.ndarray, dq: np.ndarray) -> np.ndarray:
         """Joint torques (N·m) for this physics step; advances the latency clock by one step."""
@@ -70,14 +75,15 @@ class ServoActuator:
             tau = self._cmd_kp * (self._target - q) - self._cmd_kd * dq
             if self._ff is not None:
                 tau += self._ff
-            tau *= self.strength
         elif self._mode is CommandMode.DAMPING:
-            tau = -self.strength * self._cmd_kd * dq
+            tau = -self._cmd_kd * dq
         else:
             return np.zeros_like(q)
+        # strength is folded into the gains (and ff) at activation; clip to the envelope
+        minimum, maximum = np.minimum, np.maximum
         if self.torque_speed_limit:
-            speed = dq * self._inv_w_max
-            upper = self._limit * np.clip(1.0 - speed, 0.0, 1.0)
-            lower = -self._limit * np.clip(1.0 + speed, 0.0, 1.0)
-            return np.minimum(np.maximum(tau, lower), upper)
-        return np.clip(tau, -self._limit, self._limit)
+            loss = self._slope * dq
+            upper = minimum(maximum(self._limit - loss, self._zeros), self._limit)
+            lower = maximum(minimum(self._neg_limit - loss, self._zeros), self._neg_limit)
+            return minimum(maximum(tau, lower), upper)
+        return minimum(maximum(tau, self._neg_limit), self._limit)

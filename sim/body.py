@@ -11,6 +11,7 @@ import abc
 from dataclasses import dataclass
 
 import numpy as np
+
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import JointCommand, LifecycleError, PrivilegedState, RobotState
 
@@ -34,12 +35,14 @@ class DynamicsParams:
     latency_s: float = 0.0
 
 
-def quat_rotate_inverse(q_wxyz: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Express world vector v in the body frame of orientation q: R(q)^T v."""
-    w, x, y, z = q_wxyz
-    qv = np.array([x, y, z])
-    t = 2.0 * np.cross(qv, v)
-    return v - w * t + np.cross(qv, t)
+def quat_to_matrix(q_wxyz: np.ndarray) -> np.ndarray:
+    """Rotation matrix R (body -> world) of a unit quaternion (w, x, y, z)."""
+    w, x, y, z = (float(c) for c in q_wxyz)
+    return np.array([
+        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
+    ])
 
 
 class SimBody(abc.ABC):
@@ -88,7 +91,9 @@ class SimBody(abc.ABC):
     def read(self) -> RobotState:
         q, dq = self._joint_state()
         pos, quat, lin_vel_w, ang_vel_w = self._base_state()
+        to_body = quat_to_matrix(quat).T
         specific_force_w = self._accel_world + np.array([0.0, 0.0, GRAVITY_M_S2])
+        ang_vel_b = to_body @ ang_vel_w
         touching = self.link_contacts()
         feet = np.array([f in touching for f in self.spec.feet])
         trunk = self.spec.base_link in touching
@@ -97,13 +102,13 @@ class SimBody(abc.ABC):
             joint_pos_rad=q.copy(),
             joint_vel_rad_s=dq.copy(),
             imu_quat_wxyz=quat.copy(),
-            gyro_rad_s=quat_rotate_inverse(quat, ang_vel_w),
-            accel_m_s2=quat_rotate_inverse(quat, specific_force_w),
+            gyro_rad_s=ang_vel_b,
+            accel_m_s2=to_body @ specific_force_w,
             joint_torque_nm=self._last_tau.copy(),
             privileged=PrivilegedState(
                 base_pos_m=pos.copy(),
-                base_lin_vel_m_s=quat_rotate_inverse(quat, lin_vel_w),
-                base_ang_vel_rad_s=quat_rotate_inverse(quat, ang_vel_w),
+                base_lin_vel_m_s=to_body @ lin_vel_w,
+                base_ang_vel_rad_s=ang_vel_b.copy(),
                 foot_contact=feet,
                 friction=self.params.friction,
                 trunk_contact=trunk,

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
+
 from gaitforge.control.policy_io import (
     ActionConfig,
     ActionMapper,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mujoco
 import numpy as np
+
 from gaitforge.robots.spec import RobotSpec
 
 from .body import GRAVITY_M_S2, DynamicsParams, SimBody
@@ -134,7 +135,9 @@ class MuJoCoBody(SimBody):
     def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel):
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
-        if not self.fixed_base:
+        if self.fixed_base:  # no free joint: the base is welded where the model puts it
+            m.body_pos[self._base_id], m.body_quat[self._base_id] = pos, quat
+        else:
             d.qpos[0:3], d.qpos[3:7] = pos, quat
             mujoco.mj_kinematics(m, d)
             self._set_base_velocity(lin_vel, ang_vel)

@@ -3,13 +3,41 @@ by the shared servo model at sim_dt."""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import sys
+
 import numpy as np
-import pybullet
+
 from gaitforge.robots.spec import RobotSpec
-from pybullet_utils.bullet_client import BulletClient
 
 from .body import GRAVITY_M_S2, DynamicsParams, SimBody
 from .config import SimConfig
+
+
+@contextlib.contextmanager
+def _quiet_c_output():
+    """PyBullet's C code prints banners and URDF warnings to fds 1 and 2; keep output clean.
+    Failures still surface: PyBullet raises pybullet.error for them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        ctypes.CDLL(None).fflush(None)  # C stdio buffers, else they print after we restore
+        for fd, copy in zip((1, 2), saved, strict=True):
+            os.dup2(copy, fd)
+            os.close(copy)
+
+
+with _quiet_c_output():
+    import pybullet
+    from pybullet_utils.bullet_client import BulletClient
 
 
 class PyBulletBody(SimBody):
@@ -17,13 +45,15 @@ class PyBulletBody(SimBody):
 
     def __init__(self, spec: RobotSpec, sim: SimConfig, *, fixed_base: bool = False):
         super().__init__(spec, sim, fixed_base=fixed_base)
-        self.client = p = BulletClient(connection_mode=pybullet.DIRECT)
+        with _quiet_c_output():
+            self.client = p = BulletClient(connection_mode=pybullet.DIRECT)
         p.setGravity(0, 0, -GRAVITY_M_S2)
         p.setTimeStep(sim.sim_dt_s)
         self.ground = self._make_ground()
         flags = pybullet.URDF_USE_INERTIA_FROM_FILE
-        self.robot = p.loadURDF(str(spec.description_path), [0, 0, self.spawn_height()],
-                                flags=flags, useFixedBase=fixed_base)
+        with _quiet_c_output():
+            self.robot = p.loadURDF(str(spec.description_path), [0, 0, self.spawn_height()],
+                                    flags=flags, useFixedBase=fixed_base)
         self._index_links_and_joints()
         zeros = [0.0] * spec.n_joints
         # Free the joints: PyBullet's default velocity motors would fight the torque commands.

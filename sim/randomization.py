@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import RobotState
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+
 from gaitforge.control.policy_io import projected_gravity
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import RobotState

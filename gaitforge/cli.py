@@ -1,0 +1,94 @@
+"""The `gaitforge` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from gaitforge.robots.configio import ConfigError
+
+
+def cmd_envs(args) -> int:
+    from gaitforge.config import TASKS
+    from gaitforge.robots.spec import available_robots, load_robot_spec
+    from gaitforge.sim.config import ENGINES
+
+    print(f"{'robot':14s} {'joints':>6s} {'mass kg':>8s}  tasks          engines")
+    for name in available_robots():
+        spec = load_robot_spec(name)
+        print(f"{name:14s} {spec.n_joints:6d} {spec.nominal_mass_kg:8.2f}  "
+              f"{', '.join(TASKS):14s} {', '.join(ENGINES)}")
+    print("\nany robot x task x engine combines: "
+          "gaitforge check ROBOT --engine E, gaitforge train --set env.robot=ROBOT ...")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from gaitforge.config import env_config
+    from gaitforge.control.policy_io import projected_gravity
+    from gaitforge.robots.spec import load_robot_spec
+    from gaitforge.robots.types import JointCommand
+    from gaitforge.sim.env import make_body
+
+    cfg = env_config(args.robot, "stand", args.engine,
+                     [f"env.sim.terrain.kind={args.terrain}"])
+    spec = load_robot_spec(args.robot)
+    body = make_body(spec, cfg.sim)
+    body.configure()
+    body.activate()
+    start = np.array([0.0, 0.0, body.spawn_height()])
+    body.reset(base_pos_m=start, base_quat_wxyz=[1, 0, 0, 0], joint_pos_rad=spec.default_pose_rad)
+    hold = JointCommand(position_rad=spec.default_pose_rad)  # through the servo model
+    steps = int(round(args.duration / cfg.sim.control_dt_s))
+    fell = False
+    for _ in range(steps):
+        body.write(hold)
+        body.step()
+        state = body.read()
+        tilt = np.arccos(np.clip(-projected_gravity(state.imu_quat_wxyz)[2], -1, 1))
+        pos = state.privileged.base_pos_m
+        height = pos[2] - body.ground_height(pos[0], pos[1])
+        if state.privileged.trunk_contact or tilt > 0.5 or height < 0.5 * spec.standing_height_m:
+            fell = True
+    drift = np.linalg.norm(pos[:2] - start[:2])
+    body.close()
+    print(f"robot {args.robot}  engine {args.engine}  terrain {args.terrain}  "
+          f"{args.duration:.1f} s in the default pose")
+    print(f"  trunk height  {height:.3f} m  (spec standing height {spec.standing_height_m:.3f} m)")
+    print(f"  drift         {drift * 1000:.1f} mm")
+    print(f"  tilt          {np.degrees(tilt):.1f} deg")
+    print(f"  fell          {'YES' if fell else 'no'}")
+    return 1 if fell else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gaitforge",
+        description="Train legged-robot gaits in PyBullet/MuJoCo, deploy them over serial.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("envs", help="list robots x tasks x engines")
+    p.set_defaults(func=cmd_envs)
+
+    p = sub.add_parser("check", help="stand a robot in its default pose and report how it stood")
+    p.add_argument("robot", help="robot name (see `gaitforge envs`)")
+    p.add_argument("--engine", choices=["pybullet", "mujoco"], default="pybullet")
+    p.add_argument("--terrain", choices=["flat", "rough"], default="flat")
+    p.add_argument("--duration", type=float, default=2.0, help="seconds to stand (default 2)")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as err:
+        print(f"gaitforge: config error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
