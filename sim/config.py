@@ -18,6 +18,8 @@ class TerrainConfig:
     rough_seed: int = 0  # rough: the same seed gives the same field in both engines
 
     def __post_init__(self):
+        if self.kind not in ("flat", "rough"):
+            raise ValueError(f"kind must be 'flat' or 'rough', got {self.kind!r}")
         if self.friction <= 0:
             raise ValueError("friction must be > 0")
         if self.kind == "rough" and not (

@@ -90,7 +90,7 @@ class LocomotionEnv(gym.Env):
                    joint_pos_rad=q)
         command = (options or {}).get("command", self._fixed_command)
         self.command = (self.task.sample_command(rng) if command is None
-                        else np.asarray(command, dtype=np.float64))
+                        else np.array(command, dtype=np.float64))  # a copy, never the caller's
         self.last_action = np.zeros(spec.n_joints)
         self.steps = 0
         self._air_time = np.zeros(len(spec.feet))
@@ -142,7 +142,7 @@ class LocomotionEnv(gym.Env):
     # gaitforge extras ----------------------------------------------------------------------
     def set_command(self, command) -> None:
         """Fix the velocity command for this and later episodes (None: sample per episode)."""
-        self._fixed_command = None if command is None else np.asarray(command, dtype=np.float64)
+        self._fixed_command = None if command is None else np.array(command, dtype=np.float64)
         if command is not None:
             self.command = self._fixed_command.copy()
 

@@ -7,6 +7,7 @@ import contextlib
 import ctypes
 import os
 import sys
+import xml.etree.ElementTree as ET
 
 import numpy as np
 
@@ -62,7 +63,14 @@ class PyBulletBody(SimBody):
         for link in [-1, *range(p.getNumJoints(self.robot))]:
             p.changeDynamics(self.robot, link, linearDamping=0.0, angularDamping=0.0,
                              jointDamping=0.0)
-        self._base_mass = p.getDynamicsInfo(self.robot, -1)[0]
+        self._balance_inertia()
+        # PyBullet's base pose and velocity are those of the base's inertial frame (centre of
+        # mass, principal axes); RobotState, like MuJoCo, reports the base link frame.
+        base_info = p.getDynamicsInfo(self.robot, -1)
+        self._base_mass = base_info[0]
+        self._com_in_link = (base_info[3], base_info[4])
+        self._link_in_com = p.invertTransform(*self._com_in_link)
+        self._com_is_link = not any(base_info[3]) and tuple(base_info[4]) == (0, 0, 0, 1)
         self._com_weight = None
         self.set_dynamics(self.params)
 
@@ -79,6 +87,21 @@ class PyBulletBody(SimBody):
         # PyBullet centres the field's height range on the body origin.
         z = (h.heights.max() + h.heights.min()) / 2
         return p.createMultiBody(0, shape, basePosition=[0, 0, z])
+
+    def _balance_inertia(self) -> None:
+        """PyBullet zeroes the inertia of a link whose principal moments break the triangle
+        inequality (mini_cheetah's thighs); MuJoCo (compiler balanceinertia) sets all three to
+        their mean, trace / 3. Do the same here, so both engines simulate the same bodies."""
+        p = self.client
+        traces = None
+        for link in range(-1, p.getNumJoints(self.robot)):
+            mass, _, diagonal = p.getDynamicsInfo(self.robot, link)[:3]
+            if mass > 0 and not any(diagonal):
+                if traces is None:
+                    traces = _urdf_inertia_traces(self.spec.description_path)
+                trace = traces.get(self._link_names[link], 0.0)
+                if trace > 0:
+                    p.changeDynamics(self.robot, link, localInertiaDiagonal=[trace / 3] * 3)
 
     def _index_links_and_joints(self) -> None:
         p = self.client
@@ -123,8 +146,19 @@ class PyBulletBody(SimBody):
         p = self.client
         pos, quat = p.getBasePositionAndOrientation(self.robot)
         lin, ang = p.getBaseVelocity(self.robot)
+        if not self._com_is_link:  # inertial frame -> link frame; v_link = v_com + w x (o - c)
+            com = pos
+            pos, quat = p.multiplyTransforms(pos, quat, *self._link_in_com)
+            lin = np.array(lin) + np.cross(ang, np.subtract(pos, com))
         x, y, z, w = quat
         return np.array(pos), np.array([w, x, y, z]), np.array(lin), np.array(ang)
+
+    def _com_offset_world(self) -> np.ndarray:
+        """Base centre of mass minus base link origin, world frame (m)."""
+        p = self.client
+        com = p.getBasePositionAndOrientation(self.robot)
+        origin = p.multiplyTransforms(*com, *self._link_in_com)[0]
+        return np.subtract(com[0], origin)
 
     def _link_contacts(self) -> set[str]:
         return {self._link_names[c[3]]
@@ -133,13 +167,23 @@ class PyBulletBody(SimBody):
     def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel):
         p = self.client
         w, x, y, z = quat
-        p.resetBasePositionAndOrientation(self.robot, pos.tolist(), [x, y, z, w])
+        com_pos, com_quat = pos.tolist(), [x, y, z, w]
+        if not self._com_is_link:  # link frame -> inertial frame; v_com = v_link + w x (c - o)
+            com_pos, com_quat = p.multiplyTransforms(com_pos, com_quat, *self._com_in_link)
+            lin_vel = lin_vel + np.cross(ang_vel, np.subtract(com_pos, pos))
+        p.resetBasePositionAndOrientation(self.robot, com_pos, com_quat)
         p.resetBaseVelocity(self.robot, lin_vel.tolist(), ang_vel.tolist())
         for jid, qi, dqi in zip(self._joint_ids, q, dq, strict=True):
             p.resetJointState(self.robot, jid, float(qi), float(dqi))
+        # Contact points are computed by stepSimulation: without this, read() right after a
+        # reset reports the previous episode's contacts (MuJoCo's mj_forward recomputes them).
+        p.performCollisionDetection()
 
     def _set_base_velocity(self, lin_vel, ang_vel):
-        self.client.resetBaseVelocity(self.robot, lin_vel.tolist(), ang_vel.tolist())
+        if not self._com_is_link:
+            lin_vel = lin_vel + np.cross(ang_vel, self._com_offset_world())
+        self.client.resetBaseVelocity(self.robot, np.asarray(lin_vel).tolist(),
+                                      np.asarray(ang_vel).tolist())
 
     def _set_engine_dynamics(self, params: DynamicsParams):
         p = self.client
@@ -157,3 +201,13 @@ class PyBulletBody(SimBody):
         if getattr(self, "client", None) is not None:
             self.client.disconnect()
             self.client = None
+
+
+def _urdf_inertia_traces(path) -> dict[str, float]:
+    """Link name -> ixx + iyy + izz from a URDF's <inertial> elements."""
+    out = {}
+    for link in ET.parse(path).getroot().findall("link"):
+        inertia = link.find("inertial/inertia")
+        if inertia is not None:
+            out[link.get("name")] = sum(float(inertia.get(k, 0.0)) for k in ("ixx", "iyy", "izz"))
+    return out

@@ -52,6 +52,9 @@ class TaskConfig:
     termination: TerminationConfig = TerminationConfig()
 
     def __post_init__(self):
+        if self.name not in DEFAULT_WEIGHTS:
+            raise ValueError(f"name: unknown task '{self.name}' "
+                             f"(known: {', '.join(sorted(DEFAULT_WEIGHTS))})")
         if self.episode_length_s <= 0:
             raise ValueError("episode_length_s must be > 0")
         unknown = sorted(set(self.rewards) - set(REWARD_TERMS))

@@ -1,0 +1,38 @@
+"""Shared fixtures: robot specs loaded once, and simulated bodies that are closed afterwards."""
+
+from __future__ import annotations
+
+import functools
+
+import pytest
+
+from gaitforge.robots.spec import load_robot_spec
+from gaitforge.sim.config import SimConfig
+
+
+@pytest.fixture(scope="session")
+def robot_spec():
+    """`robot_spec(name) -> RobotSpec`, each robot loaded once per session (specs are frozen)."""
+    return functools.cache(load_robot_spec)
+
+
+@pytest.fixture
+def sim_body():
+    """`sim_body(spec, engine, fixed_base=False, **SimConfig fields)` -> an active SimBody.
+
+    Every body built through the factory is closed at teardown (PyBullet holds a client).
+    """
+    from gaitforge.sim.env import make_body
+
+    bodies = []
+
+    def factory(spec, engine, *, fixed_base=False, **sim_fields):
+        body = make_body(spec, SimConfig(engine=engine, **sim_fields), fixed_base=fixed_base)
+        bodies.append(body)
+        body.configure()
+        body.activate()
+        return body
+
+    yield factory
+    for body in bodies:
+        body.close()

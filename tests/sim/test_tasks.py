@@ -1,0 +1,212 @@
+"""Tasks: every reward term on a hand-made StepContext, weighted sums, config checks, and the
+terminations on either side of their thresholds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from gaitforge.robots.configio import ConfigError, from_dict
+from gaitforge.robots.types import PrivilegedState, RobotState
+from gaitforge.sim.env import EnvConfig
+from gaitforge.sim.tasks import (
+    DEFAULT_WEIGHTS,
+    REWARD_TERMS,
+    StepContext,
+    Task,
+    TaskConfig,
+    TerminationConfig,
+)
+
+DT = 0.02
+S15, C15 = math.sin(math.radians(15)), math.cos(math.radians(15))
+
+
+@pytest.fixture
+def spec(robot_spec):
+    return robot_spec("servo_dog")  # standing 0.13 m, torque limit 1.5 N·m, speed limit 6 rad/s
+
+
+def make_state(spec, *, quat=(C15, S15, 0.0, 0.0), z=0.104, trunk_contact=False) -> RobotState:
+    n = spec.n_joints
+    q = spec.default_pose_rad.copy()
+    q[0] += 0.25
+    q[5] += 0.25
+    dq = np.zeros(n)
+    dq[0], dq[7] = 3.0, -3.0
+    tau = np.zeros(n)
+    tau[:4] = 0.75
+    return RobotState(
+        time_s=0.0, joint_pos_rad=q, joint_vel_rad_s=dq, imu_quat_wxyz=np.array(quat),
+        gyro_rad_s=np.zeros(3), accel_m_s2=np.array([0.0, 0.0, 9.81]), joint_torque_nm=tau,
+        privileged=PrivilegedState(
+            base_pos_m=np.array([0.2, -0.1, z]),
+            base_lin_vel_m_s=np.array([0.1, 0.1, 0.2]),
+            base_ang_vel_rad_s=np.array([0.3, -0.4, 0.1]),
+            foot_contact=np.array([True, True, False, False]), friction=1.0,
+            trunk_contact=trunk_contact))
+
+
+def make_context(spec, command=(0.3, -0.1, 0.5)) -> StepContext:
+    action = np.zeros(spec.n_joints)
+    action[:2] = 0.5, -0.5
+    return StepContext(
+        spec=spec, state=make_state(spec), command=np.array(command), action=action,
+        last_action=np.zeros(spec.n_joints),
+        link_contacts={"FR_foot", "FL_foot", "trunk", "FR_calf", "RL_thigh"},
+        first_contact=np.array([True, True, False, False]),
+        air_time_s=np.array([0.5, 0.35, 0.3, 0.0]), sigma=0.25, air_time_target_s=0.25)
+
+
+# Hand-computed term values for make_context():
+TERMS = {
+    # command xy (0.3, -0.1) - base vel xy (0.1, 0.1) = (0.2, -0.2); |err|^2 = 0.08
+    "tracking_lin_vel": math.exp(-0.08 / 0.25),  # exp(-0.32) = 0.72615
+    # yaw: 0.5 - 0.1 = 0.4; 0.16 / 0.25 = 0.64
+    "tracking_ang_vel": math.exp(-0.64),  # 0.52729
+    "lin_vel_z": 0.04,  # 0.2^2
+    "ang_vel_xy": 0.25,  # 0.3^2 + 0.4^2
+    # 30° roll: projected gravity (0, -sin 30°, -cos 30°) -> 0.5^2
+    "orientation": 0.25,
+    # (0.104 - 0.13) / 0.13 = -0.2 -> 0.04
+    "base_height": 0.04,
+    "torque": 1.0,  # four joints at 0.75 / 1.5 = 0.5 -> 4 * 0.25
+    "joint_vel": 0.5,  # two joints at |3| / 6 = 0.5 -> 2 * 0.25
+    "action_rate": 0.5,  # (0.5, -0.5) - 0 -> 0.25 + 0.25
+    "pose": math.exp(-0.5),  # two joints 0.25 off default: 0.125 / 0.25 = 0.5
+    # touch-downs on FR (0.5 s in the air) and FL (0.35 s), target 0.25: 0.25 + 0.10
+    "feet_air_time": 0.35,
+    "collision": 2.0,  # FR_calf and RL_thigh; feet and trunk are not counted here
+    "alive": 1.0,
+}
+
+
+def test_every_term_is_hand_checked():
+    assert set(TERMS) == set(REWARD_TERMS)
+
+
+@pytest.mark.parametrize("name", sorted(TERMS))
+def test_reward_term_value(spec, name):
+    assert REWARD_TERMS[name](make_context(spec)) == pytest.approx(TERMS[name], rel=1e-12,
+                                                                   abs=1e-15)
+
+
+def test_feet_air_time_only_counts_when_moving(spec):
+    # |(0.03, 0.03)| = 0.042 < 0.05: standing still, no stepping reward
+    assert REWARD_TERMS["feet_air_time"](make_context(spec, (0.03, 0.03, 0.5))) == 0.0
+    # |(0.05, 0.0)| = 0.05 is not below the threshold: counted
+    assert REWARD_TERMS["feet_air_time"](make_context(spec, (0.05, 0.0, 0.0))) == pytest.approx(
+        0.35)
+
+
+@pytest.mark.parametrize("task", ["walk", "stand"])
+def test_reward_is_weights_times_terms_times_dt(spec, task):
+    t = Task(TaskConfig(name=task), spec, DT)
+    assert t.weights == DEFAULT_WEIGHTS[task]
+    reward, terms = t.reward(make_context(spec))
+    assert set(terms) == set(DEFAULT_WEIGHTS[task])
+    for name, value in terms.items():
+        assert value == pytest.approx(DEFAULT_WEIGHTS[task][name] * TERMS[name] * DT, rel=1e-12)
+    assert reward == pytest.approx(sum(terms.values()), rel=1e-12)
+
+
+def test_walk_reward_by_hand(spec):
+    """walk: 1.0*0.72615 + 0.5*0.52729 - 2*0.04 - 0.05*0.25 - 1*0.25 - 0.01*1.0 - 0.001*0.5
+    - 0.01*0.5 + 1.0*0.35 - 1.0*2 = -1.01820; times dt 0.02 = -0.0203641."""
+    reward, _ = Task(TaskConfig(name="walk"), spec, DT).reward(make_context(spec))
+    expected = (math.exp(-0.32) + 0.5 * math.exp(-0.64) - 0.08 - 0.0125 - 0.25 - 0.01 - 0.0005
+                - 0.005 + 0.35 - 2.0) * DT
+    assert reward == pytest.approx(expected, rel=1e-12)
+    assert reward == pytest.approx(-0.0203641, abs=1e-7)
+
+
+def test_config_weights_override_and_zero_drops_a_term(spec):
+    t = Task(TaskConfig(name="walk", rewards={"alive": 2.0, "torque": 0.0}), spec, DT)
+    assert t.weights["alive"] == 2.0
+    assert "torque" not in t.weights
+    reward, terms = t.reward(make_context(spec))
+    assert terms["alive"] == pytest.approx(2.0 * 1.0 * DT)
+    assert reward == pytest.approx(sum(terms.values()))
+
+
+def test_unknown_reward_term_is_rejected_with_its_name():
+    with pytest.raises(ValueError, match="unknown term 'speed'") as err:
+        TaskConfig(rewards={"alive": 1.0, "speed": 1.0})
+    assert "tracking_lin_vel" in str(err.value)  # lists the known ones
+    with pytest.raises(ConfigError, match="speed") as err:
+        from_dict(EnvConfig, {"task": {"rewards": {"speed": 1.0}}}, source="run.yaml")
+    assert "run.yaml" in str(err.value) and "rewards" in str(err.value)
+
+
+def test_unknown_task_is_rejected_with_the_known_ones():
+    with pytest.raises(ValueError, match=r"unknown task 'run' \(known: stand, walk\)"):
+        TaskConfig(name="run")
+    with pytest.raises(ConfigError, match=r"'task.name' must be one of"):
+        from_dict(EnvConfig, {"task": {"name": "run"}}, source="run.yaml")
+    with pytest.raises(ValueError, match="episode_length_s"):
+        TaskConfig(episode_length_s=0.0)
+
+
+def test_commands_and_episode_length(spec):
+    walk = Task(TaskConfig(name="walk", episode_length_s=0.2), spec, DT)
+    assert walk.max_steps == 10  # 0.2 / 0.02
+    rng = np.random.default_rng(3)
+    cmds = np.array([walk.sample_command(rng) for _ in range(200)])
+    assert np.all(cmds.min(axis=0) >= [-0.3, -0.15, -0.5])
+    assert np.all(cmds.max(axis=0) <= [0.3, 0.15, 0.5])
+    assert np.all(cmds.std(axis=0) > 0.05)  # really sampled
+    again = [walk.sample_command(np.random.default_rng(3)) for _ in range(2)]
+    np.testing.assert_array_equal(again[0], again[1])
+    stand = Task(TaskConfig(name="stand"), spec, DT)
+    np.testing.assert_array_equal(stand.sample_command(rng), np.zeros(3))
+
+
+# Terminations -------------------------------------------------------------------------------
+def tilted(angle_rad: float) -> tuple[float, float, float, float]:
+    """Tilt about the horizontal axis (1, 1, 0)/sqrt 2: trunk z makes `angle_rad` with world z."""
+    s = math.sin(angle_rad / 2) / math.sqrt(2)
+    return (math.cos(angle_rad / 2), s, s, 0.0)
+
+
+EPS = 1e-6
+
+
+def test_trunk_contact_terminates(spec):
+    task = Task(TaskConfig(), spec, DT)
+    upright = make_state(spec, quat=(1, 0, 0, 0), z=0.13, trunk_contact=True)
+    assert task.terminated(upright, 0.0) == (True, "trunk_contact")
+    off = Task(TaskConfig(termination=TerminationConfig(trunk_contact=False)), spec, DT)
+    assert off.terminated(upright, 0.0) == (False, "")
+
+
+@pytest.mark.parametrize("max_tilt", [1.0, 0.4])
+def test_tilt_fires_just_beyond_the_limit_not_before(spec, max_tilt):
+    task = Task(TaskConfig(termination=TerminationConfig(max_tilt_rad=max_tilt)), spec, DT)
+    assert task.terminated(make_state(spec, quat=tilted(max_tilt - EPS), z=0.13), 0.0) == (
+        False, "")
+    assert task.terminated(make_state(spec, quat=tilted(max_tilt + EPS), z=0.13), 0.0) == (
+        True, "tilt")
+    upside_down = make_state(spec, quat=(0.0, 1.0, 0.0, 0.0), z=0.13)
+    assert task.terminated(upside_down, 0.0) == (True, "tilt")
+
+
+@pytest.mark.parametrize(("frac", "ground"), [(0.5, 0.0), (0.5, 0.03), (0.8, -0.01)])
+def test_height_fires_just_below_the_limit_not_before(spec, frac, ground):
+    """Limit: trunk height above the local ground < frac * 0.13 m. With frac 0.5 on ground at
+    0.03 m the trunk may go down to z = 0.03 + 0.065 = 0.095 m."""
+    task = Task(TaskConfig(termination=TerminationConfig(min_height_frac=frac)), spec, DT)
+    limit = ground + frac * 0.13
+    up = (1.0, 0.0, 0.0, 0.0)
+    assert task.terminated(make_state(spec, quat=up, z=limit + 1e-9), ground) == (False, "")
+    assert task.terminated(make_state(spec, quat=up, z=limit - 1e-9), ground) == (True, "height")
+
+
+def test_height_exactly_at_the_limit_does_not_fire(spec):
+    """0.5 * 0.13 and 0.065 are the same double: 'below the limit' is strict."""
+    task = Task(TaskConfig(), spec, DT)
+    up = (1.0, 0.0, 0.0, 0.0)
+    assert task.terminated(make_state(spec, quat=up, z=0.065), 0.0) == (False, "")
+    below = np.nextafter(0.065, 0.0)
+    assert task.terminated(make_state(spec, quat=up, z=below), 0.0) == (True, "height")
