@@ -166,3 +166,13 @@ def make_env(config: EnvConfig = EnvConfig(), render_mode: str | None = None) ->
 def env_factory(config: EnvConfig):
     """A picklable zero-argument factory (for subprocess workers)."""
     return functools.partial(make_env, config)
+
+
+def make_vec_env(config: EnvConfig = EnvConfig(), n: int = 1, workers: int = 0,
+                 seed: int | None = None):
+    """N copies of the env as one batch (sim.vec_env.VecEnv): in-process with workers=0, else
+    in `workers` subprocesses that each hold several envs, with shared-memory buffers.
+    Env i is seeded with seed + i; autoreset is same-step (info["final_obs"])."""
+    from .vec_env import VecEnv
+
+    return VecEnv([env_factory(config)] * n, workers=workers, seed=seed)
