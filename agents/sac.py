@@ -1,0 +1,321 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, with the learned temperature of the second paper).
+
+Reading order: config -> pure functions (the maths, each testable on its own) -> the agent,
+whose `_train_step` is the one compiled update (no I/O, no Python side effects).
+
+- Actor: a tanh-squashed Gaussian; the network outputs mean and log-std per action.
+- Critics: two Q networks Q(s, a) and a Polyak-averaged target copy of each; the TD target
+  bootstraps from the smaller target Q (clipped double Q).
+- Temperature alpha: learned so that the policy entropy tracks `target_entropy`
+  (default -act_dim).
+- Observations pass through a running normaliser owned by the agent (the trainer feeds it
+  with `observe`). With `asymmetric_critic`, the critics also see privileged sim state
+  (`critic_obs`), which the actor never sees.
+- All three losses are computed from the same parameter snapshot and then applied (as in
+  Brax and Acme), which lets TensorFlow run the critic and actor work side by side.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from .checkpoint import agent_state, load_arrays, restore_agent_state, save_arrays
+from .networks import MLP, Adam, check_bool, check_hidden, check_int, check_number, polyak_update
+from .normalizer import RunningNormalizer
+from .replay import batch_shapes, check_batch
+
+LOG_2PI = math.log(2.0 * math.pi)
+LOG_2 = math.log(2.0)
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    actor_hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256)
+    critic_layer_norm: bool = False  # LayerNorm after each hidden layer of the critics
+    asymmetric_critic: bool = False  # critics also see critic_obs (privileged sim state)
+    batch_size: int = 256
+    utd: int = 1  # updates per env step (the trainer runs them; see update_stacked)
+    gamma: float = 0.99  # discount per control step
+    tau: float = 0.005  # Polyak rate of the target critics
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    init_alpha: float = 1.0
+    learn_alpha: bool = True
+    target_entropy: float | None = None  # None: -act_dim
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    normalize_obs: bool = True
+    obs_clip: float = 10.0  # normalised observations are clipped to [-obs_clip, obs_clip]
+
+    def __post_init__(self):
+        check_hidden(self, "actor_hidden")
+        check_hidden(self, "critic_hidden")
+        for name in ("critic_layer_norm", "asymmetric_critic", "learn_alpha", "normalize_obs"):
+            check_bool(self, name)
+        check_int(self, "batch_size")
+        check_int(self, "utd")
+        check_number(self, "gamma", low=0.0, high=1.0)
+        check_number(self, "tau", low=0.0, high=1.0)
+        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "obs_clip"):
+            check_number(self, name, low=0.0)
+        if self.target_entropy is not None:
+            check_number(self, "target_entropy")
+        check_number(self, "log_std_min")
+        check_number(self, "log_std_max", low=self.log_std_min)
+
+
+# ---------------------------------------------------------------------------- pure functions
+
+def policy_head(out: tf.Tensor, log_std_min: float, log_std_max: float):
+    """Split the actor output into mean and a log-std squashed smoothly into its bounds."""
+    mean, raw = tf.split(out, 2, axis=-1)
+    log_std = log_std_min + 0.5 * (log_std_max - log_std_min) * (tf.tanh(raw) + 1.0)
+    return mean, log_std
+
+
+def squashed_gaussian(mean: tf.Tensor, log_std: tf.Tensor, noise: tf.Tensor):
+    """a = tanh(mean + std * noise) and log pi(a|s), with the tanh change of variables.
+
+    log pi(a) = sum_i [ log N(u_i; mean_i, std_i) - log(1 - tanh(u_i)^2) ], and
+    log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u)) is the stable form of the correction.
+    """
+    u = mean + tf.exp(log_std) * noise
+    log_gauss = -0.5 * tf.square(noise) - log_std - 0.5 * LOG_2PI
+    log_det = 2.0 * (LOG_2 - u - tf.nn.softplus(-2.0 * u))
+    return tf.tanh(u), tf.reduce_sum(log_gauss - log_det, axis=-1)
+
+
+def sample_action(actor: MLP, obs: tf.Tensor, noise: tf.Tensor, bounds: tuple[float, float]):
+    mean, log_std = policy_head(actor(obs), *bounds)
+    return squashed_gaussian(mean, log_std, noise)
+
+
+def q_values(critics, q_obs: tf.Tensor, action: tf.Tensor) -> list[tf.Tensor]:
+    """[Q1(s, a), Q2(s, a)], each of shape [B]."""
+    x = tf.concat([q_obs, action], axis=-1)
+    return [tf.squeeze(q(x), -1) for q in critics]
+
+
+def soft_td_target(reward, terminated, next_q1, next_q2, next_logp, alpha, gamma):
+    """y = r + gamma * (1 - terminated) * (min(Q1', Q2') - alpha * log pi(a'|s'))."""
+    soft_value = tf.minimum(next_q1, next_q2) - alpha * next_logp
+    return reward + gamma * (1.0 - terminated) * soft_value
+
+
+def critic_loss(actor, critics, target_critics, batch, alpha, gamma, noise, bounds):
+    """Sum over both critics of the mean squared TD error. Returns (loss, mean Q1).
+
+    batch: obs / next_obs (actor input), q_obs / next_q_obs (critic state input), action,
+    reward, terminated; all already normalised. noise: standard normal [B, act_dim] for a'.
+    """
+    next_action, next_logp = sample_action(actor, batch["next_obs"], noise, bounds)
+    next_q1, next_q2 = q_values(target_critics, batch["next_q_obs"], next_action)
+    y = tf.stop_gradient(soft_td_target(batch["reward"], batch["terminated"], next_q1,
+                                        next_q2, next_logp, alpha, gamma))
+    q1, q2 = q_values(critics, batch["q_obs"], batch["action"])
+    loss = tf.reduce_mean(tf.square(q1 - y)) + tf.reduce_mean(tf.square(q2 - y))
+    return loss, tf.reduce_mean(q1)
+
+
+def actor_loss(actor, critics, obs, q_obs, alpha, noise, bounds):
+    """mean(alpha * log pi(a|s) - min(Q1, Q2)(s, a)), a ~ pi(.|s). Returns (loss, log pi)."""
+    action, logp = sample_action(actor, obs, noise, bounds)
+    q1, q2 = q_values(critics, q_obs, action)
+    return tf.reduce_mean(alpha * logp - tf.minimum(q1, q2)), logp
+
+
+def temperature_loss(log_alpha, logp, target_entropy):
+    """-mean(log_alpha * (log pi + target_entropy)): raises alpha while entropy is too low."""
+    return -tf.reduce_mean(log_alpha * tf.stop_gradient(logp + target_entropy))
+
+
+# ---------------------------------------------------------------------------- the agent
+
+class SAC:
+    algo = "sac"
+
+    def __init__(self, config: SACConfig, obs_dim: int, act_dim: int, critic_obs_dim: int = 0,
+                 seed: int = 0):
+        c = self.config = config
+        if c.asymmetric_critic and critic_obs_dim <= 0:
+            raise ValueError("asymmetric_critic needs critic_obs_dim > 0 (privileged state)")
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.critic_obs_dim = int(critic_obs_dim) if c.asymmetric_critic else 0
+        self.target_entropy = float(-act_dim if c.target_entropy is None else c.target_entropy)
+        self.bounds = (c.log_std_min, c.log_std_max)
+
+        init_rng, self._rng, self._act_rng = tf.random.Generator.from_seed(seed).split(3)
+        self.obs_norm = RunningNormalizer(obs_dim, clip=c.obs_clip, enabled=c.normalize_obs)
+        self.critic_obs_norm = RunningNormalizer(
+            self.critic_obs_dim, clip=c.obs_clip, enabled=c.normalize_obs, name="critic_obs_norm")
+        self.actor = MLP(obs_dim, c.actor_hidden, 2 * act_dim, rng=init_rng, name="actor")
+        q_in = obs_dim + self.critic_obs_dim + act_dim
+        self.critics = [MLP(q_in, c.critic_hidden, 1, rng=init_rng, name=f"critic{i}",
+                            layer_norm=c.critic_layer_norm) for i in (1, 2)]
+        self.target_critics = [MLP(q_in, c.critic_hidden, 1, rng=init_rng, name=f"target{i}",
+                                   layer_norm=c.critic_layer_norm) for i in (1, 2)]
+        for target, critic in zip(self.target_critics, self.critics, strict=True):
+            target.copy_from(critic)
+        self.log_alpha = tf.Variable(math.log(c.init_alpha), dtype=tf.float32, name="log_alpha")
+        self.actor_opt = Adam(_named({"actor": self.actor}), c.actor_lr)
+        self.critic_opt = Adam(_named({"critic1": self.critics[0], "critic2": self.critics[1]}),
+                               c.critic_lr)
+        self.alpha_opt = Adam({"log_alpha": self.log_alpha}, c.alpha_lr)
+        self.update_step = tf.Variable(tf.constant(0, tf.int64), trainable=False)
+
+        self.batch_shapes = batch_shapes(obs_dim, act_dim, self.critic_obs_dim)
+        spec = {k: tf.TensorSpec((c.batch_size, *s), tf.float32)
+                for k, s in self.batch_shapes.items()}
+        stacked = {k: tf.TensorSpec((None, *s.shape), tf.float32) for k, s in spec.items()}
+        obs_spec = [tf.TensorSpec([None, obs_dim], tf.float32)]
+        self._fns = {"update": tf.function(self._train_step, input_signature=[spec]),
+                     "update_stacked": tf.function(self._train_steps, input_signature=[stacked]),
+                     "act_mean": tf.function(self._act_mean, input_signature=obs_spec),
+                     "act_random": tf.function(self._act_sample, input_signature=obs_spec)}
+        self._concrete = {}
+
+    # --- the compiled update ---
+    def _inputs(self, batch):
+        """Normalise; the critic state input is obs, or obs ++ critic_obs when asymmetric."""
+        obs = self.obs_norm.normalize_tf(batch["obs"])
+        next_obs = self.obs_norm.normalize_tf(batch["next_obs"])
+        q_obs, next_q_obs = obs, next_obs
+        if self.critic_obs_dim:
+            q_obs = tf.concat([obs, self.critic_obs_norm.normalize_tf(batch["critic_obs"])], -1)
+            next_q_obs = tf.concat(
+                [next_obs, self.critic_obs_norm.normalize_tf(batch["next_critic_obs"])], -1)
+        return {"obs": obs, "next_obs": next_obs, "q_obs": q_obs, "next_q_obs": next_q_obs,
+                "action": batch["action"], "reward": batch["reward"],
+                "terminated": batch["terminated"]}
+
+    def _train_step(self, batch):
+        c = self.config
+        b = self._inputs(batch)
+        alpha = tf.exp(self.log_alpha)
+        next_noise, pi_noise = tf.unstack(self._rng.normal([2, c.batch_size, self.act_dim]))
+        critic_vars = self.critics[0].weights + self.critics[1].weights
+
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(critic_vars)
+            c_loss, q_mean = critic_loss(self.actor, self.critics, self.target_critics, b,
+                                         alpha, c.gamma, next_noise, self.bounds)
+        critic_grads = tape.gradient(c_loss, critic_vars)
+
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(self.actor.weights)
+            a_loss, logp = actor_loss(self.actor, self.critics, b["obs"], b["q_obs"], alpha,
+                                      pi_noise, self.bounds)
+        actor_grads = tape.gradient(a_loss, self.actor.weights)
+
+        with tf.GradientTape() as tape:
+            t_loss = temperature_loss(self.log_alpha, logp, self.target_entropy)
+        alpha_grads = tape.gradient(t_loss, [self.log_alpha])
+
+        self.critic_opt.apply(critic_grads)
+        self.actor_opt.apply(actor_grads)
+        if c.learn_alpha:
+            self.alpha_opt.apply(alpha_grads)
+        for target, critic in zip(self.target_critics, self.critics, strict=True):
+            polyak_update(target.weights, critic.weights, c.tau)
+        self.update_step.assign_add(1)
+        return {"critic_loss": c_loss, "actor_loss": a_loss, "alpha_loss": t_loss,
+                "alpha": alpha, "entropy": -tf.reduce_mean(logp), "q_mean": q_mean}
+
+    def _train_steps(self, batches):
+        metrics = {k: tf.constant(0.0) for k in ("critic_loss", "actor_loss", "alpha_loss",
+                                                  "alpha", "entropy", "q_mean")}
+        for i in tf.range(tf.shape(batches["obs"])[0]):
+            metrics = self._train_step({k: v[i] for k, v in batches.items()})
+        return metrics
+
+    # --- acting ---
+    def _act_mean(self, obs):
+        mean, _ = policy_head(self.actor(self.obs_norm.normalize_tf(obs)), *self.bounds)
+        return tf.tanh(mean)
+
+    def _act_sample(self, obs):
+        mean, log_std = policy_head(self.actor(self.obs_norm.normalize_tf(obs)), *self.bounds)
+        action, _ = squashed_gaussian(mean, log_std, self._act_rng.normal(tf.shape(mean)))
+        return action
+
+    def _call(self, name: str, arg):
+        """Run compiled function `name`. Its concrete function (traced once, on first use) is
+        called directly: measured here, that saves ~0.4 ms per update over dispatching
+        through the tf.function, and inputs are made tensors first (also cheaper)."""
+        fn = self._concrete.get(name)
+        if fn is None:
+            fn = self._concrete[name] = self._fns[name].get_concrete_function()
+        if isinstance(arg, dict):
+            return fn({k: tf.constant(v) for k, v in arg.items()})
+        return fn(tf.constant(arg))
+
+    # --- public API ---
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Actions in [-1, 1] for a batch of observations [N, obs_dim]: one compiled call."""
+        obs = np.asarray(obs, np.float32)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(f"act: obs must have shape (N, {self.obs_dim}), got {obs.shape}")
+        return self._call("act_mean" if deterministic else "act_random", obs).numpy()
+
+    def observe(self, obs: np.ndarray, critic_obs: np.ndarray | None = None) -> None:
+        """Update the observation normaliser(s) with a batch of fresh observations."""
+        self.obs_norm.update(obs)
+        if self.critic_obs_dim and critic_obs is not None:
+            self.critic_obs_norm.update(critic_obs)
+
+    def update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """One gradient update on a batch from ReplayBuffer.sample; returns the metrics."""
+        b = check_batch(batch, self.batch_shapes, self.config.batch_size)
+        return {k: float(v) for k, v in self._call("update", b).items()}
+
+    def update_stacked(self, batches: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """K updates in one compiled call on K stacked batches (ReplayBuffer.sample with
+        num_batches=K); the metrics are those of the last update."""
+        b = check_batch(batches, self.batch_shapes, self.config.batch_size, num_batches=-1)
+        return {k: float(v) for k, v in self._call("update_stacked", b).items()}
+
+    @property
+    def alpha(self) -> float:
+        return float(tf.exp(self.log_alpha))
+
+    def _variables(self) -> dict[str, tf.Variable]:
+        nets = {"actor": self.actor, "critic1": self.critics[0], "critic2": self.critics[1],
+                "target1": self.target_critics[0], "target2": self.target_critics[1]}
+        out = _named(nets)
+        out["log_alpha"] = self.log_alpha
+        for name, opt in (("opt_actor", self.actor_opt), ("opt_critic", self.critic_opt),
+                          ("opt_alpha", self.alpha_opt)):
+            out.update({f"{name}/{k}": v for k, v in opt.state_variables().items()})
+        out["update_step"] = self.update_step
+        out["rng/update"], out["rng/act"] = self._rng.state, self._act_rng.state
+        return out
+
+    def _dims(self):
+        return (self.obs_dim, self.act_dim, self.critic_obs_dim)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Networks, targets, optimiser slots, temperature, counters, RNG, normalisers."""
+        return agent_state(self.algo, self.config, self._dims(), self._variables(),
+                           {"obs_norm": self.obs_norm, "critic_obs_norm": self.critic_obs_norm})
+
+    def set_state(self, state: Mapping[str, np.ndarray], source: str = "state") -> None:
+        restore_agent_state(state, self.algo, self._dims(), self._variables(),
+                            {"obs_norm": self.obs_norm, "critic_obs_norm": self.critic_obs_norm},
+                            source=source)
+
+    def save(self, path) -> None:
+        save_arrays(path, self.get_state())
+
+    def load(self, path) -> None:
+        self.set_state(load_arrays(path), source=str(path))
+
+
+def _named(nets: Mapping[str, MLP]) -> dict[str, tf.Variable]:
+    return {f"{name}/{k}": v for name, net in nets.items() for k, v in net.params.items()}

@@ -1,0 +1,279 @@
+"""TD3: Twin Delayed Deep Deterministic policy gradient (Fujimoto et al. 2018).
+
+Reading order: config -> pure functions -> the agent, whose `_train_step` is the one compiled
+update (no I/O, no Python side effects).
+
+- Actor: deterministic, a = tanh(MLP(s)); exploration adds Gaussian noise in `act`.
+- Critics: two Q networks and their Polyak-averaged targets; the TD target takes the smaller
+  target Q (clipped double Q).
+- Target policy smoothing: the target action is the target actor's action plus clipped
+  Gaussian noise, a' = clip(mu'(s') + clip(sigma * eps, -c, c), -1, 1).
+- Delayed updates: the critics learn every update; the actor and all targets only every
+  `policy_delay` updates (update number policy_delay, 2 * policy_delay, ...), the actor
+  against the freshly updated critic 1, as in the paper.
+- Observations pass through a running normaliser owned by the agent (`observe`). With
+  `asymmetric_critic`, the critics also see privileged sim state the actor never sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from .checkpoint import agent_state, load_arrays, restore_agent_state, save_arrays
+from .networks import MLP, Adam, check_bool, check_hidden, check_int, check_number, polyak_update
+from .normalizer import RunningNormalizer
+from .replay import batch_shapes, check_batch
+
+
+@dataclass(frozen=True)
+class TD3Config:
+    actor_hidden: tuple[int, ...] = (256, 256)
+    critic_hidden: tuple[int, ...] = (256, 256)
+    critic_layer_norm: bool = False  # LayerNorm after each hidden layer of the critics
+    asymmetric_critic: bool = False  # critics also see critic_obs (privileged sim state)
+    batch_size: int = 256
+    utd: int = 1  # updates per env step (the trainer runs them; see update_stacked)
+    gamma: float = 0.99  # discount per control step
+    tau: float = 0.005  # Polyak rate of the targets
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    policy_delay: int = 2  # actor and targets update once per this many critic updates
+    target_noise: float = 0.2  # std of the target policy smoothing noise (action units)
+    target_noise_clip: float = 0.5
+    exploration_noise: float = 0.1  # std of the Gaussian noise act() adds when exploring
+    normalize_obs: bool = True
+    obs_clip: float = 10.0
+
+    def __post_init__(self):
+        check_hidden(self, "actor_hidden")
+        check_hidden(self, "critic_hidden")
+        for name in ("critic_layer_norm", "asymmetric_critic", "normalize_obs"):
+            check_bool(self, name)
+        for name in ("batch_size", "utd", "policy_delay"):
+            check_int(self, name)
+        check_number(self, "gamma", low=0.0, high=1.0)
+        check_number(self, "tau", low=0.0, high=1.0)
+        for name in ("actor_lr", "critic_lr", "obs_clip"):
+            check_number(self, name, low=0.0)
+        for name in ("target_noise", "target_noise_clip", "exploration_noise"):
+            check_number(self, name, low=0.0, low_open=False)
+
+
+# ---------------------------------------------------------------------------- pure functions
+
+def smoothed_target_action(target_actor: MLP, next_obs, noise, noise_std, noise_clip):
+    """a' = clip(tanh(target_actor(s')) + clip(noise_std * noise, -clip, clip), -1, 1),
+    noise ~ N(0, 1) given by the caller."""
+    eps = tf.clip_by_value(noise_std * noise, -noise_clip, noise_clip)
+    return tf.clip_by_value(tf.tanh(target_actor(next_obs)) + eps, -1.0, 1.0)
+
+
+def q_values(critics, q_obs, action) -> list[tf.Tensor]:
+    """[Q1(s, a), Q2(s, a)], each of shape [B]."""
+    x = tf.concat([q_obs, action], axis=-1)
+    return [tf.squeeze(q(x), -1) for q in critics]
+
+
+def td_target(reward, terminated, next_q1, next_q2, gamma):
+    """y = r + gamma * (1 - terminated) * min(Q1', Q2')."""
+    return reward + gamma * (1.0 - terminated) * tf.minimum(next_q1, next_q2)
+
+
+def critic_loss(target_actor, critics, target_critics, batch, gamma, noise, noise_std,
+                noise_clip):
+    """Sum over both critics of the mean squared TD error. Returns (loss, mean Q1).
+
+    batch: obs / next_obs (actor input), q_obs / next_q_obs (critic state input), action,
+    reward, terminated; all already normalised. noise: standard normal [B, act_dim].
+    """
+    next_action = smoothed_target_action(target_actor, batch["next_obs"], noise, noise_std,
+                                         noise_clip)
+    next_q1, next_q2 = q_values(target_critics, batch["next_q_obs"], next_action)
+    y = tf.stop_gradient(td_target(batch["reward"], batch["terminated"], next_q1, next_q2,
+                                   gamma))
+    q1, q2 = q_values(critics, batch["q_obs"], batch["action"])
+    loss = tf.reduce_mean(tf.square(q1 - y)) + tf.reduce_mean(tf.square(q2 - y))
+    return loss, tf.reduce_mean(q1)
+
+
+def actor_loss(actor, critic1, obs, q_obs):
+    """-mean Q1(s, tanh(actor(s))): the deterministic policy gradient through critic 1."""
+    action = tf.tanh(actor(obs))
+    return -tf.reduce_mean(q_values([critic1], q_obs, action)[0])
+
+
+# ---------------------------------------------------------------------------- the agent
+
+class TD3:
+    algo = "td3"
+
+    def __init__(self, config: TD3Config, obs_dim: int, act_dim: int, critic_obs_dim: int = 0,
+                 seed: int = 0):
+        c = self.config = config
+        if c.asymmetric_critic and critic_obs_dim <= 0:
+            raise ValueError("asymmetric_critic needs critic_obs_dim > 0 (privileged state)")
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.critic_obs_dim = int(critic_obs_dim) if c.asymmetric_critic else 0
+
+        init_rng, self._rng, self._act_rng = tf.random.Generator.from_seed(seed).split(3)
+        self.obs_norm = RunningNormalizer(obs_dim, clip=c.obs_clip, enabled=c.normalize_obs)
+        self.critic_obs_norm = RunningNormalizer(
+            self.critic_obs_dim, clip=c.obs_clip, enabled=c.normalize_obs, name="critic_obs_norm")
+        self.actor = MLP(obs_dim, c.actor_hidden, act_dim, rng=init_rng, name="actor")
+        self.target_actor = MLP(obs_dim, c.actor_hidden, act_dim, rng=init_rng, name="t_actor")
+        self.target_actor.copy_from(self.actor)
+        q_in = obs_dim + self.critic_obs_dim + act_dim
+        self.critics = [MLP(q_in, c.critic_hidden, 1, rng=init_rng, name=f"critic{i}",
+                            layer_norm=c.critic_layer_norm) for i in (1, 2)]
+        self.target_critics = [MLP(q_in, c.critic_hidden, 1, rng=init_rng, name=f"target{i}",
+                                   layer_norm=c.critic_layer_norm) for i in (1, 2)]
+        for target, critic in zip(self.target_critics, self.critics, strict=True):
+            target.copy_from(critic)
+        self.actor_opt = Adam(_named({"actor": self.actor}), c.actor_lr)
+        self.critic_opt = Adam(_named({"critic1": self.critics[0], "critic2": self.critics[1]}),
+                               c.critic_lr)
+        self.update_step = tf.Variable(tf.constant(0, tf.int64), trainable=False)
+        self.last_actor_loss = tf.Variable(0.0, trainable=False)  # metric only
+
+        self.batch_shapes = batch_shapes(obs_dim, act_dim, self.critic_obs_dim)
+        spec = {k: tf.TensorSpec((c.batch_size, *s), tf.float32)
+                for k, s in self.batch_shapes.items()}
+        stacked = {k: tf.TensorSpec((None, *s.shape), tf.float32) for k, s in spec.items()}
+        obs_spec = [tf.TensorSpec([None, obs_dim], tf.float32)]
+        self._fns = {"update": tf.function(self._train_step, input_signature=[spec]),
+                     "update_stacked": tf.function(self._train_steps, input_signature=[stacked]),
+                     "act_mean": tf.function(self._act_mean, input_signature=obs_spec),
+                     "act_random": tf.function(self._act_explore, input_signature=obs_spec)}
+        self._concrete = {}
+
+    # --- the compiled update ---
+    def _inputs(self, batch):
+        """Normalise; the critic state input is obs, or obs ++ critic_obs when asymmetric."""
+        obs = self.obs_norm.normalize_tf(batch["obs"])
+        next_obs = self.obs_norm.normalize_tf(batch["next_obs"])
+        q_obs, next_q_obs = obs, next_obs
+        if self.critic_obs_dim:
+            q_obs = tf.concat([obs, self.critic_obs_norm.normalize_tf(batch["critic_obs"])], -1)
+            next_q_obs = tf.concat(
+                [next_obs, self.critic_obs_norm.normalize_tf(batch["next_critic_obs"])], -1)
+        return {"obs": obs, "next_obs": next_obs, "q_obs": q_obs, "next_q_obs": next_q_obs,
+                "action": batch["action"], "reward": batch["reward"],
+                "terminated": batch["terminated"]}
+
+    def _train_step(self, batch):
+        c = self.config
+        b = self._inputs(batch)
+        noise = self._rng.normal([c.batch_size, self.act_dim])
+        critic_vars = self.critics[0].weights + self.critics[1].weights
+        with tf.GradientTape(watch_accessed_variables=False) as tape:
+            tape.watch(critic_vars)
+            c_loss, q_mean = critic_loss(self.target_actor, self.critics, self.target_critics,
+                                         b, c.gamma, noise, c.target_noise, c.target_noise_clip)
+        self.critic_opt.apply(tape.gradient(c_loss, critic_vars))
+        self.update_step.assign_add(1)
+
+        def actor_and_targets():
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
+                tape.watch(self.actor.weights)
+                a_loss = actor_loss(self.actor, self.critics[0], b["obs"], b["q_obs"])
+            self.actor_opt.apply(tape.gradient(a_loss, self.actor.weights))
+            polyak_update(self.target_actor.weights, self.actor.weights, c.tau)
+            for target, critic in zip(self.target_critics, self.critics, strict=True):
+                polyak_update(target.weights, critic.weights, c.tau)
+            self.last_actor_loss.assign(a_loss)
+            return tf.constant(1.0)
+
+        delayed = tf.equal(self.update_step % c.policy_delay, 0)
+        actor_updated = tf.cond(delayed, actor_and_targets, lambda: tf.constant(0.0))
+        return {"critic_loss": c_loss, "actor_loss": tf.identity(self.last_actor_loss),
+                "q_mean": q_mean, "actor_updated": actor_updated}
+
+    def _train_steps(self, batches):
+        metrics = {k: tf.constant(0.0)
+                   for k in ("critic_loss", "actor_loss", "q_mean", "actor_updated")}
+        for i in tf.range(tf.shape(batches["obs"])[0]):
+            metrics = self._train_step({k: v[i] for k, v in batches.items()})
+        return metrics
+
+    # --- acting ---
+    def _act_mean(self, obs):
+        return tf.tanh(self.actor(self.obs_norm.normalize_tf(obs)))
+
+    def _act_explore(self, obs):
+        action = self._act_mean(obs)
+        noise = self.config.exploration_noise * self._act_rng.normal(tf.shape(action))
+        return tf.clip_by_value(action + noise, -1.0, 1.0)
+
+    def _call(self, name: str, arg):
+        """Run compiled function `name`. Its concrete function (traced once, on first use) is
+        called directly: measured here, that saves ~0.4 ms per update over dispatching
+        through the tf.function, and inputs are made tensors first (also cheaper)."""
+        fn = self._concrete.get(name)
+        if fn is None:
+            fn = self._concrete[name] = self._fns[name].get_concrete_function()
+        if isinstance(arg, dict):
+            return fn({k: tf.constant(v) for k, v in arg.items()})
+        return fn(tf.constant(arg))
+
+    # --- public API ---
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Actions in [-1, 1] for a batch of observations [N, obs_dim]: one compiled call."""
+        obs = np.asarray(obs, np.float32)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(f"act: obs must have shape (N, {self.obs_dim}), got {obs.shape}")
+        return self._call("act_mean" if deterministic else "act_random", obs).numpy()
+
+    def observe(self, obs: np.ndarray, critic_obs: np.ndarray | None = None) -> None:
+        """Update the observation normaliser(s) with a batch of fresh observations."""
+        self.obs_norm.update(obs)
+        if self.critic_obs_dim and critic_obs is not None:
+            self.critic_obs_norm.update(critic_obs)
+
+    def update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """One critic update (and, every policy_delay-th call, an actor + target update)."""
+        b = check_batch(batch, self.batch_shapes, self.config.batch_size)
+        return {k: float(v) for k, v in self._call("update", b).items()}
+
+    def update_stacked(self, batches: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """K updates in one compiled call on K stacked batches; metrics of the last one."""
+        b = check_batch(batches, self.batch_shapes, self.config.batch_size, num_batches=-1)
+        return {k: float(v) for k, v in self._call("update_stacked", b).items()}
+
+    def _variables(self) -> dict[str, tf.Variable]:
+        nets = {"actor": self.actor, "target_actor": self.target_actor,
+                "critic1": self.critics[0], "critic2": self.critics[1],
+                "target1": self.target_critics[0], "target2": self.target_critics[1]}
+        out = _named(nets)
+        for name, opt in (("opt_actor", self.actor_opt), ("opt_critic", self.critic_opt)):
+            out.update({f"{name}/{k}": v for k, v in opt.state_variables().items()})
+        out["update_step"] = self.update_step
+        out["last_actor_loss"] = self.last_actor_loss
+        out["rng/update"], out["rng/act"] = self._rng.state, self._act_rng.state
+        return out
+
+    def _dims(self):
+        return (self.obs_dim, self.act_dim, self.critic_obs_dim)
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Networks, targets, optimiser slots, counters, RNG states, normalisers."""
+        return agent_state(self.algo, self.config, self._dims(), self._variables(),
+                           {"obs_norm": self.obs_norm, "critic_obs_norm": self.critic_obs_norm})
+
+    def set_state(self, state: Mapping[str, np.ndarray], source: str = "state") -> None:
+        restore_agent_state(state, self.algo, self._dims(), self._variables(),
+                            {"obs_norm": self.obs_norm, "critic_obs_norm": self.critic_obs_norm},
+                            source=source)
+
+    def save(self, path) -> None:
+        save_arrays(path, self.get_state())
+
+    def load(self, path) -> None:
+        self.set_state(load_arrays(path), source=str(path))
+
+
+def _named(nets: Mapping[str, MLP]) -> dict[str, tf.Variable]:
+    return {f"{name}/{k}": v for name, net in nets.items() for k, v in net.params.items()}

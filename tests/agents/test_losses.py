@@ -1,0 +1,212 @@
+"""Losses against numbers worked out by hand on tiny fixed networks.
+
+Every network here is a single linear layer (hidden=()) with weights set by hand, so each
+expected value is a few lines of plain arithmetic, written out with comments.
+"""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from gaitforge.agents import make_agent, sac, td3
+from gaitforge.agents.networks import MLP
+
+
+def linear(in_dim, out_dim, w, b, name="net"):
+    net = MLP(in_dim, (), out_dim, rng=tf.random.Generator.from_seed(0), name=name)
+    net.params["l0/w"].assign(np.array(w, np.float32).reshape(in_dim, out_dim))
+    net.params["l0/b"].assign(np.array(b, np.float32).reshape(out_dim))
+    return net
+
+
+def f32(x):
+    return tf.constant(np.array(x, np.float32))
+
+
+# ---------------------------------------------------------------------------------- SAC
+
+BOUNDS = (-2.0, 0.0)  # log_std = -2 + 1 * (tanh(raw) + 1); raw = 0 gives log_std = -1
+
+
+def sac_actor():
+    # out = [mean, raw_log_std] = [0.5 * s + 0.1, 0]
+    return linear(1, 2, w=[[0.5, 0.0]], b=[0.1, 0.0], name="actor")
+
+
+def hand_sample(s, noise):
+    """Squashed Gaussian by hand for the actor above: returns (action, log pi)."""
+    mean, log_std = 0.5 * s + 0.1, -1.0
+    u = mean + math.exp(log_std) * noise
+    a = math.tanh(u)
+    log_gauss = -0.5 * noise**2 - log_std - 0.5 * math.log(2 * math.pi)
+    return a, log_gauss - math.log(1.0 - a**2)
+
+
+def test_squashed_gaussian_matches_hand_formula():
+    a, logp = sac.squashed_gaussian(f32([[0.3]]), f32([[-1.0]]), f32([[0.5]]))
+    u = 0.3 + math.exp(-1.0) * 0.5  # 0.48394
+    expected_logp = (-0.5 * 0.25 + 1.0 - 0.5 * math.log(2 * math.pi)  # Gaussian density
+                     - math.log(1.0 - math.tanh(u) ** 2))  # tanh change of variables
+    assert float(a[0, 0]) == pytest.approx(math.tanh(u), rel=1e-6)
+    assert float(logp[0]) == pytest.approx(expected_logp, rel=1e-5)
+    # The stable form survives a saturated tanh, where 1 - tanh(u)^2 rounds to 0 in float32.
+    _, logp_far = sac.squashed_gaussian(f32([[30.0]]), f32([[-1.0]]), f32([[0.0]]))
+    assert np.isfinite(float(logp_far[0]))
+
+
+def test_soft_td_target_plain_numbers():
+    # y = r + gamma * (1 - d) * (min(q1', q2') - alpha * logp')
+    y = sac.soft_td_target(reward=f32([1.0, 1.0]), terminated=f32([0.0, 1.0]),
+                           next_q1=f32([5.0, 5.0]), next_q2=f32([4.0, 4.0]),
+                           next_logp=f32([-2.0, -2.0]), alpha=0.5, gamma=0.9)
+    # row 0: 1 + 0.9 * (min(5, 4) - 0.5 * -2) = 1 + 0.9 * 5 = 5.5 ; row 1 is terminal: 1
+    np.testing.assert_allclose(y.numpy(), [5.5, 1.0], rtol=1e-6)
+
+
+def test_sac_critic_loss_on_linear_networks():
+    actor = sac_actor()
+    # critics and targets: Q(s, a) = w_s * s + w_a * a + b
+    critics = [linear(2, 1, [[1.0], [1.0]], [0.0]), linear(2, 1, [[0.0], [2.0]], [0.5])]
+    targets = [linear(2, 1, [[1.0], [2.0]], [0.0]), linear(2, 1, [[0.5], [-1.0]], [1.0])]
+    s, s_next, a, r, d = [1.0, -1.0], [2.0, 0.0], [0.5, -0.2], [1.0, -0.5], [0.0, 1.0]
+    noise = [0.5, -1.0]
+    alpha, gamma = 0.2, 0.9
+    batch = {"obs": f32([[x] for x in s]), "next_obs": f32([[x] for x in s_next]),
+             "q_obs": f32([[x] for x in s]), "next_q_obs": f32([[x] for x in s_next]),
+             "action": f32([[x] for x in a]), "reward": f32(r), "terminated": f32(d)}
+    loss, q_mean = sac.critic_loss(actor, critics, targets, batch, alpha, gamma,
+                                   f32([[x] for x in noise]), BOUNDS)
+
+    q1_sq, q2_sq, q1_sum = 0.0, 0.0, 0.0
+    for i in range(2):
+        a_next, logp_next = hand_sample(s_next[i], noise[i])
+        tq1 = 1.0 * s_next[i] + 2.0 * a_next + 0.0  # target critic 1
+        tq2 = 0.5 * s_next[i] - 1.0 * a_next + 1.0  # target critic 2
+        y = r[i] + gamma * (1 - d[i]) * (min(tq1, tq2) - alpha * logp_next)
+        q1 = 1.0 * s[i] + 1.0 * a[i] + 0.0  # online critic 1 at the stored action
+        q2 = 0.0 * s[i] + 2.0 * a[i] + 0.5  # online critic 2
+        q1_sq += (q1 - y) ** 2
+        q2_sq += (q2 - y) ** 2
+        q1_sum += q1
+    expected = q1_sq / 2 + q2_sq / 2  # mean over the batch, summed over both critics
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(q_mean) == pytest.approx(q1_sum / 2, rel=1e-6)
+
+
+def test_sac_actor_loss_on_linear_networks():
+    actor = sac_actor()
+    critics = [linear(2, 1, [[1.0], [1.0]], [0.0]), linear(2, 1, [[0.0], [2.0]], [0.5])]
+    s, noise, alpha = [1.0, -2.0], [0.3, -0.7], 0.1
+    obs = f32([[x] for x in s])
+    loss, logp = sac.actor_loss(actor, critics, obs, obs, alpha, f32([[x] for x in noise]),
+                                BOUNDS)
+    total = 0.0
+    for i in range(2):
+        a_i, logp_i = hand_sample(s[i], noise[i])
+        q1 = s[i] + a_i  # critic 1 at the sampled action
+        q2 = 2.0 * a_i + 0.5  # critic 2
+        total += alpha * logp_i - min(q1, q2)
+        assert float(logp[i]) == pytest.approx(logp_i, rel=1e-5)
+    assert float(loss) == pytest.approx(total / 2, rel=1e-5)
+
+
+def test_temperature_loss_and_its_gradient():
+    log_alpha = tf.Variable(math.log(0.5))
+    logp, target_entropy = f32([-1.0, 0.5]), -1.0
+    with tf.GradientTape() as tape:
+        loss = sac.temperature_loss(log_alpha, logp, target_entropy)
+    # -mean(log_alpha * (logp + target)) = -log(0.5) * mean(-2.0, -0.5) = 1.25 * log(0.5)
+    assert float(loss) == pytest.approx(1.25 * math.log(0.5), rel=1e-6)
+    # d/dlog_alpha = -mean(logp + target) = 1.25 > 0: entropy (mean 0.25) is above the
+    # target (-1), so gradient descent lowers alpha.
+    assert float(tape.gradient(loss, log_alpha)) == pytest.approx(1.25, rel=1e-6)
+
+
+def test_sac_update_moves_targets_by_polyak_tau():
+    agent = make_agent("sac", {"actor_hidden": (8,), "critic_hidden": (8,), "batch_size": 4,
+                               "tau": 0.25}, obs_dim=3, act_dim=2, seed=0)
+    rng = np.random.default_rng(0)
+    batch = {"obs": rng.normal(size=(4, 3)), "action": rng.uniform(-1, 1, (4, 2)),
+             "reward": rng.normal(size=4), "next_obs": rng.normal(size=(4, 3)),
+             "terminated": np.array([0, 0, 1, 0])}
+    old_target = agent.target_critics[0].params["l0/w"].numpy()
+    agent.update(batch)
+    new_critic = agent.critics[0].params["l0/w"].numpy()
+    # target <- 0.75 * target + 0.25 * critic (the critic after this update)
+    np.testing.assert_allclose(agent.target_critics[0].params["l0/w"].numpy(),
+                               0.75 * old_target + 0.25 * new_critic, rtol=1e-5, atol=1e-7)
+
+
+# ---------------------------------------------------------------------------------- TD3
+
+def test_td3_target_smoothing_clips_noise_and_action():
+    target_actor = linear(1, 1, [[1.0]], [0.0])  # mu'(s) = tanh(s)
+    s_next = [[0.5], [0.5], [2.0]]
+    noise = [[3.0], [-0.5], [1.0]]  # standard normal draws
+    a = td3.smoothed_target_action(target_actor, f32(s_next), f32(noise), noise_std=0.2,
+                                   noise_clip=0.5).numpy()[:, 0]
+    # row 0: 0.2 * 3.0 = 0.6, clipped to 0.5        -> tanh(0.5) + 0.5 = 0.9621
+    # row 1: 0.2 * -0.5 = -0.1, inside the clip     -> tanh(0.5) - 0.1 = 0.3621
+    # row 2: 0.2 * 1.0 = 0.2; tanh(2) + 0.2 = 1.164 -> action clipped to 1.0
+    np.testing.assert_allclose(a, [math.tanh(0.5) + 0.5, math.tanh(0.5) - 0.1, 1.0], rtol=1e-6)
+
+
+def test_td3_critic_loss_on_linear_networks():
+    target_actor = linear(1, 1, [[1.0]], [0.0])
+    critics = [linear(2, 1, [[1.0], [1.0]], [0.0]), linear(2, 1, [[0.0], [2.0]], [0.5])]
+    targets = [linear(2, 1, [[1.0], [2.0]], [0.0]), linear(2, 1, [[0.5], [-1.0]], [1.0])]
+    s, s_next, a, r, d, noise = [1.0, -1.0], [0.5, 2.0], [0.5, -0.2], [1.0, -0.5], [0.0, 0.0], \
+        [3.0, -0.5]
+    gamma = 0.9
+    batch = {"obs": f32([[x] for x in s]), "next_obs": f32([[x] for x in s_next]),
+             "q_obs": f32([[x] for x in s]), "next_q_obs": f32([[x] for x in s_next]),
+             "action": f32([[x] for x in a]), "reward": f32(r), "terminated": f32(d)}
+    loss, _ = td3.critic_loss(target_actor, critics, targets, batch, gamma,
+                              f32([[x] for x in noise]), 0.2, 0.5)
+    expected = 0.0
+    for i in range(2):
+        eps = max(-0.5, min(0.5, 0.2 * noise[i]))  # clipped smoothing noise
+        a_next = max(-1.0, min(1.0, math.tanh(s_next[i]) + eps))
+        tq1 = s_next[i] + 2.0 * a_next
+        tq2 = 0.5 * s_next[i] - a_next + 1.0
+        y = r[i] + gamma * (1 - d[i]) * min(tq1, tq2)
+        q1, q2 = s[i] + a[i], 2.0 * a[i] + 0.5
+        expected += ((q1 - y) ** 2 + (q2 - y) ** 2) / 2  # mean over 2 rows, both critics
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+
+
+def test_td3_actor_loss_uses_critic_one():
+    actor = linear(1, 1, [[2.0]], [0.0])  # a = tanh(2 s)
+    critic1 = linear(2, 1, [[1.0], [3.0]], [0.5])
+    loss = td3.actor_loss(actor, critic1, f32([[0.25], [-0.5]]), f32([[0.25], [-0.5]]))
+    q = [0.25 + 3.0 * math.tanh(0.5) + 0.5, -0.5 + 3.0 * math.tanh(-1.0) + 0.5]
+    assert float(loss) == pytest.approx(-(q[0] + q[1]) / 2, rel=1e-6)
+
+
+def test_td3_policy_delay():
+    agent = make_agent("td3", {"actor_hidden": (8,), "critic_hidden": (8,), "batch_size": 8,
+                               "policy_delay": 3}, obs_dim=3, act_dim=2, seed=1)
+    rng = np.random.default_rng(1)
+
+    def snapshot(net):
+        return np.concatenate([v.numpy().ravel() for v in net.weights])
+
+    changed = []
+    for _ in range(7):
+        before = [snapshot(n) for n in (agent.actor, agent.target_actor, agent.critics[0],
+                                        agent.target_critics[0])]
+        metrics = agent.update({"obs": rng.normal(size=(8, 3)),
+                                "action": rng.uniform(-1, 1, (8, 2)),
+                                "reward": rng.normal(size=8),
+                                "next_obs": rng.normal(size=(8, 3)),
+                                "terminated": np.zeros(8)})
+        after = [snapshot(n) for n in (agent.actor, agent.target_actor, agent.critics[0],
+                                       agent.target_critics[0])]
+        changed.append([not np.array_equal(b, a) for b, a in zip(before, after, strict=True)])
+        assert metrics["actor_updated"] == (1.0 if changed[-1][0] else 0.0)
+    # updates 1..7: the critic learns every time; actor and both targets on updates 3 and 6
+    assert [c[2] for c in changed] == [True] * 7
+    for column in (0, 1, 3):
+        assert [c[column] for c in changed] == [False, False, True, False, False, True, False]
