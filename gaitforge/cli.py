@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -63,6 +64,30 @@ def cmd_check(args) -> int:
     return 1 if fell else 0
 
 
+def cmd_train(args) -> int:
+    from gaitforge.training import train
+
+    run_dir = train(args.config, args.set, args.resume, args.name, progress=not args.no_progress)
+    print(f"run folder: {run_dir}  (gaitforge eval {run_dir} --video; gaitforge plot {run_dir})")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from gaitforge.training import evaluate_run
+
+    result = evaluate_run(args.run, args.episodes, args.engine, args.video)
+    for key, value in result.items():
+        print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from gaitforge.training import plot_run
+
+    print(plot_run(args.run))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gaitforge",
@@ -78,15 +103,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--terrain", choices=["flat", "rough"], default="flat")
     p.add_argument("--duration", type=float, default=2.0, help="seconds to stand (default 2)")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("train", help="train a policy (default: servo_dog walks in PyBullet)",
+                       description="Train with SAC or TD3. Without CONFIG, configs/default.yaml; "
+                       "robot, task and engine overlays from configs/ compose underneath.")
+    p.add_argument("config", nargs="?", help="YAML run config (overlay on the defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.total_env_steps=50000 "
+                   "--set env.sim.engine=mujoco --set agent.name=td3 (repeatable)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    p.add_argument("--name", help="run folder name under runs/ (default: robot-task-engine-"
+                   "agent-time)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a run's last checkpoint with the deterministic "
+                       "actor: tracking error, fall rate, mean return")
+    p.add_argument("run", help="run name under runs/, or its folder")
+    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--engine", choices=["pybullet", "mujoco"],
+                   help="evaluate in this engine instead of the one trained in")
+    p.add_argument("--video", action="store_true",
+                   help="write a GIF of the first episode (offscreen: PyBullet TinyRenderer)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("plot", help="learning curves of a run as PNG")
+    p.add_argument("run", help="run name under runs/, or its folder")
+    p.set_defaults(func=cmd_plot)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    os.environ.setdefault("MUJOCO_GL", "disable")  # no display; PyBullet renders offscreen
     args = build_parser().parse_args(argv)
+    from gaitforge.agents.checkpoint import CheckpointError
+
     try:
         return args.func(args)
-    except ConfigError as err:
-        print(f"gaitforge: config error: {err}", file=sys.stderr)
+    except (ConfigError, CheckpointError) as err:
+        print(f"gaitforge: error: {err}", file=sys.stderr)
         return 2
 
 

@@ -1,4 +1,7 @@
-"""Config composition: robot overlay <- task overlay <- engine overlay <- user file <- --set.
+"""Config composition, later layers winning:
+    configs/robots/<robot>.yaml <- configs/tasks/<task>.yaml <- configs/engines/<engine>.yaml
+    <- configs/default.yaml <- the user's file <- --set key=value
+where robot, task and engine are read from the last three layers.
 
 Every layer is YAML under `configs/` (installed as gaitforge.configs). The result is a frozen
 RunConfig; unknown keys anywhere are rejected with their dotted path and the file.
@@ -6,12 +9,13 @@ RunConfig; unknown keys anywhere are rejected with their dotted path and the fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from gaitforge import configs
+from gaitforge.agents.trainer import TrainConfig
 from gaitforge.robots.configio import (
     ConfigError,
     apply_overrides,
@@ -31,8 +35,39 @@ TASKS = tuple(DEFAULT_WEIGHTS)
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """How `train` and `eval` judge a locomotion policy (deterministic actor)."""
+
+    command: tuple[float, float, float] = (0.3, 0.0, 0.0)  # vx m/s, vy m/s, yaw rad/s
+    episode_length_s: float = 20.0
+
+    def __post_init__(self):
+        if self.episode_length_s <= 0:
+            raise ValueError("episode_length_s must be > 0")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     env: EnvConfig = EnvConfig()
+    env_id: str = ""  # "": the locomotion env above; else "gym:<id>" or "dmc:<domain>-<task>"
+    agent: dict = field(default_factory=lambda: {"name": "sac"})  # name + that agent's config
+    train: TrainConfig = TrainConfig()
+    evaluation: EvalConfig = EvalConfig()
+
+    def __post_init__(self):
+        if "name" not in self.agent:
+            raise ValueError("agent.name is required (sac or td3)")
+
+
+def agent_config(run: RunConfig, source: str = "config"):
+    """(name, the agent's frozen config) from the `agent` section; unknown keys are errors."""
+    from gaitforge.agents import config_class, known_agents
+
+    params = dict(run.agent)
+    name = params.pop("name")
+    if name not in known_agents():
+        raise ConfigError(f"{source}: unknown agent '{name}' (known: {', '.join(known_agents())})")
+    return name, from_dict(config_class(name), params, source=source, prefix="agent")
 
 
 def _name(data: dict, path: tuple[str, ...], default: str) -> str:
@@ -53,8 +88,10 @@ def _overlay(kind: str, name: str, known) -> dict:
 
 def compose(config_path: str | Path | None = None, overrides: list[str] | tuple = ()) -> dict:
     """The merged plain-dict config (what gets saved beside a run)."""
-    source = Path(config_path) if config_path else DEFAULT_CONFIG
-    user = apply_overrides(load_yaml(source), list(overrides))
+    user = load_yaml(DEFAULT_CONFIG)
+    if config_path:
+        user = deep_merge(user, load_yaml(config_path))
+    user = apply_overrides(user, list(overrides))
     robot = _name(user, ("env", "robot"), "servo_dog")
     task = _name(user, ("env", "task", "name"), "walk")
     engine = _name(user, ("env", "sim", "engine"), "pybullet")
