@@ -50,6 +50,7 @@ class PyBulletBody(SimBody):
             self.client = p = BulletClient(connection_mode=pybullet.DIRECT)
         p.setGravity(0, 0, -GRAVITY_M_S2)
         p.setTimeStep(sim.sim_dt_s)
+        p.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
         self.ground = self._make_ground()
         flags = pybullet.URDF_USE_INERTIA_FROM_FILE
         with _quiet_c_output():
@@ -73,6 +74,9 @@ class PyBulletBody(SimBody):
         self._com_is_link = not any(base_info[3]) and tuple(base_info[4]) == (0, 0, 0, 1)
         self._com_weight = None
         self.set_dynamics(self.params)
+        # A snapshot of the fresh world: every reset starts from it, so contact caches and the
+        # solver's warm start never carry over from the previous episode (same seed, same run).
+        self._clean_state = p.saveState()
 
     def _make_ground(self) -> int:
         p = self.client
@@ -136,8 +140,9 @@ class PyBulletBody(SimBody):
             offset, weight = self._com_weight
             rot = np.reshape(p.getMatrixFromQuaternion(
                 p.getBasePositionAndOrientation(self.robot)[1]), (3, 3))
-            moment = np.cross(rot @ offset, [0.0, 0.0, -weight])
-            p.applyExternalTorque(self.robot, -1, moment.tolist(), pybullet.WORLD_FRAME)
+            rx, ry, _ = rot @ offset  # moment of the weight (0, 0, -w) about the link origin
+            p.applyExternalTorque(self.robot, -1, [-ry * weight, rx * weight, 0.0],
+                                  pybullet.WORLD_FRAME)
 
     def _physics_step(self):
         self.client.stepSimulation()
@@ -166,6 +171,7 @@ class PyBulletBody(SimBody):
 
     def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel):
         p = self.client
+        p.restoreState(self._clean_state)
         w, x, y, z = quat
         com_pos, com_quat = pos.tolist(), [x, y, z, w]
         if not self._com_is_link:  # link frame -> inertial frame; v_com = v_link + w x (c - o)

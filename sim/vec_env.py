@@ -174,6 +174,8 @@ def _stack_infos(infos: Sequence[Mapping], where: str = "info") -> dict:
         values = [d[k] for d in infos]
         if isinstance(values[0], Mapping):
             out[k] = _stack_infos(values, f"{where}[{k!r}]")
+        elif isinstance(values[0], float | int | bool | np.number | np.bool_):
+            out[k] = np.array(values)  # scalars (reward terms): one call, not one per env
         else:
             try:
                 out[k] = np.stack([np.asarray(v) for v in values])
