@@ -1,0 +1,86 @@
+"""What SAC and TD3 share: the public agent API around their compiled functions.
+
+An algorithm sets `algo`, `config`, `obs_dim`, `act_dim`, `critic_obs_dim`, `obs_norm`,
+`critic_obs_norm`, `batch_shapes` and `_fns` (name -> tf.function: "update",
+"update_stacked", "act_mean", "act_random"), and implements `_variables()`; this class turns
+that into act / observe / update / update_stacked / get_state / set_state / save / load.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import tensorflow as tf
+
+from .checkpoint import agent_state, load_arrays, restore_agent_state, save_arrays
+from .networks import MLP
+from .replay import check_batch
+
+
+class OffPolicyAgent:
+    algo = ""
+
+    def _call(self, name: str, arg):
+        """Run compiled function `name`. Its concrete function (traced once, on first use) is
+        called directly: measured here, that saves ~0.4 ms per update over dispatching
+        through the tf.function, and inputs are made tensors first (also cheaper)."""
+        concrete = self.__dict__.setdefault("_concrete", {})  # per instance
+        fn = concrete.get(name)
+        if fn is None:
+            fn = concrete[name] = self._fns[name].get_concrete_function()
+        if isinstance(arg, dict):
+            return fn({k: tf.constant(v) for k, v in arg.items()})
+        return fn(tf.constant(arg))
+
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Actions in [-1, 1] for a batch of observations [N, obs_dim]: one compiled call."""
+        obs = np.asarray(obs, np.float32)
+        if obs.ndim != 2 or obs.shape[1] != self.obs_dim:
+            raise ValueError(f"act: obs must have shape (N, {self.obs_dim}), got {obs.shape}")
+        return self._call("act_mean" if deterministic else "act_random", obs).numpy()
+
+    def observe(self, obs: np.ndarray, critic_obs: np.ndarray | None = None) -> None:
+        """Update the observation normaliser(s) with a batch of fresh observations."""
+        self.obs_norm.update(obs)
+        if self.critic_obs_dim and critic_obs is not None:
+            self.critic_obs_norm.update(critic_obs)
+
+    def update(self, batch: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """One gradient update on a batch from ReplayBuffer.sample; returns the metrics."""
+        b = check_batch(batch, self.batch_shapes, self.config.batch_size)
+        return {k: float(v) for k, v in self._call("update", b).items()}
+
+    def update_stacked(self, batches: Mapping[str, np.ndarray]) -> dict[str, float]:
+        """K updates in one compiled call on K stacked batches (ReplayBuffer.sample with
+        num_batches=K); the metrics are those of the last update."""
+        b = check_batch(batches, self.batch_shapes, self.config.batch_size, num_batches=-1)
+        return {k: float(v) for k, v in self._call("update_stacked", b).items()}
+
+    def _variables(self) -> dict[str, tf.Variable]:
+        raise NotImplementedError
+
+    def _dims(self) -> tuple[int, int, int]:
+        return (self.obs_dim, self.act_dim, self.critic_obs_dim)
+
+    def _normalizers(self) -> dict:
+        return {"obs_norm": self.obs_norm, "critic_obs_norm": self.critic_obs_norm}
+
+    def get_state(self) -> dict[str, np.ndarray]:
+        """Networks, targets, optimiser slots, counters, RNG states, normalisers."""
+        return agent_state(self.algo, self.config, self._dims(), self._variables(),
+                           self._normalizers())
+
+    def set_state(self, state: Mapping[str, np.ndarray], source: str = "state") -> None:
+        restore_agent_state(state, self.algo, self._dims(), self._variables(),
+                            self._normalizers(), source=source)
+
+    def save(self, path) -> None:
+        save_arrays(path, self.get_state())
+
+    def load(self, path) -> None:
+        self.set_state(load_arrays(path), source=str(path))
+
+
+def named_variables(nets: Mapping[str, MLP]) -> dict[str, tf.Variable]:
+    return {f"{name}/{k}": v for name, net in nets.items() for k, v in net.params.items()}
