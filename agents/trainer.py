@@ -11,7 +11,8 @@ envs the same way, so a resumed run and an uninterrupted one see the same transi
 draw the same random numbers and reach the same parameters.
 
 Checkpoint layout (`<dir>/<env_steps>/`, written into a hidden temporary folder, fsync'ed,
-then renamed; `<dir>/latest` names the newest complete one and is replaced atomically):
+then renamed into place: the rename is the commit, so every visible folder is complete;
+`<dir>/latest` names the newest for people, and resume does not depend on it):
     agent.npz     networks, optimisers, normalisers, temperature, TF RNG (agent.get_state)
     replay.npz    the replay buffer
     trainer.json  counters, NumPy RNG state, config, and the sha256 of both .npz files
@@ -218,8 +219,7 @@ class Trainer:
         os.replace(tmp, final)
         _fsync_dir(self.checkpoint_dir)
         _write_atomic(self.checkpoint_dir / "latest", final.name)
-        done = sorted(p for p in self.checkpoint_dir.iterdir()
-                      if p.is_dir() and not p.name.startswith("."))
+        done = sorted(p for p in self.checkpoint_dir.glob("[0-9]*") if p.is_dir())
         for old in done[:-self.config.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
         self._obs = None  # segment boundary: the envs restart from a seed next step
@@ -251,14 +251,13 @@ class Trainer:
 
 
 def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> Path:
+    """The newest complete checkpoint: the highest step folder holding trainer.json (hidden
+    temporary folders of an interrupted write are ignored)."""
     checkpoint_dir = Path(checkpoint_dir)
-    pointer = checkpoint_dir / "latest"
-    if not pointer.is_file():
-        raise CheckpointError(f"{checkpoint_dir}: no complete checkpoint (no 'latest' file)")
-    folder = checkpoint_dir / pointer.read_text().strip()
-    if not (folder / "trainer.json").is_file():
-        raise CheckpointError(f"{pointer}: points at {folder.name}, which is incomplete")
-    return folder
+    done = sorted(p for p in checkpoint_dir.glob("[0-9]*") if (p / "trainer.json").is_file())
+    if not done:
+        raise CheckpointError(f"{checkpoint_dir}: no complete checkpoint")
+    return done[-1]
 
 
 def _crossed(before: int, after: int, every: int) -> bool:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from gaitforge.agents.checkpoint import load_arrays
+from gaitforge.agents.trainer import latest_checkpoint
 from gaitforge.cli import main
 
 TINY = ["--set", "train.total_env_steps=2000", "--set", "train.warmup_steps=400",
@@ -63,8 +64,7 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     proc.wait(timeout=30)
     if proc.returncode == 0:
         pytest.skip("the run finished before it could be killed")
-    latest = (killed / "a" / "checkpoints" / "latest").read_text().strip()
-    assert latest == "000000001000"  # nothing newer looks valid
+    assert latest_checkpoint(killed / "a" / "checkpoints").name == "000000001000"
 
     proc = _cli("train", "--resume", "a", "--no-progress", runs_dir=killed)
     assert proc.wait(timeout=300) == 0, proc.stdout.read()
@@ -95,3 +95,15 @@ def test_resume_errors(runs, capsys):
     capsys.readouterr()
     assert main(["train", "--resume", "r", "--set", "agent.batch_size=64"]) == 2
     assert "agent.batch_size: 32 in the run, 64 now" in capsys.readouterr().err
+
+
+def test_resume_ignores_an_interrupted_checkpoint_write(tmp_path):
+    """A hidden temporary folder (a write killed midway) and a missing `latest` pointer do not
+    matter: resume picks the newest folder that was renamed into place."""
+    ckpt = tmp_path / "checkpoints"
+    for name in ("000000001000", "000000002000"):
+        (ckpt / name).mkdir(parents=True)
+        (ckpt / name / "trainer.json").write_text("{}")
+    (ckpt / ".tmp-000000003000-123").mkdir()
+    (ckpt / ".tmp-000000003000-123" / "trainer.json").write_text("{")
+    assert latest_checkpoint(ckpt).name == "000000002000"
