@@ -1,9 +1,10 @@
 """What SAC and TD3 share: the public agent API around their compiled functions.
 
-An algorithm sets `algo`, `config`, `obs_dim`, `act_dim`, `critic_obs_dim`, `obs_norm`,
-`critic_obs_norm`, `batch_shapes` and `_fns` (name -> tf.function: "update",
-"update_stacked", "act_mean", "act_random"), and implements `_variables()`; this class turns
-that into act / observe / update / update_stacked / get_state / set_state / save / load.
+An algorithm sets `algo`, `config`, `obs_dim`, `act_dim`, `critic_obs_dim`, `obs_norm` and
+`critic_obs_norm`, implements `_train_step`, `_train_steps`, `_act_mean`, `_variables()` and
+an exploring actor, and calls `_compile(exploring_actor)` at the end of its constructor; this
+class turns that into act / observe / update / update_stacked / get_state / set_state /
+save / load.
 """
 
 from __future__ import annotations
@@ -15,11 +16,36 @@ import tensorflow as tf
 
 from .checkpoint import agent_state, load_arrays, restore_agent_state, save_arrays
 from .networks import MLP
-from .replay import check_batch
+from .replay import batch_shapes, check_batch
 
 
 class OffPolicyAgent:
     algo = ""
+
+    def _compile(self, act_random) -> None:
+        """tf.functions with fixed input signatures, so each traces exactly once."""
+        self.batch_shapes = batch_shapes(self.obs_dim, self.act_dim, self.critic_obs_dim)
+        spec = {k: tf.TensorSpec((self.config.batch_size, *s), tf.float32)
+                for k, s in self.batch_shapes.items()}
+        stacked = {k: tf.TensorSpec((None, *s.shape), tf.float32) for k, s in spec.items()}
+        obs_spec = [tf.TensorSpec([None, self.obs_dim], tf.float32)]
+        self._fns = {"update": tf.function(self._train_step, input_signature=[spec]),
+                     "update_stacked": tf.function(self._train_steps, input_signature=[stacked]),
+                     "act_mean": tf.function(self._act_mean, input_signature=obs_spec),
+                     "act_random": tf.function(act_random, input_signature=obs_spec)}
+
+    def _inputs(self, batch):
+        """Normalise; the critic state input is obs, or obs ++ critic_obs when asymmetric."""
+        obs = self.obs_norm.normalize_tf(batch["obs"])
+        next_obs = self.obs_norm.normalize_tf(batch["next_obs"])
+        q_obs, next_q_obs = obs, next_obs
+        if self.critic_obs_dim:
+            q_obs = tf.concat([obs, self.critic_obs_norm.normalize_tf(batch["critic_obs"])], -1)
+            next_q_obs = tf.concat(
+                [next_obs, self.critic_obs_norm.normalize_tf(batch["next_critic_obs"])], -1)
+        return {"obs": obs, "next_obs": next_obs, "q_obs": q_obs, "next_q_obs": next_q_obs,
+                "action": batch["action"], "reward": batch["reward"],
+                "terminated": batch["terminated"]}
 
     def _call(self, name: str, arg):
         """Run compiled function `name`. Its concrete function (traced once, on first use) is

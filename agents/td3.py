@@ -24,7 +24,6 @@ import tensorflow as tf
 from .base import OffPolicyAgent, named_variables
 from .networks import MLP, Adam, check_bool, check_hidden, check_int, check_number, polyak_update
 from .normalizer import RunningNormalizer
-from .replay import batch_shapes
 
 
 @dataclass(frozen=True)
@@ -137,30 +136,9 @@ class TD3(OffPolicyAgent):
         self.update_step = tf.Variable(tf.constant(0, tf.int64), trainable=False)
         self.last_actor_loss = tf.Variable(0.0, trainable=False)  # metric only
 
-        self.batch_shapes = batch_shapes(obs_dim, act_dim, self.critic_obs_dim)
-        spec = {k: tf.TensorSpec((c.batch_size, *s), tf.float32)
-                for k, s in self.batch_shapes.items()}
-        stacked = {k: tf.TensorSpec((None, *s.shape), tf.float32) for k, s in spec.items()}
-        obs_spec = [tf.TensorSpec([None, obs_dim], tf.float32)]
-        self._fns = {"update": tf.function(self._train_step, input_signature=[spec]),
-                     "update_stacked": tf.function(self._train_steps, input_signature=[stacked]),
-                     "act_mean": tf.function(self._act_mean, input_signature=obs_spec),
-                     "act_random": tf.function(self._act_explore, input_signature=obs_spec)}
+        self._compile(self._act_explore)
 
     # --- the compiled update ---
-    def _inputs(self, batch):
-        """Normalise; the critic state input is obs, or obs ++ critic_obs when asymmetric."""
-        obs = self.obs_norm.normalize_tf(batch["obs"])
-        next_obs = self.obs_norm.normalize_tf(batch["next_obs"])
-        q_obs, next_q_obs = obs, next_obs
-        if self.critic_obs_dim:
-            q_obs = tf.concat([obs, self.critic_obs_norm.normalize_tf(batch["critic_obs"])], -1)
-            next_q_obs = tf.concat(
-                [next_obs, self.critic_obs_norm.normalize_tf(batch["next_critic_obs"])], -1)
-        return {"obs": obs, "next_obs": next_obs, "q_obs": q_obs, "next_q_obs": next_q_obs,
-                "action": batch["action"], "reward": batch["reward"],
-                "terminated": batch["terminated"]}
-
     def _train_step(self, batch):
         c = self.config
         b = self._inputs(batch)
