@@ -15,12 +15,36 @@ import numpy as np
 import tensorflow as tf
 
 from .checkpoint import agent_state, load_arrays, restore_agent_state, save_arrays
-from .networks import MLP
+from .networks import MLP, Adam
+from .normalizer import RunningNormalizer
 from .replay import batch_shapes, check_batch
 
 
 class OffPolicyAgent:
     algo = ""
+
+    def _init_common(self, c, obs_dim: int, act_dim: int, critic_obs_dim: int, seed: int,
+                     build_actor) -> None:
+        """Dims, RNG streams, normalisers, the actor (`build_actor(init_rng)`, called before the
+        critics draw from the same RNG), twin critics with targets and their optimiser."""
+        if c.asymmetric_critic and critic_obs_dim <= 0:
+            raise ValueError("asymmetric_critic needs critic_obs_dim > 0 (privileged state)")
+        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
+        self.critic_obs_dim = int(critic_obs_dim) if c.asymmetric_critic else 0
+        init_rng, self._rng, self._act_rng = tf.random.Generator.from_seed(seed).split(3)
+        self.obs_norm = RunningNormalizer(obs_dim, clip=c.obs_clip, enabled=c.normalize_obs)
+        self.critic_obs_norm = RunningNormalizer(
+            self.critic_obs_dim, clip=c.obs_clip, enabled=c.normalize_obs, name="critic_obs_norm")
+        build_actor(init_rng)
+        q_in = obs_dim + self.critic_obs_dim + act_dim
+        self.critics = [MLP(q_in, c.critic_hidden, 1, rng=init_rng, name=f"critic{i}",
+                            layer_norm=c.critic_layer_norm) for i in (1, 2)]
+        self.target_critics = [MLP(q_in, c.critic_hidden, 1, rng=init_rng, name=f"target{i}",
+                                   layer_norm=c.critic_layer_norm) for i in (1, 2)]
+        for target, critic in zip(self.target_critics, self.critics, strict=True):
+            target.copy_from(critic)
+        critics = {"critic1": self.critics[0], "critic2": self.critics[1]}
+        self.critic_opt = Adam(named_variables(critics), c.critic_lr)
 
     def _compile(self, act_random) -> None:
         """tf.functions with fixed input signatures, so each traces exactly once."""

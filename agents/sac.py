@@ -24,7 +24,6 @@ import tensorflow as tf
 
 from .base import OffPolicyAgent, named_variables
 from .networks import MLP, Adam, check_bool, check_hidden, check_int, check_number, polyak_update
-from .normalizer import RunningNormalizer
 
 LOG_2PI = math.log(2.0 * math.pi)
 LOG_2 = math.log(2.0)
@@ -141,33 +140,19 @@ class SAC(OffPolicyAgent):
     def __init__(self, config: SACConfig, obs_dim: int, act_dim: int, critic_obs_dim: int = 0,
                  seed: int = 0):
         c = self.config = config
-        if c.asymmetric_critic and critic_obs_dim <= 0:
-            raise ValueError("asymmetric_critic needs critic_obs_dim > 0 (privileged state)")
-        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
-        self.critic_obs_dim = int(critic_obs_dim) if c.asymmetric_critic else 0
+        self._init_common(config, obs_dim, act_dim, critic_obs_dim, seed, self._build_actor)
         self.target_entropy = float(-act_dim if c.target_entropy is None else c.target_entropy)
         self.bounds = (c.log_std_min, c.log_std_max)
-
-        init_rng, self._rng, self._act_rng = tf.random.Generator.from_seed(seed).split(3)
-        self.obs_norm = RunningNormalizer(obs_dim, clip=c.obs_clip, enabled=c.normalize_obs)
-        self.critic_obs_norm = RunningNormalizer(
-            self.critic_obs_dim, clip=c.obs_clip, enabled=c.normalize_obs, name="critic_obs_norm")
-        self.actor = MLP(obs_dim, c.actor_hidden, 2 * act_dim, rng=init_rng, name="actor")
-        q_in = obs_dim + self.critic_obs_dim + act_dim
-        self.critics = [MLP(q_in, c.critic_hidden, 1, rng=init_rng, name=f"critic{i}",
-                            layer_norm=c.critic_layer_norm) for i in (1, 2)]
-        self.target_critics = [MLP(q_in, c.critic_hidden, 1, rng=init_rng, name=f"target{i}",
-                                   layer_norm=c.critic_layer_norm) for i in (1, 2)]
-        for target, critic in zip(self.target_critics, self.critics, strict=True):
-            target.copy_from(critic)
         self.log_alpha = tf.Variable(math.log(c.init_alpha), dtype=tf.float32, name="log_alpha")
         self.actor_opt = Adam(named_variables({"actor": self.actor}), c.actor_lr)
-        critics = {"critic1": self.critics[0], "critic2": self.critics[1]}
-        self.critic_opt = Adam(named_variables(critics), c.critic_lr)
         self.alpha_opt = Adam({"log_alpha": self.log_alpha}, c.alpha_lr)
         self.update_step = tf.Variable(tf.constant(0, tf.int64), trainable=False)
 
         self._compile(self._act_sample)
+
+    def _build_actor(self, rng) -> None:
+        c = self.config
+        self.actor = MLP(self.obs_dim, c.actor_hidden, 2 * self.act_dim, rng=rng, name="actor")
 
     # --- the compiled update ---
     def _train_step(self, batch):

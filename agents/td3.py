@@ -23,7 +23,6 @@ import tensorflow as tf
 
 from .base import OffPolicyAgent, named_variables
 from .networks import MLP, Adam, check_bool, check_hidden, check_int, check_number, polyak_update
-from .normalizer import RunningNormalizer
 
 
 @dataclass(frozen=True)
@@ -111,32 +110,18 @@ class TD3(OffPolicyAgent):
     def __init__(self, config: TD3Config, obs_dim: int, act_dim: int, critic_obs_dim: int = 0,
                  seed: int = 0):
         c = self.config = config
-        if c.asymmetric_critic and critic_obs_dim <= 0:
-            raise ValueError("asymmetric_critic needs critic_obs_dim > 0 (privileged state)")
-        self.obs_dim, self.act_dim = int(obs_dim), int(act_dim)
-        self.critic_obs_dim = int(critic_obs_dim) if c.asymmetric_critic else 0
-
-        init_rng, self._rng, self._act_rng = tf.random.Generator.from_seed(seed).split(3)
-        self.obs_norm = RunningNormalizer(obs_dim, clip=c.obs_clip, enabled=c.normalize_obs)
-        self.critic_obs_norm = RunningNormalizer(
-            self.critic_obs_dim, clip=c.obs_clip, enabled=c.normalize_obs, name="critic_obs_norm")
-        self.actor = MLP(obs_dim, c.actor_hidden, act_dim, rng=init_rng, name="actor")
-        self.target_actor = MLP(obs_dim, c.actor_hidden, act_dim, rng=init_rng, name="t_actor")
-        self.target_actor.copy_from(self.actor)
-        q_in = obs_dim + self.critic_obs_dim + act_dim
-        self.critics = [MLP(q_in, c.critic_hidden, 1, rng=init_rng, name=f"critic{i}",
-                            layer_norm=c.critic_layer_norm) for i in (1, 2)]
-        self.target_critics = [MLP(q_in, c.critic_hidden, 1, rng=init_rng, name=f"target{i}",
-                                   layer_norm=c.critic_layer_norm) for i in (1, 2)]
-        for target, critic in zip(self.target_critics, self.critics, strict=True):
-            target.copy_from(critic)
+        self._init_common(config, obs_dim, act_dim, critic_obs_dim, seed, self._build_actor)
         self.actor_opt = Adam(named_variables({"actor": self.actor}), c.actor_lr)
-        critics = {"critic1": self.critics[0], "critic2": self.critics[1]}
-        self.critic_opt = Adam(named_variables(critics), c.critic_lr)
         self.update_step = tf.Variable(tf.constant(0, tf.int64), trainable=False)
         self.last_actor_loss = tf.Variable(0.0, trainable=False)  # metric only
 
         self._compile(self._act_explore)
+
+    def _build_actor(self, rng) -> None:
+        c, n = self.config, self.obs_dim
+        self.actor = MLP(n, c.actor_hidden, self.act_dim, rng=rng, name="actor")
+        self.target_actor = MLP(n, c.actor_hidden, self.act_dim, rng=rng, name="t_actor")
+        self.target_actor.copy_from(self.actor)
 
     # --- the compiled update ---
     def _train_step(self, batch):
