@@ -8,8 +8,19 @@ Observation (float32, in this order; value = scale * quantity):
     joint_vel          n   rad/s         joint velocity
     last_action        n   1             previous policy action, in [-1, 1]
     command            3   m/s, m/s, rad/s   velocity command (vx, vy, yaw rate)
+    gait_phase         2   1             sin, cos of the gait clock (only with a gait)
 
-Action: a in [-1, 1]^n  ->  joint target = default pose + action_scale * a, clipped to limits.
+Action: a in [-1, 1]^n  ->  joint target = default pose + gait(t) + action_scale * a, clipped
+to limits. `gait(t)` is an optional open-loop trot (a trajectory generator, as in PMTG, Iscen
+et al. 2018). With phase_i = 2 pi (f t + phase_offset[i]) joint i moves by
+
+    swing_amplitude_rad[i] * max(0, sin(phase_i)) + stride_rad_per_m_s[i] * vx_cmd * cos(phase_i)
+
+(lift the foot in the first half of the cycle; swing it forward in the air and back on the
+ground, in proportion to the commanded forward speed). The policy learns corrections to a
+gait that already steps, which is what makes walking learnable in minutes on two CPU cores.
+The clock is a pure function of `RobotState.time_s`, so simulation and hardware compute it
+the same way.
 """
 
 from __future__ import annotations
@@ -31,8 +42,57 @@ class ObservationConfig:
 
 
 @dataclass(frozen=True)
+class GaitConfig:
+    """An open-loop stepping pattern added to the policy's targets; frequency 0 turns it off.
+
+    Per joint, in the spec's joint order: the phase offset (fraction of a cycle), the target
+    offset at the top of the swing (rad) and the stride per commanded forward speed
+    (rad per m/s; empty: no stride).
+    """
+
+    frequency_hz: float = 0.0
+    phase_offset: tuple[float, ...] = ()
+    swing_amplitude_rad: tuple[float, ...] = ()
+    stride_rad_per_m_s: tuple[float, ...] = ()
+
+    def __post_init__(self):
+        if not self.frequency_hz >= 0:
+            raise ValueError(f"frequency_hz must be >= 0, got {self.frequency_hz}")
+        n = len(self.phase_offset)
+        if self.frequency_hz > 0 and len(self.swing_amplitude_rad) != n:
+            raise ValueError(f"phase_offset has {n} entries but "
+                             f"swing_amplitude_rad has {len(self.swing_amplitude_rad)}")
+        if self.frequency_hz > 0 and len(self.stride_rad_per_m_s) not in (0, n):
+            raise ValueError(f"phase_offset has {n} entries but "
+                             f"stride_rad_per_m_s has {len(self.stride_rad_per_m_s)}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.frequency_hz > 0
+
+    def check(self, spec: RobotSpec) -> None:
+        if self.enabled and len(self.phase_offset) != spec.n_joints:
+            raise ValueError(f"gait: phase_offset and swing_amplitude_rad need one entry per "
+                             f"joint of {spec.name} ({spec.n_joints}), got "
+                             f"{len(self.phase_offset)}")
+
+    def phase_rad(self, time_s: float) -> float:
+        """The gait clock's phase, 2 pi f t."""
+        return 2.0 * np.pi * self.frequency_hz * time_s
+
+    def offsets_rad(self, time_s: float, vx_command_m_s: float = 0.0) -> np.ndarray:
+        """Per-joint target offset of the stepping pattern at time_s."""
+        phase = 2.0 * np.pi * (self.frequency_hz * time_s + np.asarray(self.phase_offset))
+        out = np.asarray(self.swing_amplitude_rad) * np.maximum(0.0, np.sin(phase))
+        if self.stride_rad_per_m_s:
+            out = out + np.asarray(self.stride_rad_per_m_s) * vx_command_m_s * np.cos(phase)
+        return out
+
+
+@dataclass(frozen=True)
 class ActionConfig:
     scale_rad: float = 0.25  # joint target offset at |action| = 1
+    gait: GaitConfig = GaitConfig()
 
     def __post_init__(self):
         if not self.scale_rad > 0:
@@ -51,9 +111,12 @@ def projected_gravity(quat_wxyz: np.ndarray) -> np.ndarray:
 class ObservationBuilder:
     """Builds the policy observation from a RobotState. Stateless apart from configuration."""
 
-    def __init__(self, spec: RobotSpec, config: ObservationConfig = ObservationConfig()):
+    def __init__(self, spec: RobotSpec, config: ObservationConfig = ObservationConfig(),
+                 gait: GaitConfig = GaitConfig()):
+        gait.check(spec)
         self.spec = spec
         self.config = config
+        self.gait = gait
         n = spec.n_joints
         c = config
         self._terms = (
@@ -63,7 +126,7 @@ class ObservationBuilder:
             ("joint_vel", n, "rad/s", (c.joint_vel_scale,) * n),
             ("last_action", n, "1", (1.0,) * n),
             ("command", 3, "m/s,m/s,rad/s", tuple(c.command_scale)),
-        )
+        ) + ((("gait_phase", 2, "1", (1.0, 1.0)),) if gait.enabled else ())
         self.size = sum(t[1] for t in self._terms)
         self._scale = np.concatenate([np.asarray(t[3]) for t in self._terms]).astype(np.float32)
         self._default = spec.default_pose_rad
@@ -79,40 +142,54 @@ class ObservationBuilder:
         return out
 
     def build(self, state: RobotState, last_action: np.ndarray, command: np.ndarray) -> np.ndarray:
-        raw = np.concatenate(
-            [
-                projected_gravity(state.imu_quat_wxyz),
-                state.gyro_rad_s,
-                state.joint_pos_rad - self._default,
-                state.joint_vel_rad_s,
-                last_action,
-                command,
-            ]
-        )
+        parts = [
+            projected_gravity(state.imu_quat_wxyz),
+            state.gyro_rad_s,
+            state.joint_pos_rad - self._default,
+            state.joint_vel_rad_s,
+            last_action,
+            command,
+        ]
+        if self.gait.enabled:
+            phase = self.gait.phase_rad(state.time_s)
+            parts.append([np.sin(phase), np.cos(phase)])
+        raw = np.concatenate(parts)
         return (raw * self._scale).astype(np.float32)
 
 
 class ActionMapper:
-    """Maps a policy action in [-1, 1] to a position JointCommand around the default pose."""
+    """Maps a policy action in [-1, 1] to a position JointCommand around the default pose (plus
+    the gait pattern at the time of the state the action answers)."""
 
     def __init__(self, spec: RobotSpec, config: ActionConfig = ActionConfig()):
+        config.gait.check(spec)
         self.spec = spec
         self.config = config
         self.size = spec.n_joints
 
     @property
     def layout(self) -> dict:
+        g = self.config.gait
         return {
             "joint_order": list(self.spec.joint_names),
             "default_pose_rad": self.spec.default_pose_rad.tolist(),
             "scale_rad": self.config.scale_rad,
             "clip": [-1.0, 1.0],
+            "gait": {"frequency_hz": g.frequency_hz, "phase_offset": list(g.phase_offset),
+                     "swing_amplitude_rad": list(g.swing_amplitude_rad),
+                     "stride_rad_per_m_s": list(g.stride_rad_per_m_s)},
         }
 
-    def targets(self, action: np.ndarray) -> np.ndarray:
+    def targets(self, action: np.ndarray, time_s: float = 0.0, command=None) -> np.ndarray:
         a = np.clip(action, -1.0, 1.0)
         q = self.spec.default_pose_rad + self.config.scale_rad * a
+        if self.config.gait.enabled:
+            vx = 0.0 if command is None else float(command[0])
+            q = q + self.config.gait.offsets_rad(time_s, vx)
         return np.clip(q, self.spec.lower_rad, self.spec.upper_rad)
 
-    def command(self, action: np.ndarray) -> JointCommand:
-        return JointCommand(position_rad=self.targets(action), mode=CommandMode.POSITION)
+    def command(self, action: np.ndarray, time_s: float = 0.0, command=None) -> JointCommand:
+        """time_s: `RobotState.time_s` of the state the observation was built from; command:
+        the velocity command (vx, vy, yaw rate) the observation carried."""
+        return JointCommand(position_rad=self.targets(action, time_s, command),
+                            mode=CommandMode.POSITION)

@@ -68,7 +68,7 @@ class LocomotionEnv(gym.Env):
         self.body.configure()
         self.body.activate()
         self.task = Task(config.task, spec, config.sim.control_dt_s)
-        self.obs_builder = ObservationBuilder(spec, config.observation)
+        self.obs_builder = ObservationBuilder(spec, config.observation, config.action.gait)
         self.action_mapper = ActionMapper(spec, config.action)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_builder.size,),
                                                 np.float32)
@@ -104,7 +104,7 @@ class LocomotionEnv(gym.Env):
                            rng)
         if push is not None:
             body.push(push)
-        body.write(self.action_mapper.command(action))
+        body.write(self.action_mapper.command(action, self._state_time_s, self.command))
         body.step()
         self.steps += 1
         state = body.read()
@@ -147,6 +147,7 @@ class LocomotionEnv(gym.Env):
             self.command = self._fixed_command.copy()
 
     def _observe(self, state) -> np.ndarray:
+        self._state_time_s = state.time_s  # the action that answers this state uses its clock
         noisy = add_sensor_noise(self.config.randomization, state, self.np_random)
         return self.obs_builder.build(noisy, self.last_action, self.command)
 

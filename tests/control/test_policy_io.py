@@ -11,6 +11,7 @@ import pytest
 from gaitforge.control.policy_io import (
     ActionConfig,
     ActionMapper,
+    GaitConfig,
     ObservationBuilder,
     ObservationConfig,
     projected_gravity,
@@ -171,3 +172,60 @@ def test_action_layout_and_config(robot_spec):
     assert layout["scale_rad"] == 0.3 and layout["clip"] == [-1.0, 1.0]
     with pytest.raises(ValueError, match="scale_rad"):
         ActionConfig(scale_rad=0.0)
+
+
+TROT = GaitConfig(frequency_hz=2.0, phase_offset=(0.0,) * 3 + (0.5,) * 6 + (0.0,) * 3,
+                  swing_amplitude_rad=(0.0, 0.25, -0.5) * 4)
+
+
+def test_gait_pattern_adds_the_swing_at_the_state_time(robot_spec):
+    """2 Hz: at t = 0.125 s the phase is a quarter cycle; legs with offset 0 are at the top of
+    the swing (sin = 1: thigh +0.25, calf -0.5), legs with offset 0.5 at sin = -1 -> 0."""
+    spec = robot_spec("servo_dog")
+    mapper = ActionMapper(spec, ActionConfig(scale_rad=0.3, gait=TROT))
+    swing, stance = [0.0, 0.8 + 0.25, -1.5 - 0.5], [0.0, 0.8, -1.5]
+    np.testing.assert_allclose(mapper.targets(np.zeros(12), time_s=0.125),
+                               swing + stance + stance + swing, atol=1e-12)
+    # half a cycle later the diagonals swap; at t = 0 nothing is lifted (sin 0 = 0)
+    np.testing.assert_allclose(mapper.targets(np.zeros(12), time_s=0.375),
+                               stance + swing + swing + stance, atol=1e-12)
+    np.testing.assert_allclose(mapper.targets(np.zeros(12), time_s=0.0), stance * 4, atol=1e-12)
+    assert mapper.layout["gait"]["frequency_hz"] == 2.0
+
+
+def test_gait_phase_observation_from_the_state_clock(robot_spec):
+    spec = robot_spec("servo_dog")
+    builder = ObservationBuilder(spec, gait=TROT)
+    assert builder.size == 47 and builder.layout[-1]["name"] == "gait_phase"
+    state = RobotState(time_s=0.125, joint_pos_rad=spec.default_pose_rad.copy(),
+                       joint_vel_rad_s=np.zeros(12), imu_quat_wxyz=np.array([1.0, 0, 0, 0]),
+                       gyro_rad_s=np.zeros(3), accel_m_s2=np.zeros(3))
+    obs = builder.build(state, np.zeros(12), np.zeros(3))
+    np.testing.assert_allclose(obs[-2:], [1.0, 0.0], atol=1e-7)  # sin, cos of pi/2
+
+
+def test_gait_config_is_checked_against_the_robot(robot_spec):
+    with pytest.raises(ValueError, match="phase_offset has 2 entries but swing"):
+        GaitConfig(frequency_hz=1.0, phase_offset=(0.0, 0.5), swing_amplitude_rad=(0.1,))
+    short = GaitConfig(frequency_hz=1.0, phase_offset=(0.0,), swing_amplitude_rad=(0.1,))
+    with pytest.raises(ValueError, match="one entry per joint of servo_dog"):
+        ActionMapper(robot_spec("servo_dog"), ActionConfig(gait=short))
+    with pytest.raises(ValueError, match="frequency_hz must be >= 0"):
+        GaitConfig(frequency_hz=-1.0)
+
+
+def test_gait_stride_follows_the_forward_command(robot_spec):
+    """stride 1 rad per m/s on the thighs: at t = 0 (cos = 1 for offset 0, cos = -1 for 0.5)
+    a 0.3 m/s command moves the offset-0 thighs +0.3 and the others -0.3; no lift (sin 0)."""
+    spec = robot_spec("servo_dog")
+    trot = GaitConfig(frequency_hz=2.0, phase_offset=TROT.phase_offset,
+                      swing_amplitude_rad=TROT.swing_amplitude_rad,
+                      stride_rad_per_m_s=(0.0, 1.0, 0.0) * 4)
+    mapper = ActionMapper(spec, ActionConfig(gait=trot))
+    a, b = [0.0, 0.8 + 0.3, -1.5], [0.0, 0.8 - 0.3, -1.5]
+    np.testing.assert_allclose(mapper.targets(np.zeros(12), 0.0, [0.3, 0.0, 0.0]),
+                               a + b + b + a, atol=1e-12)
+    np.testing.assert_allclose(mapper.targets(np.zeros(12), 0.0), [0, 0.8, -1.5] * 4, atol=1e-12)
+    with pytest.raises(ValueError, match="stride_rad_per_m_s has 1"):
+        GaitConfig(frequency_hz=1.0, phase_offset=(0.0, 0.5), swing_amplitude_rad=(0.1, 0.1),
+                   stride_rad_per_m_s=(1.0,))
