@@ -149,7 +149,8 @@ def _train_with_progress(trainer, run_dir: Path, progress: bool) -> None:
     bar.close()
 
 
-def evaluate_run(run: str, episodes: int, engine: str | None, video: bool) -> dict:
+def load_run_agent(run: str, engine: str | None = None):
+    """(run folder, RunConfig, agent restored from the newest checkpoint, checkpoint folder)."""
     from gaitforge.agents import make_agent
     from gaitforge.agents.checkpoint import load_arrays
     from gaitforge.agents.trainer import latest_checkpoint
@@ -166,6 +167,11 @@ def evaluate_run(run: str, episodes: int, engine: str | None, video: bool) -> di
     dims = [int(d) for d in state["meta/dims"]]
     agent = make_agent(name, agent_cfg, dims[0], dims[1], critic_obs_dim=dims[2])
     agent.set_state(state, source=str(folder / "agent.npz"))
+    return run_dir, cfg, agent, folder
+
+
+def evaluate_run(run: str, episodes: int, engine: str | None, video: bool) -> dict:
+    run_dir, cfg, agent, folder = load_run_agent(run, engine)
     frames: list | None = [] if video else None
     result = _evaluator(cfg, episodes, frames)(agent)
     result["checkpoint"] = str(folder)

@@ -1,0 +1,186 @@
+"""The policy bundle: the exported artefact that the deploy runtime runs.
+
+A bundle is a folder:
+
+    policy.tflite     the deterministic actor, observation normaliser baked in
+    saved_model/      the same actor as a TensorFlow SavedModel
+    bundle.json       what the actor expects and where it came from (below)
+
+`bundle.json` holds the format version, the robot's name and spec hash, the observation
+layout (names, sizes, units, scales; the normaliser statistics, recorded for reference:
+they are already inside the networks), the action layout (joint order, default pose, scale,
+clip, gait pattern), the control period, the source run and its resolved config, and the
+sha256 of every other file. It is written last, inside a temporary folder that is renamed
+into place, so a folder with a `bundle.json` is a complete bundle and a half-written one is
+never found under the bundle's name.
+
+This module reads and checks bundles; it does not import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from gaitforge.robots.spec import RobotSpec
+
+FORMAT_VERSION = 1
+MANIFEST = "bundle.json"
+TFLITE = "policy.tflite"
+SAVED_MODEL = "saved_model"
+
+
+class BundleError(ValueError):
+    """A bundle is unreadable, tampered with, or does not fit the body. The message says what."""
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def hash_files(folder: Path) -> dict[str, str]:
+    """sha256 of every file under `folder` except the manifest, by relative POSIX path."""
+    return {p.relative_to(folder).as_posix(): file_sha256(p)
+            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    path: Path
+    manifest: dict
+
+    @property
+    def robot(self) -> str:
+        return self.manifest["robot"]["name"]
+
+    @property
+    def control_dt_s(self) -> float:
+        return float(self.manifest["control_dt_s"])
+
+    @property
+    def observation_layout(self) -> list[dict]:
+        return self.manifest["observation"]["layout"]
+
+    @property
+    def obs_dim(self) -> int:
+        return int(self.manifest["observation"]["size"])
+
+    @property
+    def action_layout(self) -> dict:
+        return self.manifest["action"]
+
+    @property
+    def tflite_path(self) -> Path:
+        return self.path / TFLITE
+
+    @property
+    def sha256(self) -> str:
+        """The bundle's identity: the hash of its manifest (which holds every file's hash)."""
+        return file_sha256(self.path / MANIFEST)
+
+    def verify_files(self) -> None:
+        """Recompute every file hash; raise BundleError naming a missing, extra or changed file."""
+        expected = self.manifest["files"]
+        actual = hash_files(self.path)
+        for name in sorted(set(expected) | set(actual)):
+            if name not in actual:
+                raise BundleError(f"{self.path}: file '{name}' is missing")
+            if name not in expected:
+                raise BundleError(f"{self.path}: file '{name}' is not listed in {MANIFEST}")
+            if actual[name] != expected[name]:
+                raise BundleError(f"{self.path}: file '{name}' was modified (sha256 "
+                                  f"{actual[name][:12]}..., {MANIFEST} says "
+                                  f"{expected[name][:12]}...)")
+
+    def check_compatible(self, spec: RobotSpec, control_dt_s: float, observation_layout: list,
+                         action_layout: dict) -> None:
+        """Refuse a body that differs from what the policy was trained for, naming the field."""
+        robot = self.manifest["robot"]
+        where = f"bundle {self.path}"
+        if robot["name"] != spec.name:
+            raise BundleError(f"{where} is for robot '{robot['name']}', not '{spec.name}'")
+        if robot["spec_sha256"] != spec.sha256:
+            raise BundleError(f"{where}: robot spec of '{spec.name}' changed since export "
+                              f"(spec sha256 {spec.sha256[:12]}..., bundle has "
+                              f"{robot['spec_sha256'][:12]}...)")
+        if abs(self.control_dt_s - control_dt_s) > 1e-12:
+            raise BundleError(f"{where}: control period {self.control_dt_s} s, the body runs "
+                              f"at {control_dt_s} s")
+        theirs, ours = self.action_layout, json.loads(json.dumps(action_layout))
+        if theirs["joint_order"] != ours["joint_order"]:
+            diff = [f"{i}: {a} != {b}" for i, (a, b) in
+                    enumerate(zip(theirs["joint_order"], ours["joint_order"], strict=False))
+                    if a != b]
+            raise BundleError(f"{where}: joint order differs from the body's "
+                              f"(position {', '.join(diff) or 'count'}; bundle "
+                              f"{theirs['joint_order']})")
+        for key in sorted(set(theirs) | set(ours)):
+            if theirs.get(key) != ours.get(key):
+                raise BundleError(f"{where}: action.{key} is {theirs.get(key)!r}, the deploy "
+                                  f"side has {ours.get(key)!r}")
+        mine = json.loads(json.dumps(observation_layout))
+        for a, b in zip(self.observation_layout, mine, strict=False):
+            if a != b:
+                raise BundleError(f"{where}: observation term '{a['name']}' is {a}, the deploy "
+                                  f"side builds {b}")
+        if len(self.observation_layout) != len(mine):
+            raise BundleError(f"{where}: observation has terms "
+                              f"{[t['name'] for t in self.observation_layout]}, the deploy side "
+                              f"builds {[t['name'] for t in mine]}")
+
+
+def load_bundle(path: str | os.PathLike, *, verify: bool = True) -> PolicyBundle:
+    """Read `bundle.json` and (by default) check every file's hash."""
+    folder = Path(path)
+    manifest_path = folder / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleError(f"{folder}: not a policy bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as e:
+        raise BundleError(f"{manifest_path}: unreadable ({e})") from e
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise BundleError(f"{manifest_path}: format_version {version!r}, this gaitforge "
+                          f"reads {FORMAT_VERSION}")
+    for key in ("robot", "observation", "action", "control_dt_s", "files", "source"):
+        if key not in manifest:
+            raise BundleError(f"{manifest_path}: missing field '{key}'")
+    bundle = PolicyBundle(folder, manifest)
+    if verify:
+        bundle.verify_files()
+    return bundle
+
+
+def publish_bundle(staging: Path, out: Path, manifest: dict, *, overwrite: bool) -> PolicyBundle:
+    """Hash the files in `staging`, write the manifest last, and rename the folder to `out`.
+
+    An existing `out` is replaced only with `overwrite`; it is moved aside first and removed
+    after the rename, so at every instant `out` is either the old bundle or the new one.
+    """
+    if out.exists() and not overwrite:
+        raise BundleError(f"{out} exists (pass --overwrite to replace it)")
+    manifest = {**manifest, "format_version": FORMAT_VERSION, "files": hash_files(staging)}
+    tmp = staging / f".{MANIFEST}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(manifest, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, staging / MANIFEST)
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+    os.replace(staging, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return load_bundle(out)
