@@ -88,6 +88,42 @@ def cmd_plot(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from gaitforge.agents.export import ExportError
+    from gaitforge.export import export_run
+
+    try:
+        bundle, parity = export_run(args.run, args.out, args.overwrite)
+    except ExportError as err:
+        print(f"gaitforge: export failed, no bundle written: {err}", file=sys.stderr)
+        return 2
+    print(f"bundle: {bundle.path}")
+    print(f"  robot {bundle.robot}, {bundle.obs_dim} observations -> "
+          f"{len(bundle.action_layout['joint_order'])} joint targets every "
+          f"{bundle.control_dt_s * 1000:g} ms")
+    print(f"  parity TFLite ({parity['backend']}) vs TF over {parity['n']} observations: "
+          f"max |diff| {parity['max_abs_diff']:.2g}")
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    from gaitforge.deploy import deploy_sim, parse_command
+
+    report = deploy_sim(args.bundle, args.body, duration_s=args.duration,
+                        command=parse_command(args.command), realtime=args.realtime,
+                        log_dir=args.log_dir)
+    for key, value in report.items():
+        print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
+    return 1 if report["fell"] else 0
+
+
+def cmd_logs(args) -> int:
+    from gaitforge.deploy import inspect_log
+
+    print(inspect_log(args.path))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gaitforge",
@@ -127,6 +163,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a GIF of the first episode (offscreen: PyBullet TinyRenderer)")
     p.set_defaults(func=cmd_eval)
 
+    p = sub.add_parser("export", help="write a run's actor as a policy bundle (TFLite + "
+                       "SavedModel + bundle.json), checked for parity")
+    p.add_argument("run", help="run name under runs/, or its folder")
+    p.add_argument("--out", help="bundle folder (default: RUN/bundle)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("deploy", help="run a bundle in the real-time deploy loop (read, "
+                       "observation, actor, safety, write, log) against a body",
+                       description="Runs the deploy runtime: soft start to the default pose, "
+                       "DURATION s of policy, then damping and torque off. Every tick is "
+                       "logged (see `gaitforge logs inspect`). Exit 1 if the robot fell.")
+    p.add_argument("bundle", help="policy bundle folder (from `gaitforge export`)")
+    p.add_argument("--body", default="sim:pybullet", metavar="sim:ENGINE",
+                   help="sim:pybullet or sim:mujoco (default sim:pybullet)")
+    p.add_argument("--duration", type=float, default=10.0,
+                   help="seconds of policy control after the soft start (default 10)")
+    p.add_argument("--command", default="0.3,0,0", metavar="VX,VY,YAW",
+                   help="velocity command, m/s, m/s, rad/s (default 0.3,0,0)")
+    p.add_argument("--realtime", action="store_true",
+                   help="pace ticks on the wall clock (default: simulated time, fast)")
+    p.add_argument("--log-dir", help="where episode logs go (default: next to the bundle, "
+                   "deploy-logs/)")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("logs", help="episode logs written by `gaitforge deploy`")
+    logs = p.add_subparsers(dest="logs_command", required=True, metavar="ACTION")
+    q = logs.add_parser("inspect", help="summary of one episode log")
+    q.add_argument("path", help="a .gflog file")
+    q.set_defaults(func=cmd_logs)
+
     p = sub.add_parser("plot", help="learning curves of a run as PNG")
     p.add_argument("run", help="run name under runs/, or its folder")
     p.set_defaults(func=cmd_plot)
@@ -138,10 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("MUJOCO_GL", "disable")  # no display; PyBullet renders offscreen
     args = build_parser().parse_args(argv)
     from gaitforge.agents.checkpoint import CheckpointError
+    from gaitforge.control.bundle import BundleError
+    from gaitforge.control.logger import LogFormatError
 
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError) as err:
+    except (ConfigError, CheckpointError, BundleError, LogFormatError) as err:
         print(f"gaitforge: error: {err}", file=sys.stderr)
         return 2
 

@@ -43,13 +43,9 @@ def evaluate_locomotion(act: Act, env_config: EnvConfig, *, episodes: int = 5,
                 fell, done = terminated, terminated or truncated
                 if frames is not None and ep == 0 and len(vx) % 2 == 0:
                     frames.append(env.render())
-            vx = np.asarray(vx[per_step:] if len(vx) > 2 * per_step else vx)
-            windows = vx[: len(vx) // per_step * per_step].reshape(-1, per_step).mean(axis=1)
-            if not windows.size:  # fell within a second or two: judge the whole episode
-                windows = vx.mean(keepdims=True)
-            error = float(np.mean(np.abs(windows - command[0])))
+            error, vx_mean = vx_tracking(vx, command[0], per_step)
             results.append({"return": total, "fell": float(fell), "vx_tracking_error": error,
-                            "vx_mean": float(vx.mean())})
+                            "vx_mean": vx_mean})
     finally:
         env.close()
     out = {key: float(np.mean([r[key] for r in results])) for key in results[0]}
@@ -57,6 +53,16 @@ def evaluate_locomotion(act: Act, env_config: EnvConfig, *, episodes: int = 5,
     out["episodes"] = episodes
     out["command_vx"] = float(command[0])
     return out
+
+
+def vx_tracking(vx, command_vx: float, per_second: int) -> tuple[float, float]:
+    """(vx_tracking_error, vx_mean) of one episode's forward velocities, as defined above;
+    `per_second` samples make one second."""
+    vx = np.asarray(vx[per_second:] if len(vx) > 2 * per_second else vx, np.float64)
+    windows = vx[: len(vx) // per_second * per_second].reshape(-1, per_second).mean(axis=1)
+    if not windows.size:  # fell within a second or two: judge the whole episode
+        windows = vx.mean(keepdims=True)
+    return float(np.mean(np.abs(windows - command_vx))), float(vx.mean())
 
 
 def evaluate_returns(act: Act, make: Callable, *, episodes: int = 5,

@@ -1,0 +1,72 @@
+"""`gaitforge export`, `deploy` and `logs inspect` end to end: a tiny trained run -> bundle ->
+2 s on both simulated bodies; and a failed export leaves nothing that looks like a bundle."""
+
+from __future__ import annotations
+
+import pytest
+
+from gaitforge.cli import main
+from gaitforge.control.bundle import load_bundle
+from gaitforge.control.logger import read_log
+
+TINY = ["--set", "train.total_env_steps=600", "--set", "train.warmup_steps=300",
+        "--set", "train.eval_every_steps=100000", "--set", "train.checkpoint_every_steps=600",
+        "--set", "train.num_envs=2", "--set", "agent.actor_hidden=[32,32]",
+        "--set", "agent.critic_hidden=[32,32]", "--set", "agent.batch_size=32",
+        "--set", "env.sim.engine=mujoco", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setattr("gaitforge.runs.RUNS_DIR", runs)
+    assert main(["train", "--name", "tiny", *TINY]) == 0
+    yield runs
+    mp.undo()
+
+
+def test_export_then_deploy_on_both_sim_bodies(trained, capsys):
+    assert main(["export", "tiny"]) == 0
+    out = capsys.readouterr().out
+    assert "max |diff|" in out
+    bundle = load_bundle(trained / "tiny" / "bundle")
+    assert bundle.manifest["parity"]["n"] == 512
+    assert bundle.manifest["parity"]["max_abs_diff"] <= 1e-5
+    assert bundle.manifest["source"]["config"]["env"]["robot"] == "servo_dog"
+    assert main(["export", "tiny"]) == 2  # exists: refused without --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    logs = trained / "logs"
+    for body in ("sim:pybullet", "sim:mujoco"):
+        code = main(["deploy", str(bundle.path), "--body", body, "--duration", "2",
+                     "--log-dir", str(logs)])
+        out = capsys.readouterr().out
+        assert code in (0, 1)  # 1: an untrained policy may fall; the run itself completed
+        assert "vx_tracking_error" in out and "end_phase          finished" in out
+    paths = sorted(logs.glob("*.gflog"))
+    assert len(paths) == 2
+    for path in paths:
+        log = read_log(path)
+        assert log.complete and log.metadata["bundle_hash"] == bundle.sha256
+    assert main(["logs", "inspect", str(paths[0])]) == 0
+    assert "status: complete" in capsys.readouterr().out
+
+
+def test_failed_parity_leaves_no_bundle(trained, monkeypatch, capsys):
+    from gaitforge.agents import export
+
+    def broken(agent, path, observations, tolerance=1e-5):
+        raise export.ExportError("TFLite and TF actors differ by 1 (> 1e-05)")
+
+    monkeypatch.setattr(export, "check_parity", broken)
+    assert main(["export", "tiny", "--out", str(trained / "broken")]) == 2
+    assert "export failed, no bundle written: TFLite and TF" in capsys.readouterr().err
+    assert not (trained / "broken").exists()
+    assert not list(trained.glob(".broken*"))  # no staging folder left behind
+
+
+def test_bad_deploy_input_is_a_clear_error(trained, capsys):
+    assert main(["deploy", str(trained / "nope"), "--duration", "1"]) == 2
+    assert "not a policy bundle" in capsys.readouterr().err
+    assert main(["export", "missing-run"]) == 2
+    assert "missing-run" in capsys.readouterr().err
