@@ -74,6 +74,12 @@ class SafetyConfig:
             raise ValueError(f"max_tilt_rad must be <= pi, got {self.max_tilt_rad}")
 
 
+def rate_limit_for(spec: RobotSpec, control_dt_s: float, factor: float = 2.0) -> float:
+    """A per-tick target step that lets every joint move at `factor` x its velocity limit:
+    loose enough never to reshape a gait the servos can follow, tight enough to stop a jump."""
+    return float(factor * np.max(spec.velocity_limit_rad_s) * control_dt_s)
+
+
 def trunk_tilt_rad(quat_wxyz: np.ndarray) -> float:
     """Angle between trunk z and world z: arccos(-g_z), g = gravity in the body frame."""
     q = np.asarray(quat_wxyz, dtype=np.float64)

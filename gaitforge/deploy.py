@@ -23,7 +23,7 @@ from gaitforge.control.deploy import Deployment, clock_and_sleep, run_episode
 from gaitforge.control.logger import EpisodeLogger
 from gaitforge.control.policy_io import ActionMapper, ObservationBuilder, projected_gravity
 from gaitforge.control.runner import PolicyRunner
-from gaitforge.control.safety import SafetyConfig, SafetyLayer
+from gaitforge.control.safety import SafetyConfig, SafetyLayer, rate_limit_for
 from gaitforge.evaluation import vx_tracking
 from gaitforge.robots.configio import ConfigError, from_dict
 from gaitforge.robots.spec import load_robot_spec
@@ -82,11 +82,11 @@ def deploy_sim(bundle_path: str, body_name: str, *, duration_s: float, command,
     if body_name not in BODIES:
         raise ConfigError(f"--body: unknown '{body_name}' (known: {', '.join(BODIES)}; "
                           "hardware comes with --hw)")
-    safety = safety or SafetyConfig()
     bundle = load_bundle(bundle_path)
     source = bundle.manifest["source"]
     cfg = from_dict(RunConfig, source["config"], source=f"{bundle.path}/bundle.json source")
     spec = load_robot_spec(bundle.robot)
+    safety = safety or SafetyConfig(max_step_rad=rate_limit_for(spec, bundle.control_dt_s))
     engine = body_name.split(":", 1)[1]
     sim_cfg = dataclasses.replace(cfg.env.sim, engine=engine)
     robot = SimulatedRobot(make_body(spec, sim_cfg), cfg.env.task.termination)

@@ -15,7 +15,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gaitforge.control.safety import SafetyConfig, SafetyEvent, SafetyLayer, trunk_tilt_rad
+from gaitforge.control.safety import (
+    SafetyConfig,
+    SafetyEvent,
+    SafetyLayer,
+    rate_limit_for,
+    trunk_tilt_rad,
+)
 from gaitforge.robots.spec import load_robot_spec
 from gaitforge.robots.types import CommandMode, JointCommand, RobotState
 
@@ -371,3 +377,9 @@ def test_property_commands_always_safe(steps, soft_start_s, max_step_rad, offset
         elif cmd.mode is CommandMode.DAMPING:
             np.testing.assert_array_equal(cmd.kp_nm_per_rad, np.zeros(N))
     assert sum(layer.counts.values()) == len(layer.drain_events())  # every event counted once
+
+
+def test_rate_limit_for_follows_the_servo_speed():
+    # servo_dog: 6 rad/s; at 50 Hz twice that is 2 * 6 * 0.02 = 0.24 rad per tick
+    assert rate_limit_for(SPEC, 0.02) == pytest.approx(0.24)
+    assert rate_limit_for(SPEC, 0.005, factor=1.0) == pytest.approx(0.03)
