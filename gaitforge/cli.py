@@ -109,12 +109,26 @@ def cmd_export(args) -> int:
 def cmd_deploy(args) -> int:
     from gaitforge.deploy import deploy_sim, parse_command
 
-    report = deploy_sim(args.bundle, args.body, duration_s=args.duration,
-                        command=parse_command(args.command), realtime=args.realtime,
-                        log_dir=args.log_dir)
+    command = parse_command(args.command)
+    if args.hw:
+        from gaitforge.hardware import deploy_hw
+
+        report = deploy_hw(args.bundle, args.hw, port=args.port, imu_port=args.imu_port,
+                           duration_s=args.duration, command=command, log_dir=args.log_dir,
+                           realtime_setup=args.rt_setup)
+    else:
+        report = deploy_sim(args.bundle, args.body, duration_s=args.duration, command=command,
+                            realtime=args.realtime, log_dir=args.log_dir)
     for key, value in report.items():
         print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
-    return 1 if report["fell"] else 0
+    return 1 if report.get("fell") or report["end_phase"] != "finished" else 0
+
+
+def cmd_virtual_robot(args) -> int:
+    from gaitforge.hardware import virtual_robot
+
+    return virtual_robot(args.robot, args.protocol, engine=args.engine, baud=args.baud,
+                         fault=args.fault, duration_s=args.duration, hw=args.hw)
 
 
 def cmd_logs(args) -> int:
@@ -186,7 +200,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pace ticks on the wall clock (default: simulated time, fast)")
     p.add_argument("--log-dir", help="where episode logs go (default: next to the bundle, "
                    "deploy-logs/)")
+    p.add_argument("--hw", metavar="CONFIG", help="drive hardware over serial instead: a "
+                   "hardware YAML (configs/hw/servo_dog_dynamixel.yaml, or its name)")
+    p.add_argument("--port", help="with --hw: the serial device or pyserial URL (overrides "
+                   "the YAML's port), e.g. the path `gaitforge virtual-robot` prints")
+    p.add_argument("--imu-port", help="with --hw on a Dynamixel bus: the IMU board's port")
+    p.add_argument("--rt-setup", action="store_true", help="with --hw: ask the OS for "
+                   "SCHED_FIFO, a pinned CPU, locked memory and 1 ns timer slack")
     p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("virtual-robot", help="serve a simulated robot over a serial protocol "
+                       "on a pseudo-terminal (prints the device path)",
+                       description="A physics body stepping in real time behind virtual "
+                       "Dynamixel servos (plus an IMU board on a second pty) or our board, "
+                       "with the baud rate's wire time and optional faults.")
+    p.add_argument("--robot", default="servo_dog")
+    p.add_argument("--protocol", choices=["dynamixel", "board"], default="dynamixel")
+    p.add_argument("--baud", type=int, help="default: the hardware YAML's")
+    p.add_argument("--engine", choices=["pybullet", "mujoco"], default="pybullet")
+    p.add_argument("--hw", metavar="CONFIG", help="hardware YAML (default "
+                   "configs/hw/ROBOT_PROTOCOL.yaml)")
+    p.add_argument("--fault", metavar="SPEC", help="comma-separated faults: corrupt:P, "
+                   "bad_crc:P, truncate:P, drop:P, late:P@MS, garbage:P, vanish:S, "
+                   "unplug:S@D, silent:ID, alert:ID@BITS (see hw_drivers/virtual.py)")
+    p.add_argument("--duration", type=float, help="stop after S seconds (default: until "
+                   "Ctrl-C / SIGTERM)")
+    p.set_defaults(func=cmd_virtual_robot)
 
     p = sub.add_parser("logs", help="episode logs written by `gaitforge deploy`")
     logs = p.add_subparsers(dest="logs_command", required=True, metavar="ACTION")

@@ -95,12 +95,12 @@ def deploy_sim(bundle_path: str, body_name: str, *, duration_s: float, command,
     clock, sleep = clock_and_sleep(realtime)
     layer = SafetyLayer(spec, safety, clock=clock)
     runner = PolicyRunner(bundle)
-    log_path = _log_path(log_dir, bundle.path, engine)
+    log_path_ = log_path(log_dir, bundle.path, f"sim-{engine}")
     metadata = {"robot": spec.name, "body": body_name, "bundle_hash": bundle.sha256,
                 "bundle": str(bundle.path), "command": list(map(float, command)),
                 "control_dt_s": bundle.control_dt_s, "realtime": realtime,
                 "safety": safety.__dict__, "source_run": source.get("run")}
-    logger = EpisodeLogger(log_path, metadata, n_joints=spec.n_joints, obs_dim=builder.size)
+    logger = EpisodeLogger(log_path_, metadata, n_joints=spec.n_joints, obs_dim=builder.size)
     try:
         deployment = Deployment(robot, runner, builder, mapper, layer,
                                 control_dt_s=bundle.control_dt_s, command=command,
@@ -118,21 +118,22 @@ def deploy_sim(bundle_path: str, body_name: str, *, duration_s: float, command,
               "safety_events": result.safety_counts, "backend": runner.backend,
               "work_p50_us": float(np.percentile(result.work_s, 50) * 1e6),
               "work_p99_us": float(np.percentile(result.work_s, 99) * 1e6),
-              "overruns": result.loop.get("overruns", 0), "log": str(log_path)}
+              "overruns": result.loop.get("overruns", 0), "log": str(log_path_)}
     logger.close({"outcome": "fell" if report["fell"] else "ok",
                   **{k: report[k] for k in ("vx_mean", "vx_tracking_error", "policy_s")}})
     robot.body.close()
     return report
 
 
-def _log_path(log_dir: str | None, bundle_path: Path, engine: str) -> Path:
+def log_path(log_dir: str | None, bundle_path: Path, tag: str) -> Path:
+    """A new episode-log path: LOG_DIR (default: deploy-logs/ beside the bundle)/TIME-TAG.gflog"""
     folder = Path(log_dir) if log_dir else bundle_path.parent / "deploy-logs"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = folder / f"{stamp}-sim-{engine}.gflog"
+    path = folder / f"{stamp}-{tag}.gflog"
     n = 1
     while path.exists():
-        path = folder / f"{stamp}-sim-{engine}-{n}.gflog"
+        path = folder / f"{stamp}-{tag}-{n}.gflog"
         n += 1
     return path
 
