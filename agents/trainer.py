@@ -50,6 +50,10 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every_steps: int = 2_000
     seed: int = 0
+    # Step the envs (in their worker processes) while the agent learns, instead of one after
+    # the other. Needs workers >= 1 and an env with step_async/step_wait. The update of a
+    # step then samples the replay before that step's transitions are added (one step later).
+    overlap: bool = False
 
     def __post_init__(self):
         for name in ("total_env_steps", "num_envs", "replay_capacity", "eval_every_steps",
@@ -64,6 +68,11 @@ class TrainConfig:
         if self.workers > self.num_envs:
             raise ValueError(f"workers ({self.workers}) must not exceed num_envs "
                              f"({self.num_envs})")
+        if not isinstance(self.overlap, bool):
+            raise ValueError(f"overlap must be true or false, got {self.overlap!r}")
+        if self.overlap and self.workers < 1:
+            raise ValueError("overlap needs workers >= 1 (the envs step in their processes "
+                             "while the agent learns)")
 
 
 def segment_seed(seed: int, env_steps: int) -> int:
@@ -109,9 +118,19 @@ class Trainer:
             if self._obs is None:
                 self._begin_segment()
             before = self.env_steps
-            self._collect_step()
-            if self.env_steps >= c.warmup_steps and self.replay.size() >= self.batch_size:
-                self._learn(self.env.num_envs * self.agent.config.utd)
+            n_updates = self.env.num_envs * self.agent.config.utd
+            if c.overlap:  # learn from the replay so far while the envs step
+                actions = self._actions()
+                self.env.step_async(actions)
+                # learn on the same iterations as without overlap (once this step ends warm-up)
+                after = self.env_steps + self.env.num_envs
+                if after >= c.warmup_steps and self.replay.size() >= self.batch_size:
+                    self._learn(n_updates)
+                self._record_step(actions, *self.env.step_wait())
+            else:
+                self._collect_step()
+                if self.env_steps >= c.warmup_steps and self.replay.size() >= self.batch_size:
+                    self._learn(n_updates)
             if _crossed(before, self.env_steps, c.log_every_steps):
                 self._log(marks)
             if _crossed(before, self.env_steps, c.eval_every_steps) and self.evaluate:
@@ -132,13 +151,18 @@ class Trainer:
         self._ep_terms = {}
         self.agent.observe(obs, self._critic_obs)
 
-    def _collect_step(self) -> None:
-        n = self.env.num_envs
+    def _actions(self) -> np.ndarray:
         if self.env_steps < self.config.warmup_steps:
-            actions = self.rng.uniform(-1.0, 1.0, size=(n, self.act_dim)).astype(np.float32)
-        else:
-            actions = self.agent.act(self._obs)  # one batched call for every env
-        obs, reward, terminated, truncated, info = self.env.step(actions)
+            n = self.env.num_envs
+            return self.rng.uniform(-1.0, 1.0, size=(n, self.act_dim)).astype(np.float32)
+        return self.agent.act(self._obs)  # one batched call for every env
+
+    def _collect_step(self) -> None:
+        actions = self._actions()
+        self._record_step(actions, *self.env.step(actions))
+
+    def _record_step(self, actions, obs, reward, terminated, truncated, info) -> None:
+        n = self.env.num_envs
         critic = {}
         if self.critic_obs_dim:
             critic = {"critic_obs": self._critic_obs,

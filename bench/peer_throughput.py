@@ -78,8 +78,8 @@ def run_ours(algo: str, a: argparse.Namespace, out: Path) -> None:
         t0 = warm_end = None
         eval_s = eval_s_at_warm_end = ckpt_s = 0.0
 
-        def _collect_step(self):
-            super()._collect_step()
+        def _record_step(self, *args):
+            super()._record_step(*args)
             if self.warm_end is None and self.env_steps >= self.config.warmup_steps:
                 self.warm_end, self.eval_s_at_warm_end = time.perf_counter(), self.eval_s
 
@@ -98,13 +98,15 @@ def run_ours(algo: str, a: argparse.Namespace, out: Path) -> None:
             self.ckpt_s += time.perf_counter() - t
             return path
 
-    env = VecEnv([factory], workers=0)
+    workers = 1 if a.overlap else 0
+    env = VecEnv([factory], workers=workers)
     hp = SAC_HP if algo == "sac" else TD3_HP
     agent_cfg = dict(actor_hidden=(256, 256), critic_hidden=(256, 256), batch_size=256, utd=1,
                      **hp)
     agent = make_agent(algo, agent_cfg, env.single_observation_space.shape[0],
                        env.single_action_space.shape[0], seed=a.seed)
-    cfg = TrainConfig(total_env_steps=a.steps, num_envs=1, workers=0, warmup_steps=a.warmup,
+    cfg = TrainConfig(total_env_steps=a.steps, num_envs=1, workers=workers, overlap=a.overlap,
+                      warmup_steps=a.warmup,
                       replay_capacity=1_000_000, eval_every_steps=a.eval_every,
                       eval_episodes=a.eval_episodes, checkpoint_every_steps=10**12,
                       seed=a.seed)
@@ -182,8 +184,10 @@ def run_one(system: str, algo: str, a: argparse.Namespace) -> dict:
               "--eval-every", str(a.eval_every), "--eval-episodes", str(a.eval_episodes),
               "--env-bench-steps", str(a.env_bench_steps), "--seed", str(a.seed),
               "--out", str(out)]
-    if system == "ours":
+    if system in ("ours", "ours-overlap"):
         cmd = [sys.executable, __file__, "--child-ours", *common]
+        if system == "ours-overlap":
+            cmd.append("--overlap")
     else:
         cmd = [str(a.peer_venvs / system / "bin" / "python"),
                str(a.peers_dir / PEERS[system][1]), "--env", ENV, *common]
@@ -231,22 +235,27 @@ def _children_cpu_s() -> float:
 
 def table(rows: list[dict]) -> str:
     ours = {r["algo"]: r.get("learn_sps") for r in rows if r["system"] == "ours"}
-    names = {"ours": "gaitforge", **{k: v[0] for k, v in PEERS.items()}}
-    lines = ["| system | algo | learn sps | learn sps incl eval | ours / this | warm-up sps | "
-             "env-only sps | updates | wall s excl/incl eval | eval returns | other CPU |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    overlap = {r["algo"]: r.get("learn_sps") for r in rows if r["system"] == "ours-overlap"}
+    names = {"ours": "gaitforge", "ours-overlap": "gaitforge, overlap",
+             **{k: v[0] for k, v in PEERS.items()}}
+    lines = ["| system | algo | learn sps | learn sps incl eval | ours / this | ours overlap / "
+             "this | warm-up sps | env-only sps | updates | wall s excl/incl eval | eval returns "
+             "| other CPU |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     f = lambda x, p=1: "-" if x is None else f"{x:.{p}f}"  # noqa: E731
     for r in sorted(rows, key=lambda r: (r["algo"], r["system"] != "ours", r["system"])):
         if "learn_sps" not in r:
             lines.append(f"| {names[r['system']]} | {r['algo']} | FAILED rc={r['rc']}, see "
-                         f"{r['log']} |" + " |" * 8)
+                         f"{r['log']} |" + " |" * 9)
             continue
         mine = ours.get(r["algo"])
         ratio = "-" if r["system"] == "ours" or not mine else f"{mine / r['learn_sps']:.2f}x"
+        ov = overlap.get(r["algo"])
+        ov_ratio = "-" if r["system"] == "ours-overlap" or not ov else \
+            f"{ov / r['learn_sps']:.2f}x"
         rets = "; ".join(f"{s / 1000:g}k: {v:.1f}" for s, v in sorted(r["returns"].items()))
         lines.append(
             f"| {names[r['system']]} | {r['algo']} | {f(r['learn_sps'])} | "
-            f"{f(r['learn_sps_incl_eval'])} | {ratio} | {f(r['warmup_sps'], 0)} | "
+            f"{f(r['learn_sps_incl_eval'])} | {ratio} | {ov_ratio} | {f(r['warmup_sps'], 0)} | "
             f"{f(r['env_only_sps'], 0)} | {r['updates']} | {f(r['wall_excl_eval'], 0)} / "
             f"{f(r['wall_incl_eval'], 0)} | {rets} | {f(r['other_cpu_cores'], 2)} |")
     return "\n".join(lines)
@@ -266,6 +275,8 @@ def main() -> None:
                    default=Path(os.environ.get("PEERS_VENVS", "~/peer-venvs")).expanduser())
     p.add_argument("--peers-dir", type=Path, default=HERE.parent.parent / "shared" / "peers")
     p.add_argument("--out-dir", type=Path, default=HERE / "out")
+    p.add_argument("--overlap", action="store_true", help="also run ours with the env in a "
+                   "worker process stepping while the agent learns (train.overlap)")
     p.add_argument("--child-ours", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--algo", help=argparse.SUPPRESS)
     p.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -278,8 +289,10 @@ def main() -> None:
     if not 0 <= a.warmup < a.steps:
         p.error("need 0 <= --warmup < --steps")
     systems = {"ours": ["ours"], "peers": ["sb3", "tfa"], "all": ["ours", "sb3", "tfa"]}[a.only]
+    if a.overlap and a.only != "peers":
+        systems.insert(1, "ours-overlap")
     for s in systems:
-        if s != "ours" and not (a.peer_venvs / s / "bin" / "python").exists():
+        if not s.startswith("ours") and not (a.peer_venvs / s / "bin" / "python").exists():
             p.error(f"no {a.peer_venvs / s}/bin/python: create the venvs as in "
                     f"{a.peers_dir / 'README.md'}, or pass --peer-venvs")
     a.out_dir.mkdir(parents=True, exist_ok=True)

@@ -523,6 +523,7 @@ class VecEnv:
         self._pending_seed = seed
         self._closed = False
         self._needs_reset = True
+        self._stepping = False  # between step_async and step_wait
         self._bufs: dict[str, np.ndarray] = {}  # views; cleared on close
         self._group: _EnvGroup | None = None
         self._pool: _WorkerPool | None = None
@@ -594,21 +595,44 @@ class VecEnv:
         return self._bufs["obs"].copy(), info
 
     def step(self, actions) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        self.step_async(actions)
+        return self.step_wait()
+
+    def step_async(self, actions) -> None:
+        """Start a step; with workers the envs step in their processes while the caller goes
+        on (e.g. with a gradient update) until `step_wait`. In-process, the step happens in
+        `step_wait`."""
         self._check_open()
         if self._needs_reset:
             raise RuntimeError("call reset() before step()")
+        if self._stepping:
+            raise RuntimeError("step_async() twice without step_wait()")
         actions = np.asarray(actions)
         if actions.shape != self._act_shape:
             raise ValueError(
                 f"actions must have shape {self._act_shape} (num_envs, *action_shape), "
                 f"got {actions.shape}"
             )
+        self._bufs["actions"][...] = actions  # cast to the action space's dtype
+        if self._pool is not None:
+            try:
+                for conn in self._pool.conns:
+                    with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
+                        conn.send(("step", None))
+            except BaseException:
+                self.close()
+                raise
+        self._stepping = True
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+        if not self._stepping:
+            raise RuntimeError("step_wait() without step_async()")
+        self._stepping = False
         b = self._bufs
-        b["actions"][...] = actions  # cast to the action space's dtype
         if self._pool is None:
             info = self._group.step()
         else:
-            info = _concat_infos(self._pool_request("step"), "step info")
+            info = _concat_infos(self._pool_request("step", send=False), "step info")
         obs = b["obs"].copy()
         terminated, truncated = b["terminated"].copy(), b["truncated"].copy()
         info["final_obs"] = b["final_obs"].copy()
