@@ -14,6 +14,7 @@ computed over the stuffed frame from the first header byte up to the last parame
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum, IntFlag
@@ -206,14 +207,16 @@ def decode_value(item: ControlTable, data: bytes) -> int:
     return int.from_bytes(data, "little", signed=item.signed)
 
 
+@functools.cache
+def _items_in(address: int, length: int) -> tuple[ControlTable, ...]:
+    end = address + length
+    return tuple(it for it in ControlTable if address <= it and it + it.size <= end)
+
+
 def decode_block(address: int, data: bytes) -> dict[ControlTable, int]:
     """Every item lying wholly inside `data` read from `address` (e.g. one sync read 126..135)."""
-    end = address + len(data)
-    return {
-        it: decode_value(it, data[it - address : it - address + it.size])
-        for it in ControlTable
-        if address <= it and it + it.size <= end
-    }
+    return {it: decode_value(it, data[it - address : it - address + it.size])
+            for it in _items_in(address, len(data))}
 
 
 @dataclass(frozen=True)
