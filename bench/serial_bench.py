@@ -48,7 +48,13 @@ from pathlib import Path
 import numpy as np
 
 from gaitforge.hw_drivers import dynamixel as dxl
-from gaitforge.hw_drivers.body import PRESENT_BYTES, PRESENT_START, DynamixelJoints
+from gaitforge.hw_drivers.body import (
+    BUS_RETRIES,
+    PRESENT_BYTES,
+    PRESENT_START,
+    REPLY_TIMEOUT_S,
+    DynamixelJoints,
+)
 from gaitforge.hw_drivers.dynamixel import ControlTable as CT
 from gaitforge.hw_drivers.dynamixel_bus import DxlTimeout, DynamixelBus
 from gaitforge.hw_drivers.hwconfig import load_hw_config
@@ -128,7 +134,7 @@ def run_case(label: str, cal, *, baud: int, fault: str | None, seconds: float,
     if not conn.poll(60):
         raise RuntimeError("the virtual device process did not report its pty")
     transport = SerialTransport(conn.recv(), baud, timeout_s=timeout_s)
-    bus = DynamixelBus(transport, timeout_s=timeout_s)
+    bus = DynamixelBus(transport, timeout_s=timeout_s, retries=BUS_RETRIES)
     joints = DynamixelJoints(bus, cal, watchdog_ms=100)
     phase = np.linspace(0, 2 * np.pi, 100, endpoint=False)[:, None]
     goals = cal.spec.default_pose_rad + 0.05 * np.sin(phase + np.arange(len(ids)))
@@ -200,8 +206,8 @@ def main() -> None:
     ap.add_argument("--fault-ticks", type=int, help="ticks per fault run (default 10,000)")
     ap.add_argument("--fault-cap-s", type=float, help="time cap of a fault run (default 60)")
     ap.add_argument("--fault-baud", type=int, default=1_000_000, help="baud of the fault runs")
-    ap.add_argument("--timeout-ms", type=float, default=20.0,
-                    help="bus reply timeout (HardwareBody's default: 20 ms)")
+    ap.add_argument("--timeout-ms", type=float, default=REPLY_TIMEOUT_S * 1e3,
+                    help="bus reply timeout (default: HardwareBody's)")
     ap.add_argument("--profile", action="store_true", help="cProfile the host, 1 Mbps run")
     args = ap.parse_args()
     seconds = args.seconds or (2.5 if args.quick else 15.0)
