@@ -113,6 +113,16 @@ class Deployment:
         return not self.safety.finished
 
 
+def _first_state(body, tries: int = 3):
+    """The state the soft start begins from; a lost reply or two must not abort a start."""
+    for attempt in range(tries):
+        try:
+            return body.read()
+        except Exception:
+            if attempt == tries - 1:
+                raise
+
+
 def clock_and_sleep(realtime: bool):
     """(clock, sleep) for the loop and the safety layer: the wall clock, or simulated time."""
     if realtime:
@@ -132,7 +142,7 @@ def run_episode(deployment: Deployment, duration_s: float, clock, sleep, *,
     d.body.configure()
     d.body.activate()
     try:
-        d.safety.start(d.body.read())
+        d.safety.start(_first_state(d.body))
         loop = FixedRateLoop(d.control_dt_s, clock=clock, sleep=sleep,
                              busy_wait_s=0.0005 if realtime else 0.0)
         stats: LoopStats = loop.run(d.tick, duration_s=max_total_s or duration_s + 30.0)

@@ -14,12 +14,16 @@ Where the IMU comes from: the board protocol carries it in every STATE. A pure D
 has none, so the hardware YAML names a second serial port where a board (same protocol,
 same firmware) streams it; the host only sends it HEARTBEATs.
 
-Faults: a read that fails (timeout, CRC, status error, Alert, a vanished port) raises
+Faults: a read that fails (timeout, CRC, status error, a vanished port) raises
 `HardwareReadError`; the deploy loop counts it and the safety layer's watchdog decides
-(damping, then torque off). A write never raises; a failed write is counted. When a port
-vanishes, each later read tries one reconnect, spaced by exponential backoff. After a
-reconnect the body re-configures with torque OFF and refuses motion until `rearm()`, which
-re-seeds the goals from the measured pose: motion never resumes by itself.
+(damping, then torque off). A servo's Alert bit makes the body read that servo's Hardware
+Error Status and name it in the error and an event. A write never raises; failed writes are
+counted (one event per run of failures). Lost replies are retried by the bus (3 times, 5 ms
+reply timeout); start-up reads are retried 3 times. When a port vanishes, each later read
+tries one reconnect, spaced by exponential backoff. After a reconnect the body re-configures
+with torque OFF, refuses motion, and its reads keep failing until `rearm()` re-seeds the goals
+from the measured pose: the safety layer therefore latches too, and motion never resumes by
+itself.
 """
 
 from __future__ import annotations
@@ -34,8 +38,8 @@ from gaitforge.robots.types import CommandMode, JointCommand, LifecycleError, Ro
 
 from .board import BoardLink, to_robot_state
 from .dynamixel import ControlTable as CT
-from .dynamixel import decode_block, encode_value
-from .dynamixel_bus import DxlError, DynamixelBus
+from .dynamixel import HardwareError, decode_block, encode_value
+from .dynamixel_bus import DxlError, DxlStatusError, DynamixelBus
 from .hwconfig import HwConfig, JointCalibration
 from .transport import Backoff, TransportError
 
@@ -44,6 +48,10 @@ POSITION_MODE = 3
 # A lost or mangled reply costs the bus one reply timeout: keep it short (a status packet
 # takes 0.2 ms at 1 Mbps) and retry more, so a tick survives a few damaged replies.
 REPLY_TIMEOUT_S, BUS_RETRIES = 0.005, 3
+# A board STATE is 217 bytes (2.2 ms at 1 Mbps) and may queue behind the one answering the last
+# COMMAND: give it longer.
+STATE_TIMEOUT_S = 0.02
+STARTUP_READ_TRIES = 3
 
 
 class HardwareReadError(RuntimeError):
@@ -92,11 +100,13 @@ class DynamixelJoints:
 class HardwareBody:
     def __init__(self, spec: RobotSpec, config: HwConfig, transport, *, imu_transport=None,
                  watchdog_ms: int = 100, timeout_s: float = REPLY_TIMEOUT_S,
-                 backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic):
+                 state_timeout_s: float = STATE_TIMEOUT_S, backoff: Backoff | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.spec, self.config, self.clock = spec, config, clock
         self.cal = config.calibration(spec)
         self.transport, self.imu_transport = transport, imu_transport
-        self.timeout_s, self.watchdog_ms = timeout_s, watchdog_ms
+        self.timeout_s, self.state_timeout_s = timeout_s, state_timeout_s
+        self.watchdog_ms = watchdog_ms
         self.backoff = backoff or Backoff()
         n = spec.n_joints
         if config.protocol == "dynamixel":
@@ -115,6 +125,7 @@ class HardwareBody:
         self.events: list[tuple[float, str, str]] = []
         self._next_reconnect, self._attempt = 0.0, 0
         self._last_q: np.ndarray | None = None
+        self._link_down = self._write_failing = False
 
     # Robot protocol ------------------------------------------------------------------------
     def configure(self) -> None:
@@ -140,12 +151,26 @@ class HardwareBody:
             self.counters["write_errors"] += 1
 
     def read(self) -> RobotState:
+        """One state, or HardwareReadError: the link is down (a reconnect is tried, spaced by
+        backoff), a reply failed, a servo raised Alert (its Hardware Error Status is read and
+        named), or the link came back and the body waits for `rearm()`."""
         links = [self.transport] + ([self.imu_transport] if self.joints is not None else [])
         if not all(getattr(t, "connected", True) for t in links):
+            self.counters["read_errors"] += 1
+            if not self._link_down:
+                self._link_down = True
+                self._event("disconnected", "serial link down; reconnecting with backoff")
             self._try_reconnect()
             raise HardwareReadError("serial link down (reconnecting)")
+        self._link_down = False
+        if self.rearm_required:
+            self.counters["read_errors"] += 1
+            raise HardwareReadError("link re-established: torque off until rearm()")
         try:
             state = self._read_once()
+        except DxlStatusError as err:
+            self.counters["read_errors"] += 1
+            raise HardwareReadError(self._describe_alert(err)) from err
         except (DxlError, TransportError, TimeoutError, ValueError) as err:
             self.counters["read_errors"] += 1
             raise HardwareReadError(f"{type(err).__name__}: {err}") from err
@@ -160,9 +185,12 @@ class HardwareBody:
             return
         try:
             self._send(command)
+            self._write_failing = False
         except (DxlError, TransportError, ValueError) as err:
             self.counters["write_errors"] += 1
-            self._event("write_error", f"{type(err).__name__}: {err}")
+            if not self._write_failing:  # one event per run of failures, not one per tick
+                self._event("write_error", f"{type(err).__name__}: {err}")
+            self._write_failing = True
 
     def rearm(self) -> None:
         """After a reconnect: goals := measured pose, torque on; motion may resume."""
@@ -173,10 +201,16 @@ class HardwareBody:
     # Internals -----------------------------------------------------------------------------
     def _read_once(self) -> RobotState:
         seq = self.link.heartbeat()
-        if self.joints is None:
-            return to_robot_state(self.link.read_state(self.timeout_s, ack_seq=seq))
+        if self.joints is None:  # the board reports servo radians: back to joint angles
+            state = to_robot_state(self.link.read_state(self.state_timeout_s, ack_seq=seq))
+            d = self.cal.direction
+            state.joint_pos_rad = self.cal.servo_to_joint_rad(state.joint_pos_rad)
+            state.joint_vel_rad_s = d * state.joint_vel_rad_s
+            if state.joint_torque_nm is not None:
+                state.joint_torque_nm = d * state.joint_torque_nm
+            return state
         q, dq, tau = self.joints.read()
-        imu = self.link.read_state(self.timeout_s, ack_seq=seq)
+        imu = self.link.read_state(self.state_timeout_s, ack_seq=seq)
         return RobotState(time_s=self.clock(), joint_pos_rad=q, joint_vel_rad_s=dq,
                           imu_quat_wxyz=np.array(imu.imu_quat_wxyz),
                           gyro_rad_s=np.array(imu.gyro_rad_s),
@@ -210,8 +244,26 @@ class HardwareBody:
             j.torque(True)
             self.torque_on = True
 
+    def _describe_alert(self, err: DxlStatusError) -> str:
+        text = f"servo {err.dxl_id}: {err}"
+        if err.alert and self.joints is not None:
+            try:
+                bits = self.joints.bus.hardware_error_status(err.dxl_id)
+                text += f"; Hardware Error Status 0x{bits:02X} ({HardwareError(bits)!r})"
+            except (DxlError, TransportError) as e2:
+                text += f"; Hardware Error Status unreadable ({e2})"
+            self._event("hardware_error", text)
+        return text
+
     def _hold_measured_pose(self) -> None:
-        state = self._read_once()
+        for attempt in range(STARTUP_READ_TRIES):  # one lost reply must not abort a start
+            try:
+                state = self._read_once()
+                break
+            except (DxlError, TransportError, TimeoutError) as err:
+                self._event("startup_read_retry", f"attempt {attempt + 1}: {err}")
+                if attempt == STARTUP_READ_TRIES - 1:
+                    raise
         q = np.clip(state.joint_pos_rad, self.spec.lower_rad, self.spec.upper_rad)
         self._last_q = q
         self._send(JointCommand(q, mode=CommandMode.POSITION))

@@ -151,6 +151,13 @@ class HwConfig:
                     f"(known: {', '.join(spec.joint_names)})"
                 )
         if self.protocol != "dynamixel":
+            # The board protocol carries joints in channel order and the host sends the spec's
+            # order: the list must be the spec's order (channel i = spec joint i).
+            if names != list(spec.joint_names):
+                first = next(i for i, (a, b) in enumerate(zip(names, spec.joint_names,
+                                                               strict=True)) if a != b)
+                raise ValueError(f"joints: on the board protocol channel {first} must be "
+                                 f"'{spec.joint_names[first]}' (spec order), got '{names[first]}'")
             return  # the board maps angles itself; tick range is a Dynamixel register limit
         by_name = {j.name: j for j in self.joints}
         for js in spec.joints:

@@ -24,6 +24,11 @@ from typing import NoReturn
 
 import serial
 
+try:  # POSIX: pyserial's reset_input_buffer calls tcflush, which raises termios.error (not an
+    from termios import error as _TermiosError  # OSError) on a pty whose master has gone
+except ImportError:  # pragma: no cover (Windows)
+    _TermiosError = OSError
+
 
 class TransportError(OSError):
     """The serial link failed: could not open, write failed or timed out, or the port vanished."""
@@ -236,7 +241,7 @@ class SerialTransport:
         ser = self._require_open()
         try:
             ser.reset_input_buffer()
-        except OSError as err:
+        except (OSError, _TermiosError) as err:
             self._lost(err, "reset_input")
 
     # Internals -------------------------------------------------------------------------------
@@ -245,7 +250,7 @@ class SerialTransport:
             raise TransportError(f"serial port {self.port!r} is disconnected; call reconnect()")
         return self._serial
 
-    def _lost(self, err: OSError, op: str) -> NoReturn:
+    def _lost(self, err: Exception, op: str) -> NoReturn:
         self.counters.errors += 1
         self.counters.disconnects += 1
         self.close()

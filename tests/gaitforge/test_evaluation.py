@@ -13,8 +13,8 @@ def test_standing_still_at_a_forward_command_is_judged_as_not_walking():
                                                      "env.action.gait.frequency_hz=0"])
     result = evaluate_locomotion(lambda obs: np.zeros((len(obs), 12)), cfg, episodes=2,
                                  command=(0.3, 0.0, 0.0), episode_length_s=3.0)
-    # without the gait prior, zero action holds the default pose: the trunk barely moves, so every 1-s window's mean
-    # velocity is ~0 and the error is ~|0 - 0.3| = 0.3 m/s; nothing falls
+    # without the gait prior, zero action holds the default pose: the trunk barely moves, so
+    # every 1-s window's mean velocity is ~0 and the error is ~|0 - 0.3| = 0.3 m/s; no fall
     assert result["fall_rate"] == 0.0
     assert abs(result["vx_tracking_error"] - 0.3) < 0.02
     assert abs(result["vx_mean"]) < 0.02
