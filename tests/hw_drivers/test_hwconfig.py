@@ -240,6 +240,10 @@ def test_board_protocol_rules(tmp_path):
     data["imu"] = {"source": "board", "port": "/dev/ttyACM1"}
     with pytest.raises(ConfigError, match=re.escape("imu.port: with protocol board")):
         load_hw_config(write_yaml(tmp_path, data))
+    data["imu"] = {"source": "board"}
+    data["joints"][0], data["joints"][3] = data["joints"][3], data["joints"][0]
+    with pytest.raises(ConfigError, match="channel 0 must be 'FR_hip' .spec order., got 'FL_hip'"):
+        load_hw_config(write_yaml(tmp_path, data))
 
 
 def test_port_override_and_frozen():
