@@ -74,6 +74,33 @@ class SimulatedRobot:
             self.fell_at_s = state.time_s
 
 
+@dataclasses.dataclass
+class RuntimeParts:
+    """What any deployment of a bundle needs, built from the bundle and its run's config."""
+
+    bundle: object
+    config: RunConfig
+    spec: object
+    builder: ObservationBuilder
+    mapper: ActionMapper
+    runner: PolicyRunner
+    safety: SafetyLayer
+
+
+def runtime_parts(bundle_path: str, clock, safety: SafetyConfig | None = None) -> RuntimeParts:
+    """Load and verify the bundle; the policy I/O its run trained with; the LiteRT runner; a
+    safety layer on `clock` (default: rate limit from the servo speed)."""
+    bundle = load_bundle(bundle_path)
+    cfg = from_dict(RunConfig, bundle.manifest["source"]["config"],
+                    source=f"{bundle.path}/bundle.json source")
+    spec = load_robot_spec(bundle.robot)
+    safety = safety or SafetyConfig(max_step_rad=rate_limit_for(spec, bundle.control_dt_s))
+    return RuntimeParts(bundle, cfg, spec,
+                        ObservationBuilder(spec, cfg.env.observation, cfg.env.action.gait),
+                        ActionMapper(spec, cfg.env.action), PolicyRunner(bundle),
+                        SafetyLayer(spec, safety, clock=clock))
+
+
 def deploy_sim(bundle_path: str, body_name: str, *, duration_s: float, command,
                realtime: bool, log_dir: str | None, safety: SafetyConfig | None = None
                ) -> dict:
@@ -82,27 +109,22 @@ def deploy_sim(bundle_path: str, body_name: str, *, duration_s: float, command,
     if body_name not in BODIES:
         raise ConfigError(f"--body: unknown '{body_name}' (known: {', '.join(BODIES)}; "
                           "hardware comes with --hw)")
-    bundle = load_bundle(bundle_path)
+    clock, sleep = clock_and_sleep(realtime)
+    parts = runtime_parts(bundle_path, clock, safety)
+    bundle, cfg, spec, runner = parts.bundle, parts.config, parts.spec, parts.runner
     source = bundle.manifest["source"]
-    cfg = from_dict(RunConfig, source["config"], source=f"{bundle.path}/bundle.json source")
-    spec = load_robot_spec(bundle.robot)
-    safety = safety or SafetyConfig(max_step_rad=rate_limit_for(spec, bundle.control_dt_s))
     engine = body_name.split(":", 1)[1]
     sim_cfg = dataclasses.replace(cfg.env.sim, engine=engine)
     robot = SimulatedRobot(make_body(spec, sim_cfg), cfg.env.task.termination)
-    builder = ObservationBuilder(spec, cfg.env.observation, cfg.env.action.gait)
-    mapper = ActionMapper(spec, cfg.env.action)
-    clock, sleep = clock_and_sleep(realtime)
-    layer = SafetyLayer(spec, safety, clock=clock)
-    runner = PolicyRunner(bundle)
     log_path_ = log_path(log_dir, bundle.path, f"sim-{engine}")
     metadata = {"robot": spec.name, "body": body_name, "bundle_hash": bundle.sha256,
                 "bundle": str(bundle.path), "command": list(map(float, command)),
                 "control_dt_s": bundle.control_dt_s, "realtime": realtime,
-                "safety": safety.__dict__, "source_run": source.get("run")}
-    logger = EpisodeLogger(log_path_, metadata, n_joints=spec.n_joints, obs_dim=builder.size)
+                "safety": parts.safety.config.__dict__, "source_run": source.get("run")}
+    logger = EpisodeLogger(log_path_, metadata, n_joints=spec.n_joints,
+                           obs_dim=parts.builder.size)
     try:
-        deployment = Deployment(robot, runner, builder, mapper, layer,
+        deployment = Deployment(robot, runner, parts.builder, parts.mapper, parts.safety,
                                 control_dt_s=bundle.control_dt_s, command=command,
                                 logger=logger, on_tick=robot.observe)
         result = run_episode(deployment, duration_s, clock, sleep)

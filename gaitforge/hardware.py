@@ -101,24 +101,17 @@ def deploy_hw(bundle_path: str, hw: str, *, port: str | None, imu_port: str | No
 
     import numpy as np
 
-    from gaitforge.config import RunConfig
-    from gaitforge.control.bundle import load_bundle
     from gaitforge.control.deploy import Deployment, clock_and_sleep, run_episode
     from gaitforge.control.logger import EpisodeLogger
     from gaitforge.control.loop import setup_realtime
-    from gaitforge.control.policy_io import ActionMapper, ObservationBuilder
-    from gaitforge.control.runner import PolicyRunner
-    from gaitforge.control.safety import SafetyConfig, SafetyLayer, rate_limit_for
-    from gaitforge.deploy import log_path
+    from gaitforge.deploy import log_path, runtime_parts
     from gaitforge.hw_drivers.body import HardwareBody
     from gaitforge.hw_drivers.hwconfig import load_hw_config
     from gaitforge.hw_drivers.transport import SerialTransport
-    from gaitforge.robots.configio import from_dict
 
-    bundle = load_bundle(bundle_path)
-    source = bundle.manifest["source"]
-    cfg = from_dict(RunConfig, source["config"], source=f"{bundle.path}/bundle.json source")
-    spec = load_robot_spec(bundle.robot)
+    clock, sleep = clock_and_sleep(True)
+    parts = runtime_parts(bundle_path, clock)
+    bundle, spec, runner = parts.bundle, parts.spec, parts.runner
     config = load_hw_config(hw, port=port, spec=spec)
     if imu_port:
         config = dataclasses.replace(config, imu=dataclasses.replace(config.imu, port=imu_port))
@@ -126,22 +119,16 @@ def deploy_hw(bundle_path: str, hw: str, *, port: str | None, imu_port: str | No
     imu = SerialTransport(config.imu.port, config.imu.baud) \
         if config.protocol == "dynamixel" else None
     body = HardwareBody(spec, config, transport, imu_transport=imu)
-    builder = ObservationBuilder(spec, cfg.env.observation, cfg.env.action.gait)
-    mapper = ActionMapper(spec, cfg.env.action)
-    clock, sleep = clock_and_sleep(True)
-    safety = SafetyLayer(spec, SafetyConfig(max_step_rad=rate_limit_for(
-        spec, bundle.control_dt_s)), clock=clock)
-    runner = PolicyRunner(bundle)
     rt = setup_realtime() if realtime_setup else None
     path = log_path(log_dir, Path(bundle.path), f"hw-{config.protocol}")
     metadata = {"robot": spec.name, "body": f"hw:{config.protocol}:{config.port}",
                 "bundle_hash": bundle.sha256, "bundle": str(bundle.path),
                 "command": list(map(float, command)), "hw_config": dataclasses.asdict(config),
                 "control_dt_s": bundle.control_dt_s}
-    logger = EpisodeLogger(path, metadata, n_joints=spec.n_joints, obs_dim=builder.size)
+    logger = EpisodeLogger(path, metadata, n_joints=spec.n_joints, obs_dim=parts.builder.size)
     outcome = "error"
     try:
-        deployment = Deployment(body, runner, builder, mapper, safety,
+        deployment = Deployment(body, runner, parts.builder, parts.mapper, parts.safety,
                                 control_dt_s=bundle.control_dt_s, command=command,
                                 logger=logger)
         result = run_episode(deployment, duration_s, clock, sleep)
