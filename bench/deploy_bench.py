@@ -16,7 +16,7 @@ microseconds and describe this machine and its load at the time; tables also go 
    first), and, for reference, the agent's compiled `act` and plain TF eager (a few hundred
    calls). Backends run round-robin in rounds (the order rotating), so machine noise hits
    all alike; p50/p99 are over all calls. Goal: LiteRT p99 <= 25 us.
-2. tick work against a simulated body (`gaitforge.deploy.deploy_sim`, realtime=False).
+2. tick work against a simulated body (`gaitforge.control.deploy.deploy`, simulated time).
    `work` is the runtime's own figure (read -> obs -> actor -> safety -> write, where write
    includes the physics step), over all ticks (soft start and shutdown included); `tick`
    times the whole `Deployment.tick` (also log_tick and the sim's fall-check hook).
@@ -34,7 +34,6 @@ microseconds and describe this machine and its load at the time; tables also go 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
 import subprocess
@@ -71,8 +70,8 @@ def make_bundle(root: Path):
     """(agent, bundle path): an untrained default-size SAC actor for servo_dog, exported."""
     from gaitforge.agents import config_class, make_agent
     from gaitforge.agents.export import export_actor, normalizer_record, random_observations
-    from gaitforge.config import compose, load_run_config
-    from gaitforge.control.bundle import publish_bundle
+    from gaitforge.cli.run_config import compose, load_run_config
+    from gaitforge.control.bundle import manifest, publish_bundle
     from gaitforge.control.policy_io import ActionMapper, ObservationBuilder
     from gaitforge.robots.spec import load_robot_spec
 
@@ -87,17 +86,13 @@ def make_bundle(root: Path):
     staging = root / "staging"
     staging.mkdir()
     parity = export_actor(agent, staging, random_observations(agent, 256))
-    manifest = {
-        "robot": {"name": spec.name, "spec_sha256": spec.sha256},
-        "observation": {"size": builder.size, "layout": builder.layout,
-                        "normalizer": normalizer_record(agent)},
-        "action": mapper.layout, "control_dt_s": cfg.env.sim.control_dt_s,
-        "source": {"run": "bench/deploy_bench.py (untrained)", "checkpoint": None,
-                   "agent": "sac", "config": compose()},
-        "parity": parity,
-        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-    publish_bundle(staging, root / "bundle", manifest, overwrite=True)
+    fields = manifest(spec=spec, observation_layout=builder.layout,
+                      normalizer=normalizer_record(agent), action_layout=mapper.layout,
+                      control_dt_s=cfg.env.sim.control_dt_s,
+                      source={"run": "bench/deploy_bench.py (untrained)", "checkpoint": None,
+                              "agent": "sac", "config": compose()},
+                      parity=parity)
+    publish_bundle(staging, root / "bundle", fields, overwrite=True)
     return agent, root / "bundle"
 
 
@@ -173,67 +168,65 @@ def bench_inference(agent, bundle: Path, rounds: int, calls: int, tf_calls: int)
 
 # ---- 2. tick work -------------------------------------------------------------------------
 def bench_ticks(bundle: Path, body: str, duration_s: float, log_dir: str) -> dict:
-    import gaitforge.deploy as dep
+    import gaitforge.control.deploy as dep
+    from gaitforge.cli.cmd_deploy import sim_robot
+    from gaitforge.control.deploy import clock_and_sleep, deploy, load_runtime, new_log_path
 
-    robots, episodes = [], []
+    clock, sleep = clock_and_sleep(False)
+    runtime = load_runtime(bundle, clock)
+    robot = sim_robot(runtime.spec, body.split(":", 1)[1], runtime.bundle.control_dt_s,
+                      (0.3, 0.0, 0.0))
+    read_s, step_s, policy, tick_s = [], [], [], []
+    inner_read, inner_step = robot.body.read, robot.body.step
 
-    class TimedRobot(dep.SimulatedRobot):
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
-            self.read_s, self.step_s, self.policy = [], [], []
-            robots.append(self)
+    def timed_read():
+        t0 = time.perf_counter()
+        state = inner_read()
+        read_s.append(time.perf_counter() - t0)
+        return state
 
-        def read(self):
-            t0 = time.perf_counter()
-            state = self.body.read()
-            self.read_s.append(time.perf_counter() - t0)
-            return state
+    def timed_step(*args):
+        t0 = time.perf_counter()
+        inner_step(*args)
+        step_s.append(time.perf_counter() - t0)
 
-        def write(self, command) -> None:
-            self.body.write(command)
-            t0 = time.perf_counter()
-            self.body.step()
-            self.step_s.append(time.perf_counter() - t0)
+    def observe(state, action, command, phase):
+        policy.append(action is not None)
+        robot.observe(state, action, command, phase)
 
-        def observe(self, state, action, command, phase) -> None:
-            self.policy.append(action is not None)
-            super().observe(state, action, command, phase)
+    robot.body.read, robot.body.step = timed_read, timed_step
+    dep_tick, deployments = dep.Deployment.tick, []
 
-    class TimedDeployment(dep.Deployment):
-        def tick(self, info) -> bool:
-            t0 = time.perf_counter()
-            keep_going = super().tick(info)
-            tick_s.append(time.perf_counter() - t0)
-            return keep_going
-
-    tick_s: list[float] = []
-    dep_run = dep.run_episode
-
-    def run_episode(*args, **kwargs):
-        episodes.append(dep_run(*args, **kwargs))
-        return episodes[-1]
+    def tick(self, info):
+        t0 = time.perf_counter()
+        keep_going = dep_tick(self, info)
+        tick_s.append(time.perf_counter() - t0)
+        if not deployments:
+            deployments.append(self)
+        return keep_going
 
     t0 = time.perf_counter()
-    with mock.patch.object(dep, "SimulatedRobot", TimedRobot), \
-            mock.patch.object(dep, "Deployment", TimedDeployment), \
-            mock.patch.object(dep, "run_episode", run_episode):
-        report = dep.deploy_sim(str(bundle), body, duration_s=duration_s,
-                                command=(0.3, 0.0, 0.0), realtime=False, log_dir=log_dir)
+    with mock.patch.object(dep.Deployment, "tick", tick):
+        report = deploy(runtime, robot, duration_s=duration_s, command=(0.3, 0.0, 0.0),
+                        clock=clock, sleep=sleep, log_path=new_log_path(log_dir, "bench"),
+                        metadata={"body": body}, on_tick=observe)
     wall_s = time.perf_counter() - t0
-    (robot,), (ep,) = robots, episodes
+    robot.close()
+    work_a = np.array(deployments[0].result.work_s)
+    n = len(work_a)
     # safety.start() reads once before the loop; every tick then reads once and writes once
-    read_s, step_s = np.array(robot.read_s[-len(ep.work_s):]), np.array(robot.step_s)
-    work_s, pol = np.array(ep.work_s), np.array(robot.policy)
-    assert len(work_s) == len(step_s) == len(pol) == len(read_s)
-    runtime_s = work_s - read_s - step_s
-    return {"body": body, "backend": report["backend"], "ticks": ep.ticks,
-            "policy_ticks": ep.policy_ticks, "fell": report["fell"], "wall_s": wall_s,
+    read_a, step_a = np.array(read_s[-n:]), np.array(step_s)
+    pol = np.array(policy)
+    assert len(step_a) == len(pol) == n
+    runtime_a = work_a - read_a - step_a
+    return {"body": body, "backend": report["backend"], "ticks": n,
+            "policy_ticks": int(pol.sum()), "fell": report["fell"], "wall_s": wall_s,
             "end_phase": report["end_phase"],
             "work_all": {"p50_us": report["work_p50_us"], "p99_us": report["work_p99_us"]},
             "tick_all": pcts(tick_s),
-            "work_policy": pcts(work_s[pol]), "read_policy": pcts(read_s[pol]),
-            "step_policy": pcts(step_s[pol]), "runtime_policy": pcts(runtime_s[pol]),
-            "step_share_of_work_policy": float(step_s[pol].sum() / work_s[pol].sum())}
+            "work_policy": pcts(work_a[pol]), "read_policy": pcts(read_a[pol]),
+            "step_policy": pcts(step_a[pol]), "runtime_policy": pcts(runtime_a[pol]),
+            "step_share_of_work_policy": float(step_a[pol].sum() / work_a[pol].sum())}
 
 
 # ---- 3. period error (child process) ------------------------------------------------------

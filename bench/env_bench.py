@@ -19,7 +19,7 @@ import time
 
 import numpy as np
 
-from gaitforge.config import env_config
+from gaitforge.cli.run_config import env_config
 from gaitforge.sim.env import env_factory, make_env
 
 

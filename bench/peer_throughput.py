@@ -57,7 +57,7 @@ TD3_HP = dict(actor_lr=1e-3, critic_lr=1e-3, tau=0.005, gamma=0.99, policy_delay
 
 # ---------------------------------------------------------------- ours (runs in a child process)
 def run_ours(algo: str, a: argparse.Namespace, out: Path) -> None:
-    from gaitforge.training import _configure_tensorflow
+    from gaitforge.cli.run_folders import configure_tensorflow as _configure_tensorflow
 
     _configure_tensorflow()  # before any TensorFlow op, as the CLI does
     import numpy as np
@@ -65,7 +65,7 @@ def run_ours(algo: str, a: argparse.Namespace, out: Path) -> None:
 
     from gaitforge.agents import make_agent
     from gaitforge.agents.trainer import TrainConfig, Trainer
-    from gaitforge.evaluation import evaluate_returns
+    from gaitforge.sim.evaluation import evaluate_returns
     from gaitforge.sim.external import external_env_factory
     from gaitforge.sim.vec_env import VecEnv
 

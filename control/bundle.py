@@ -6,19 +6,26 @@ A bundle is a folder:
     saved_model/      the same actor as a TensorFlow SavedModel
     bundle.json       what the actor expects and where it came from (below)
 
-`bundle.json` holds the format version, the robot's name and spec hash, the observation
-layout (names, sizes, units, scales; the normaliser statistics, recorded for reference:
-they are already inside the networks), the action layout (joint order, default pose, scale,
-clip, gait pattern), the control period, the source run and its resolved config, and the
-sha256 of every other file. It is written last, inside a temporary folder that is renamed
-into place, so a folder with a `bundle.json` is a complete bundle and a half-written one is
-never found under the bundle's name.
+`bundle.json` (written by `manifest()` + `publish_bundle()`, nowhere else) is self-describing:
+the format version, the robot's name and spec hash, the observation layout (names, sizes,
+units, scales, the gait clock; the normaliser statistics, recorded for reference: they are
+already inside the networks), the action layout (joint order, default pose, scale, clip, gait
+pattern) and the control period are all deployment needs: `ObservationBuilder.from_layout` and
+`ActionMapper.from_layout` rebuild the policy I/O from them. The source run and its config are
+provenance only. `files` holds the sha256 of every other file, and `integrity` the sha256 of
+every other manifest field (and of each key inside a mapping field), so an edit to any field
+is refused with the field named.
+
+The manifest is written last, inside a temporary folder that is renamed into place, so a folder
+with a `bundle.json` is a complete bundle and a half-written one is never found under the
+bundle's name.
 
 This module reads and checks bundles; it does not import TensorFlow.
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -29,7 +36,7 @@ from pathlib import Path
 
 from gaitforge.robots.spec import RobotSpec
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST = "bundle.json"
 TFLITE = "policy.tflite"
 SAVED_MODEL = "saved_model"
@@ -42,6 +49,35 @@ class BundleError(ValueError):
 def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _digest(value) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+
+def field_digests(manifest: dict) -> dict[str, str]:
+    """sha256 of each manifest field (but `integrity`), and of each key of a mapping field."""
+    out = {}
+    for key, value in manifest.items():
+        if key == "integrity":
+            continue
+        out[key] = _digest(value)
+        if isinstance(value, dict):
+            out.update({f"{key}.{k}": _digest(v) for k, v in value.items()})
+    return out
+
+
+def _edited_fields(manifest: dict) -> list[str]:
+    """Fields whose content no longer matches `integrity` (the innermost recorded name)."""
+    recorded, now = manifest.get("integrity", {}), field_digests(manifest)
+    tops = sorted(k for k in set(recorded) | set(now) if "." not in k
+                  and recorded.get(k) != now.get(k))
+    out = []
+    for top in tops:
+        inner = sorted(k for k in set(recorded) | set(now) if k.startswith(top + ".")
+                       and recorded.get(k) != now.get(k))
+        out += inner or [top]
+    return out
 
 
 def hash_files(folder: Path) -> dict[str, str]:
@@ -145,17 +181,45 @@ def load_bundle(path: str | os.PathLike, *, verify: bool = True) -> PolicyBundle
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as e:
         raise BundleError(f"{manifest_path}: unreadable ({e})") from e
+    if not isinstance(manifest, dict):
+        raise BundleError(f"{manifest_path}: not a bundle manifest (a JSON object)")
     version = manifest.get("format_version")
     if version != FORMAT_VERSION:
-        raise BundleError(f"{manifest_path}: format_version {version!r}, this gaitforge "
-                          f"reads {FORMAT_VERSION}")
-    for key in ("robot", "observation", "action", "control_dt_s", "files", "source"):
+        run = (manifest.get("source") or {}).get("run") or "RUN"
+        older = isinstance(version, int) and version < FORMAT_VERSION
+        raise BundleError(
+            f"{manifest_path}: bundle format {version!r}, this gaitforge reads "
+            f"{FORMAT_VERSION}" + (f"; it was written by an older gaitforge: re-export it "
+                                   f"with `gaitforge export {run} --overwrite`" if older else ""))
+    for key in ("robot", "observation", "action", "control_dt_s", "files", "integrity"):
         if key not in manifest:
             raise BundleError(f"{manifest_path}: missing field '{key}'")
+    if edited := _edited_fields(manifest):
+        raise BundleError(f"{manifest_path}: field {', '.join(repr(f) for f in edited)} was "
+                          "edited after export (its sha256 no longer matches 'integrity'); "
+                          "re-export the bundle instead of editing it")
     bundle = PolicyBundle(folder, manifest)
     if verify:
         bundle.verify_files()
     return bundle
+
+
+def manifest(*, spec: RobotSpec, observation_layout: list, normalizer: dict,
+             action_layout: dict, control_dt_s: float, source: dict, parity: dict | None = None,
+             lineage: dict | None = None) -> dict:
+    """The manifest fields of a bundle (publish_bundle adds format, files and integrity).
+
+    source: provenance (run, checkpoint, agent, resolved config), never read to deploy.
+    lineage: where a fine-tuned policy came from (parent bundle, logs, dynamics file)."""
+    out = {"robot": {"name": spec.name, "spec_sha256": spec.sha256},
+           "observation": {"size": sum(t["size"] for t in observation_layout),
+                           "layout": observation_layout, "normalizer": normalizer},
+           "action": action_layout, "control_dt_s": float(control_dt_s), "source": source,
+           "parity": parity or {},
+           "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
+    if lineage:
+        out["lineage"] = lineage
+    return json.loads(json.dumps(out))  # plain JSON types, as they will read back
 
 
 def publish_bundle(staging: Path, out: Path, manifest: dict, *, overwrite: bool) -> PolicyBundle:
@@ -167,6 +231,7 @@ def publish_bundle(staging: Path, out: Path, manifest: dict, *, overwrite: bool)
     if out.exists() and not overwrite:
         raise BundleError(f"{out} exists (pass --overwrite to replace it)")
     manifest = {**manifest, "format_version": FORMAT_VERSION, "files": hash_files(staging)}
+    manifest["integrity"] = field_digests(manifest)
     tmp = staging / f".{MANIFEST}.tmp"
     with open(tmp, "w") as f:
         json.dump(manifest, f, indent=1)

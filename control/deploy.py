@@ -13,23 +13,32 @@ safety layer latches a fault) the episode shuts down: damping, then torque off.
 
 Non-real-time runs (`clock`/`sleep` from a `VirtualClock`) go through the same loop on
 simulated time, as fast as the body steps; work time is always measured on the wall clock.
+
+`load_runtime(bundle)` builds everything a deployment needs from the bundle alone (policy I/O
+from its recorded layouts, the runner, a safety layer), and `deploy(runtime, body, ...)` runs
+and logs one episode on any body and returns its report: the one deploy path for simulated
+bodies, virtual devices and hardware.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from gaitforge.robots.spec import RobotSpec, load_robot_spec
 from gaitforge.robots.types import Robot
 
+from .bundle import BundleError, PolicyBundle, load_bundle
 from .logger import EpisodeLogger
 from .loop import FixedRateLoop, LoopStats, TickInfo, timing_dict
 from .policy_io import ActionMapper, ObservationBuilder
 from .runner import PolicyRunner
-from .safety import SafetyLayer
+from .safety import SafetyConfig, SafetyLayer, rate_limit_for
 
 
 class VirtualClock:
@@ -152,3 +161,86 @@ def run_episode(deployment: Deployment, duration_s: float, clock, sleep, *,
     d.result.safety_counts = dict(d.safety.counts)
     d.result.end_phase = d.safety.phase
     return d.result
+
+
+@dataclass
+class DeployRuntime:
+    """What any deployment of a bundle needs, built from the bundle alone."""
+
+    bundle: PolicyBundle
+    spec: RobotSpec
+    builder: ObservationBuilder
+    mapper: ActionMapper
+    runner: PolicyRunner
+    safety: SafetyLayer
+
+
+def load_runtime(bundle_path: str | os.PathLike, clock,
+                 safety: SafetyConfig | None = None) -> DeployRuntime:
+    """Load and verify the bundle; rebuild its policy I/O from the recorded layouts; the LiteRT
+    runner; a safety layer on `clock` (default: rate limit from the servo speed)."""
+    bundle = load_bundle(bundle_path)
+    spec = load_robot_spec(bundle.robot)
+    try:
+        builder = ObservationBuilder.from_layout(spec, bundle.observation_layout)
+        mapper = ActionMapper.from_layout(spec, bundle.action_layout)
+    except ValueError as err:
+        raise BundleError(f"bundle {bundle.path}: {err}") from None
+    safety = safety or SafetyConfig(max_step_rad=rate_limit_for(spec, bundle.control_dt_s))
+    return DeployRuntime(bundle, spec, builder, mapper, PolicyRunner(bundle),
+                         SafetyLayer(spec, safety, clock=clock))
+
+
+def deploy(runtime: DeployRuntime, body: Robot, *, duration_s: float, command, clock, sleep,
+           log_path: str | os.PathLike, metadata: dict, on_tick: Callable | None = None) -> dict:
+    """Run one logged episode of the bundle on `body` and return its report.
+
+    `clock`/`sleep`: those the runtime's safety layer runs on (`clock_and_sleep`). A body may
+    add to the report through `report() -> dict` and to the log through `events`, a list of
+    (time_s, kind, detail) (a hardware body's link events)."""
+    rt = runtime
+    bundle = rt.bundle
+    meta = {"robot": rt.spec.name, "bundle_hash": bundle.sha256, "bundle": str(bundle.path),
+            "command": [float(c) for c in command], "control_dt_s": bundle.control_dt_s,
+            "safety": dict(rt.safety.config.__dict__), **metadata}
+    logger = EpisodeLogger(log_path, meta, n_joints=rt.spec.n_joints, obs_dim=rt.builder.size)
+    result, report = None, {}
+    try:
+        deployment = Deployment(body, rt.runner, rt.builder, rt.mapper, rt.safety,
+                                control_dt_s=bundle.control_dt_s, command=command,
+                                logger=logger, on_tick=on_tick)
+        result = run_episode(deployment, duration_s, clock, sleep)
+        report = _report(result, rt, body, bundle.control_dt_s, log_path)
+    finally:
+        for time_s, kind, detail in getattr(body, "events", ()):
+            logger.log_event(-1, kind, detail, time_s)
+        summary = {k: v for k, v in report.items() if isinstance(v, int | float | str | bool)}
+        logger.close({"outcome": report.get("end_phase", "error"), **summary})
+    return report
+
+
+def _report(result: EpisodeResult, rt: DeployRuntime, body, control_dt_s: float,
+            log_path) -> dict:
+    work = np.asarray(result.work_s) * 1e6
+    extra = body.report() if hasattr(body, "report") else {}
+    return {"policy_s": result.policy_ticks * control_dt_s, "end_phase": result.end_phase,
+            "safety_events": result.safety_counts, "read_errors": result.read_errors,
+            "backend": rt.runner.backend,
+            "work_p50_us": float(np.percentile(work, 50)) if work.size else float("nan"),
+            "work_p99_us": float(np.percentile(work, 99)) if work.size else float("nan"),
+            "overruns": result.loop.get("overruns", 0), "log": str(log_path), **extra}
+
+
+def new_log_path(folder: str | os.PathLike, tag: str) -> Path:
+    """A new episode-log path FOLDER/TIME-TAG.gflog (the folder is created)."""
+    import datetime
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{stamp}-{tag}.gflog"
+    n = 1
+    while path.exists():
+        path = folder / f"{stamp}-{tag}-{n}.gflog"
+        n += 1
+    return path

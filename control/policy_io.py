@@ -25,6 +25,7 @@ the same way.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -108,12 +109,20 @@ def projected_gravity(quat_wxyz: np.ndarray) -> np.ndarray:
     )
 
 
+def trunk_tilt_rad(quat_wxyz: np.ndarray) -> float:
+    """Angle between trunk z and world z: arccos(-g_z), g = gravity in the body frame. The
+    quaternion need not be unit. The one tilt used by termination, falls and the e-stop."""
+    q = np.asarray(quat_wxyz, dtype=np.float64)
+    g = projected_gravity(q / np.linalg.norm(q))
+    return float(np.arccos(np.clip(-g[2], -1.0, 1.0)))
+
+
 class ObservationBuilder:
     """Builds the policy observation from a RobotState. Stateless apart from configuration."""
 
     def __init__(self, spec: RobotSpec, config: ObservationConfig = ObservationConfig(),
                  gait: GaitConfig = GaitConfig()):
-        gait.check(spec)
+        """`gait`: only its clock (frequency) matters here; the action mapper checks the rest."""
         self.spec = spec
         self.config = config
         self.gait = gait
@@ -133,13 +142,34 @@ class ObservationBuilder:
 
     @property
     def layout(self) -> list[dict]:
-        """Names, sizes, units and scales of each slice: what a bundle records."""
+        """Names, sizes, units and scales of each slice: what a bundle records. The gait phase
+        also records its clock's frequency, so the layout alone rebuilds the builder."""
         out, start = [], 0
         for name, size, unit, scale in self._terms:
             out.append({"name": name, "start": start, "size": size, "unit": unit,
                         "scale": list(scale)})
             start += size
+        if self.gait.enabled:
+            out[-1]["frequency_hz"] = self.gait.frequency_hz
         return out
+
+    @classmethod
+    def from_layout(cls, spec: RobotSpec, layout: list[dict]) -> ObservationBuilder:
+        """The builder that produces `layout` (as a bundle recorded it) for `spec`; ValueError
+        naming the first term this code would build differently."""
+        terms = {t.get("name"): t for t in layout if isinstance(t, dict)}
+        try:
+            config = ObservationConfig(
+                gyro_scale=float(terms["gyro"]["scale"][0]),
+                joint_pos_scale=float(terms["joint_pos"]["scale"][0]),
+                joint_vel_scale=float(terms["joint_vel"]["scale"][0]),
+                command_scale=tuple(float(v) for v in terms["command"]["scale"]))
+            frequency = float(terms.get("gait_phase", {}).get("frequency_hz", 0.0))
+        except (KeyError, IndexError, TypeError, ValueError) as err:
+            raise ValueError(f"observation layout: cannot read term scales ({err!r})") from None
+        builder = cls(spec, config, GaitConfig(frequency_hz=frequency))
+        _same_layout("observation", builder.layout, list(layout))
+        return builder
 
     def build(self, state: RobotState, last_action: np.ndarray, command: np.ndarray) -> np.ndarray:
         parts = [
@@ -180,6 +210,28 @@ class ActionMapper:
                      "stride_rad_per_m_s": list(g.stride_rad_per_m_s)},
         }
 
+    @classmethod
+    def from_layout(cls, spec: RobotSpec, layout: dict) -> ActionMapper:
+        """The mapper that produces `layout` (as a bundle recorded it) for `spec`; ValueError
+        naming the first field this code would map differently (joint order first)."""
+        order = list(layout.get("joint_order", []))
+        if order != list(spec.joint_names):
+            diff = [f"{i}: {a} != {b}" for i, (a, b) in
+                    enumerate(zip(order, spec.joint_names, strict=False)) if a != b]
+            raise ValueError(f"action.joint_order differs from {spec.name}'s (position "
+                             f"{', '.join(diff) or 'count'}; recorded {order})")
+        try:
+            g = layout["gait"]
+            gait = GaitConfig(frequency_hz=float(g["frequency_hz"]),
+                              phase_offset=tuple(g["phase_offset"]),
+                              swing_amplitude_rad=tuple(g["swing_amplitude_rad"]),
+                              stride_rad_per_m_s=tuple(g["stride_rad_per_m_s"]))
+            mapper = cls(spec, ActionConfig(scale_rad=float(layout["scale_rad"]), gait=gait))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"action layout: cannot rebuild the mapper ({err!r})") from None
+        _same_layout("action", mapper.layout, dict(layout))
+        return mapper
+
     def targets(self, action: np.ndarray, time_s: float = 0.0, command=None) -> np.ndarray:
         a = np.clip(action, -1.0, 1.0)
         q = self.spec.default_pose_rad + self.config.scale_rad * a
@@ -193,3 +245,21 @@ class ActionMapper:
         the velocity command (vx, vy, yaw rate) the observation carried."""
         return JointCommand(position_rad=self.targets(action, time_s, command),
                             mode=CommandMode.POSITION)
+
+
+def _same_layout(what: str, ours, recorded) -> None:
+    """ValueError naming the first entry where a rebuilt layout differs from the recorded one."""
+    ours = json.loads(json.dumps(ours))
+    if isinstance(ours, dict):
+        for key in sorted(set(ours) | set(recorded)):
+            if ours.get(key) != recorded.get(key):
+                raise ValueError(f"{what}.{key} is recorded as {recorded.get(key)!r}; this "
+                                 f"gaitforge builds {ours.get(key)!r}")
+        return
+    for i in range(max(len(ours), len(recorded))):
+        a = ours[i] if i < len(ours) else None
+        b = recorded[i] if i < len(recorded) else None
+        if a != b:
+            name = (b or a or {}).get("name", i)
+            raise ValueError(f"{what} term '{name}' is recorded as {b!r}; this gaitforge "
+                             f"builds {a!r}")

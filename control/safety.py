@@ -28,7 +28,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from gaitforge.control.policy_io import projected_gravity
+from gaitforge.control.policy_io import trunk_tilt_rad
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import CommandMode, JointCommand, RobotState
 
@@ -78,13 +78,6 @@ def rate_limit_for(spec: RobotSpec, control_dt_s: float, factor: float = 2.0) ->
     """A per-tick target step that lets every joint move at `factor` x its velocity limit:
     loose enough never to reshape a gait the servos can follow, tight enough to stop a jump."""
     return float(factor * np.max(spec.velocity_limit_rad_s) * control_dt_s)
-
-
-def trunk_tilt_rad(quat_wxyz: np.ndarray) -> float:
-    """Angle between trunk z and world z: arccos(-g_z), g = gravity in the body frame."""
-    q = np.asarray(quat_wxyz, dtype=np.float64)
-    g = projected_gravity(q / np.linalg.norm(q))
-    return float(np.arccos(np.clip(-g[2], -1.0, 1.0)))
 
 
 def _array_problem(name: str, value, shape: tuple[int, ...] | None) -> tuple[str, str] | None:
@@ -198,12 +191,12 @@ class SafetyLayer:
         POSITION) within max_step_rad of the previous POSITION target."""
         now, cfg, n = self._clock(), self.config, self.spec.n_joints
         if self._phase in ("idle", "finished"):
-            return self._off()
+            return self._safe(CommandMode.OFF)
         if self._phase == "shutdown":
             if now - self._since >= cfg.exit_damping_s - _EPS_S:
                 self._finish("shutdown complete", now)
-                return self._off()
-            return self._damping()
+                return self._safe(CommandMode.OFF)
+            return self._safe(CommandMode.DAMPING)
 
         state_problem = None if state is None else _state_problem(state, n)
         state_ok = state is not None and state_problem is None
@@ -233,11 +226,11 @@ class SafetyLayer:
                                         or age >= cfg.watchdog_off_s - _EPS_S):
                 self._estop_off = True
                 self._record("off", "e-stop: torque off", now)
-            return self._off() if self._estop_off else self._damping()
+            return self._safe(CommandMode.OFF if self._estop_off else CommandMode.DAMPING)
         if self._phase == "off":
-            return self._off()
+            return self._safe(CommandMode.OFF)
         if self._phase == "damping":
-            return self._damping()
+            return self._safe(CommandMode.DAMPING)
         if self._phase == "soft_start":
             return self._soft_start_step(now)
         return self._policy_step(proposed, now)
@@ -281,9 +274,9 @@ class SafetyLayer:
         if proposed is None:  # policy not run this tick: hold the last target
             return self._position(self._target.copy())
         if proposed.mode is CommandMode.DAMPING:
-            return self._damping()
+            return self._safe(CommandMode.DAMPING)
         if proposed.mode is CommandMode.OFF:
-            return self._off()
+            return self._safe(CommandMode.OFF)
         wanted = np.asarray(proposed.position_rad, dtype=np.float64)
         clamped = np.clip(wanted, self._lo, self._hi)
         if (moved := clamped != wanted).any():
@@ -313,17 +306,14 @@ class SafetyLayer:
                             kd_nm_s_per_rad=np.array(self.spec.kd) if kd is None else kd,
                             torque_ff_nm=tau)
 
-    def _damping(self) -> JointCommand:
-        return self._safe(CommandMode.DAMPING, self._damping_kd.copy())
-
-    def _off(self) -> JointCommand:
-        return self._safe(CommandMode.OFF, np.zeros(self.spec.n_joints))
-
-    def _safe(self, mode: CommandMode, kd: np.ndarray) -> JointCommand:
-        """DAMPING or OFF at the last target sent (before start: the default pose), kp = 0."""
+    def _safe(self, mode: CommandMode) -> JointCommand:
+        """DAMPING (the damping kd) or OFF (kd 0) at the last target sent (before start: the
+        default pose), kp = 0."""
+        n = self.spec.n_joints
         q = np.clip(self.spec.default_pose_rad, self._lo, self._hi) if self._target is None \
             else self._target.copy()
-        return JointCommand(position_rad=q, mode=mode, kp_nm_per_rad=np.zeros(self.spec.n_joints),
+        kd = self._damping_kd.copy() if mode is CommandMode.DAMPING else np.zeros(n)
+        return JointCommand(position_rad=q, mode=mode, kp_nm_per_rad=np.zeros(n),
                             kd_nm_s_per_rad=kd)
 
     def _enter(self, phase: str, now: float) -> None:

@@ -86,3 +86,26 @@ class Robot(Protocol):
 
 class LifecycleError(RuntimeError):
     """A command was sent to a body that is not active, or a transition was out of order."""
+
+
+class Lifecycle:
+    """The configure -> activate -> deactivate bookkeeping of the `Robot` protocol, for bodies
+    with nothing to do at a transition: commands are accepted only while active."""
+
+    _configured = False
+    _active = False
+
+    def configure(self) -> None:
+        self._configured = True
+
+    def activate(self) -> None:
+        if not self._configured:
+            raise LifecycleError(f"{type(self).__name__}: activate() before configure()")
+        self._active = True
+
+    def deactivate(self) -> None:
+        self._active = False
+
+    @property
+    def active(self) -> bool:
+        return self._active

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from gaitforge.robots.spec import RobotSpec
-from gaitforge.robots.types import JointCommand, LifecycleError, PrivilegedState, RobotState
+from gaitforge.robots.types import (
+    JointCommand,
+    Lifecycle,
+    LifecycleError,
+    PrivilegedState,
+    RobotState,
+)
 
 from .actuator import ServoActuator
 from .config import SimConfig
@@ -45,7 +51,7 @@ def quat_to_matrix(q_wxyz: np.ndarray) -> np.ndarray:
     ])
 
 
-class SimBody(abc.ABC):
+class SimBody(Lifecycle, abc.ABC):
     """A simulated robot. `step()` advances physics by one control period (sim-only)."""
 
     engine: str = ""
@@ -60,29 +66,12 @@ class SimBody(abc.ABC):
         self.params = DynamicsParams(friction=sim.terrain.friction,
                                      latency_s=sim.actuator.latency_s)
         self.time_s = 0.0
-        self._configured = False
-        self._active = False
         self._last_tau = np.zeros(spec.n_joints)
         self._prev_base_vel = np.zeros(3)
         self._accel_world = np.zeros(3)
         self._contact_cache: set[str] | None = None
 
-    # Robot protocol ------------------------------------------------------------------------
-    def configure(self) -> None:
-        self._configured = True
-
-    def activate(self) -> None:
-        if not self._configured:
-            raise LifecycleError(f"{type(self).__name__}: activate() before configure()")
-        self._active = True
-
-    def deactivate(self) -> None:
-        self._active = False
-
-    @property
-    def active(self) -> bool:
-        return self._active
-
+    # Robot protocol (configure / activate / deactivate from Lifecycle) -------------------
     def write(self, command: JointCommand) -> None:
         if not self._active:
             raise LifecycleError(f"{type(self).__name__}: write() while not active")
@@ -146,6 +135,13 @@ class SimBody(abc.ABC):
         self._contact_cache = None
         self._prev_base_vel = lin.copy()
         self._accel_world = np.zeros(3)
+
+    def reset_standing(self, base_quat_wxyz=(1.0, 0.0, 0.0, 0.0), joint_pos_rad=None) -> None:
+        """Stand at the origin on the local ground, at rest, in `joint_pos_rad` (default: the
+        spec's default pose) with the trunk at its standing height."""
+        q = self.spec.default_pose_rad if joint_pos_rad is None else joint_pos_rad
+        self.reset(base_pos_m=[0.0, 0.0, self.spawn_height()], base_quat_wxyz=base_quat_wxyz,
+                   joint_pos_rad=q)
 
     def set_dynamics(self, params: DynamicsParams) -> None:
         self.params = params

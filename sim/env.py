@@ -86,8 +86,7 @@ class LocomotionEnv(gym.Env):
         body.set_dynamics(sample_dynamics(cfg.randomization, spec, cfg.sim.terrain.friction,
                                           cfg.sim.actuator.latency_s, rng))
         q, quat = sample_initial_pose(cfg.randomization, spec, rng)
-        body.reset(base_pos_m=[0.0, 0.0, body.spawn_height()], base_quat_wxyz=quat,
-                   joint_pos_rad=q)
+        body.reset_standing(quat, q)
         command = (options or {}).get("command", self._fixed_command)
         self.command = (self.task.sample_command(rng) if command is None
                         else np.array(command, dtype=np.float64))  # a copy, never the caller's

@@ -14,7 +14,7 @@ from typing import Literal
 
 import numpy as np
 
-from gaitforge.control.policy_io import projected_gravity
+from gaitforge.control.policy_io import projected_gravity, trunk_tilt_rad
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import RobotState
 
@@ -39,6 +39,23 @@ class TerminationConfig:
     max_tilt_rad: float = 1.0  # angle between trunk z and world z
     min_height_frac: float = 0.5  # of the spec's standing height, above local ground
     trunk_contact: bool = True
+
+
+def fall_reason(state: RobotState, ground_z_m: float, spec: RobotSpec,
+                rules: TerminationConfig = TerminationConfig()) -> str:
+    """Why the robot has fallen, or "" if it has not: "trunk_contact" (the trunk or a non-foot
+    link touches the ground, when `rules.trunk_contact`), "tilt" (trunk tilt above
+    `max_tilt_rad`) or "height" (trunk lower than `min_height_frac` of the standing height
+    above the ground at `ground_z_m`). Needs the simulator's privileged state. The one fall
+    test of training's termination, the deploy report and `gaitforge check`."""
+    p = state.privileged
+    if rules.trunk_contact and p.trunk_contact:
+        return "trunk_contact"
+    if trunk_tilt_rad(state.imu_quat_wxyz) > rules.max_tilt_rad:
+        return "tilt"
+    if p.base_pos_m[2] - ground_z_m < rules.min_height_frac * spec.standing_height_m:
+        return "height"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -163,6 +180,9 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
 }
 
 
+TASKS = tuple(DEFAULT_WEIGHTS)
+
+
 class Task:
     """Commands, weighted reward terms and terminations for one task config."""
 
@@ -187,13 +207,6 @@ class Task:
         return float(sum(terms.values())), terms
 
     def terminated(self, state: RobotState, ground_z: float) -> tuple[bool, str]:
-        """(done, reason): trunk contact, tilt beyond the limit, or trunk too low."""
-        t = self.config.termination
-        if t.trunk_contact and state.privileged.trunk_contact:
-            return True, "trunk_contact"
-        if -projected_gravity(state.imu_quat_wxyz)[2] < np.cos(t.max_tilt_rad):
-            return True, "tilt"
-        height = state.privileged.base_pos_m[2] - ground_z
-        if height < t.min_height_frac * self.spec.standing_height_m:
-            return True, "height"
-        return False, ""
+        """(done, reason): see `fall_reason`."""
+        reason = fall_reason(state, ground_z, self.spec, self.config.termination)
+        return bool(reason), reason

@@ -7,7 +7,7 @@ import pytest
 
 from gaitforge.agents import config_class, make_agent
 from gaitforge.agents.export import export_actor, random_observations
-from gaitforge.control.bundle import publish_bundle
+from gaitforge.control.bundle import manifest, publish_bundle
 from gaitforge.control.policy_io import ActionConfig, ActionMapper, ObservationBuilder
 from gaitforge.robots.spec import load_robot_spec
 
@@ -25,9 +25,9 @@ def agent():
 
 
 def _manifest(control_dt_s=0.02):
-    return {"robot": {"name": SPEC.name, "spec_sha256": SPEC.sha256},
-            "observation": {"size": BUILDER.size, "layout": BUILDER.layout},
-            "action": MAPPER.layout, "control_dt_s": control_dt_s, "source": {"run": "test"}}
+    return manifest(spec=SPEC, observation_layout=BUILDER.layout, normalizer={},
+                    action_layout=MAPPER.layout, control_dt_s=control_dt_s,
+                    source={"run": "test"})
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,7 @@ robot, joint order or period do not match is refused with the reason named.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import replace
 
@@ -103,13 +104,50 @@ def test_period_scale_and_observation_mismatches_are_refused(bundle_dir):
         runner.check_body(SPEC, 0.02, other.layout, MAPPER.layout)
 
 
-def test_a_changed_robot_spec_is_refused(bundle_dir, tmp_path):
+def test_a_changed_robot_spec_is_refused(bundle_dir):
+    changed = replace(SPEC, standing_height_m=SPEC.standing_height_m + 0.01)
+    assert changed.sha256 != SPEC.sha256
+    with pytest.raises(BundleError, match="robot spec of 'servo_dog' changed"):
+        PolicyRunner(bundle_dir).check_body(changed, 0.02, BUILDER.layout, MAPPER.layout)
+
+
+@pytest.mark.parametrize("path, value, named", [
+    (("control_dt_s",), 0.01, "'control_dt_s'"),
+    (("robot", "spec_sha256"), "0" * 64, "'robot.spec_sha256'"),
+    (("observation", "layout", 1, "scale"), [0.5, 0.5, 0.5], "'observation.layout'"),
+    (("action", "scale_rad"), 0.5, "'action.scale_rad'"),
+    (("source", "run"), "elsewhere", "'source.run'"),
+])
+def test_an_edit_to_any_manifest_field_is_refused_naming_it(bundle_dir, tmp_path, path,
+                                                            value, named):
     b = _copy(bundle_dir, tmp_path)
     manifest = json.loads((b / "bundle.json").read_text())
-    manifest["robot"]["spec_sha256"] = "0" * 64
+    node = manifest
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
     (b / "bundle.json").write_text(json.dumps(manifest))
-    with pytest.raises(BundleError, match="robot spec of 'servo_dog' changed"):
-        PolicyRunner(b).check_body(SPEC, 0.02, BUILDER.layout, MAPPER.layout)
+    with pytest.raises(BundleError, match=f"field {re.escape(named)} was edited"):
+        load_bundle(b)
+
+
+def test_a_bundle_of_the_old_format_is_refused_with_how_to_reexport(bundle_dir, tmp_path):
+    b = _copy(bundle_dir, tmp_path)
+    manifest = json.loads((b / "bundle.json").read_text())
+    manifest["format_version"] = 1
+    manifest["source"] = {"run": "/runs/dog-walk"}
+    (b / "bundle.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match=r"older gaitforge: re-export it with `gaitforge "
+                                          r"export /runs/dog-walk --overwrite`"):
+        load_bundle(b)
+
+
+def test_the_policy_io_is_rebuilt_from_the_bundle_alone(bundle_dir):
+    bundle = load_bundle(bundle_dir)
+    builder = ObservationBuilder.from_layout(SPEC, bundle.observation_layout)
+    mapper = ActionMapper.from_layout(SPEC, bundle.action_layout)
+    assert builder.layout == BUILDER.layout and mapper.layout == MAPPER.layout
+    assert "config" not in bundle.manifest["source"]  # provenance is not needed to deploy
 
 
 def test_publish_refuses_to_overwrite_and_replaces_atomically(bundle_dir, tmp_path,

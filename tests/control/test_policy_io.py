@@ -229,3 +229,39 @@ def test_gait_stride_follows_the_forward_command(robot_spec):
     with pytest.raises(ValueError, match="stride_rad_per_m_s has 1"):
         GaitConfig(frequency_hz=1.0, phase_offset=(0.0, 0.5), swing_amplitude_rad=(0.1, 0.1),
                    stride_rad_per_m_s=(1.0,))
+
+
+def test_builder_and_mapper_rebuild_from_their_layouts(robot_spec):
+    spec = robot_spec("servo_dog")
+    cfg = ObservationConfig(gyro_scale=0.5, joint_pos_scale=2.0, joint_vel_scale=0.1,
+                            command_scale=(1.0, 3.0, 0.5))
+    builder = ObservationBuilder(spec, cfg, TROT)
+    mapper = ActionMapper(spec, ActionConfig(scale_rad=0.4, gait=TROT))
+    assert builder.layout[-1]["frequency_hz"] == TROT.frequency_hz
+    again = ObservationBuilder.from_layout(spec, builder.layout)
+    state = RobotState(time_s=0.31, joint_pos_rad=spec.default_pose_rad + 0.1,
+                       joint_vel_rad_s=np.full(12, 2.0), imu_quat_wxyz=np.array([1.0, 0, 0, 0]),
+                       gyro_rad_s=np.ones(3), accel_m_s2=np.zeros(3))
+    args = (state, np.full(12, 0.5), np.array([0.3, 0.1, 0.2]))
+    np.testing.assert_array_equal(again.build(*args), builder.build(*args))
+    mapped = ActionMapper.from_layout(spec, mapper.layout)
+    np.testing.assert_array_equal(mapped.targets(np.full(12, 0.5), 0.31, [0.3, 0, 0]),
+                                  mapper.targets(np.full(12, 0.5), 0.31, [0.3, 0, 0]))
+
+
+def test_a_layout_this_code_cannot_build_is_refused_naming_the_term(robot_spec):
+    spec = robot_spec("servo_dog")
+    layout = ObservationBuilder(spec).layout
+    layout[1]["unit"] = "deg/s"
+    with pytest.raises(ValueError, match="observation term 'gyro' is recorded as"):
+        ObservationBuilder.from_layout(spec, layout)
+    extra = [*ObservationBuilder(spec).layout, {"name": "foot_forces", "start": 45, "size": 4}]
+    with pytest.raises(ValueError, match="observation term 'foot_forces'"):
+        ObservationBuilder.from_layout(spec, extra)
+    action = ActionMapper(spec).layout
+    with pytest.raises(ValueError, match="action.joint_order differs.*0: FL_hip != FR_hip"):
+        ActionMapper.from_layout(spec, {**action, "joint_order": [
+            action["joint_order"][3], *action["joint_order"][1:3], action["joint_order"][0],
+            *action["joint_order"][4:]]})
+    with pytest.raises(ValueError, match="action.clip is recorded as"):
+        ActionMapper.from_layout(spec, {**action, "clip": [-2.0, 2.0]})

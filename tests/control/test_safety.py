@@ -15,12 +15,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gaitforge.control.policy_io import trunk_tilt_rad
 from gaitforge.control.safety import (
     SafetyConfig,
     SafetyEvent,
     SafetyLayer,
     rate_limit_for,
-    trunk_tilt_rad,
 )
 from gaitforge.robots.spec import load_robot_spec
 from gaitforge.robots.types import CommandMode, JointCommand, RobotState

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gaitforge.config import env_config
+from gaitforge.cli.run_config import env_config
 from gaitforge.sim.env import make_env, make_vec_env
 
 

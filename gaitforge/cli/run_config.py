@@ -27,11 +27,10 @@ from gaitforge.robots.configio import (
 from gaitforge.robots.spec import available_robots
 from gaitforge.sim.config import ENGINES
 from gaitforge.sim.env import EnvConfig
-from gaitforge.sim.tasks import DEFAULT_WEIGHTS
+from gaitforge.sim.tasks import TASKS
 
 CONFIG_DIR = Path(configs.__file__).resolve().parent
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
-TASKS = tuple(DEFAULT_WEIGHTS)
 
 
 @dataclass(frozen=True)
@@ -118,3 +117,30 @@ def env_config(robot: str = "servo_dog", task: str = "walk", engine: str = "pybu
 
 def dump(config) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def env_fns(run: RunConfig):
+    """(factory of one training env, its name) for the locomotion env or an external one."""
+    if run.env_id:
+        from gaitforge.sim.external import external_env_factory
+
+        return external_env_factory(run.env_id), run.env_id.replace(":", "-")
+    from gaitforge.sim.env import env_factory
+
+    e = run.env
+    return env_factory(e), f"{e.robot}-{e.task.name}-{e.sim.engine}"
+
+
+def evaluator(run: RunConfig, episodes: int, frames: list | None = None):
+    """`evaluate(agent) -> dict` with the deterministic actor: locomotion metrics, or the mean
+    return of an external env."""
+    from gaitforge.sim.evaluation import evaluate_locomotion, evaluate_returns
+
+    if run.env_id:
+        factory, _ = env_fns(run)
+        return lambda agent: evaluate_returns(lambda o: agent.act(o, deterministic=True),
+                                              factory, episodes=episodes)
+    ev = run.evaluation
+    return lambda agent: evaluate_locomotion(
+        lambda o: agent.act(o, deterministic=True), run.env, episodes=episodes,
+        command=ev.command, episode_length_s=ev.episode_length_s, frames=frames)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from gaitforge.robots.configio import ConfigError
+from gaitforge.robots.configio import ConfigError, from_dict
 
 RUNS_DIR = Path(os.environ.get("GAITFORGE_RUNS", "runs"))
 
@@ -107,3 +107,39 @@ def append_jsonl(path: Path, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
         f.flush()
         os.fsync(f.fileno())
+
+
+def configure_tensorflow() -> None:
+    """One op on one core, two ops side by side: the fastest setting for our compiled update
+    on 2 cores (bench/update_bench.py: 0.91 of a bare step, against 0.76 with TF's default).
+    Process-wide, and only possible before TensorFlow runs its first op."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(2)
+    except RuntimeError:  # TensorFlow already initialised (e.g. inside a test session)
+        pass
+
+
+def load_run_agent(run: str, engine: str | None = None):
+    """(run folder, RunConfig, agent restored from the newest checkpoint, checkpoint folder)."""
+    from gaitforge.agents import make_agent
+    from gaitforge.agents.checkpoint import load_arrays
+    from gaitforge.agents.trainer import latest_checkpoint
+
+    from .run_config import RunConfig, agent_config
+
+    configure_tensorflow()
+    run_dir = resolve_run(run)
+    data = load_config(run_dir)
+    if engine:
+        data.setdefault("env", {}).setdefault("sim", {})["engine"] = engine
+    cfg = from_dict(RunConfig, data, source=str(run_dir / "config.yaml"))
+    folder = latest_checkpoint(run_dir / "checkpoints")
+    state = load_arrays(folder / "agent.npz")
+    name, agent_cfg = agent_config(cfg)
+    dims = [int(d) for d in state["meta/dims"]]
+    agent = make_agent(name, agent_cfg, dims[0], dims[1], critic_obs_dim=dims[2])
+    agent.set_state(state, source=str(folder / "agent.npz"))
+    return run_dir, cfg, agent, folder

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from gaitforge.config import env_config
-from gaitforge.evaluation import evaluate_locomotion, walking
+from gaitforge.cli.run_config import env_config
+from gaitforge.sim.evaluation import evaluate_locomotion, walking
 
 
 def test_standing_still_at_a_forward_command_is_judged_as_not_walking():

@@ -17,7 +17,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from gaitforge.sim.env import EnvConfig, make_env
+from .env import EnvConfig, make_env
 
 Act = Callable[[np.ndarray], np.ndarray]  # (N, obs_dim) -> (N, act_dim), deterministic
 

@@ -20,7 +20,7 @@ TINY = ["--set", "train.total_env_steps=600", "--set", "train.warmup_steps=300",
 def trained(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     mp = pytest.MonkeyPatch()
-    mp.setattr("gaitforge.runs.RUNS_DIR", runs)
+    mp.setattr("gaitforge.cli.run_folders.RUNS_DIR", runs)
     assert main(["train", "--name", "tiny", *TINY]) == 0
     yield runs
     mp.undo()

@@ -27,7 +27,7 @@ TINY = ["--set", "train.total_env_steps=2000", "--set", "train.warmup_steps=400"
 
 @pytest.fixture
 def runs(tmp_path, monkeypatch):
-    monkeypatch.setattr("gaitforge.runs.RUNS_DIR", tmp_path)
+    monkeypatch.setattr("gaitforge.cli.run_folders.RUNS_DIR", tmp_path)
     return tmp_path
 
 

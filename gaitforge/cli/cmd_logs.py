@@ -1,0 +1,24 @@
+"""`gaitforge logs inspect LOG`: what an episode log holds."""
+
+from __future__ import annotations
+
+import os
+
+from gaitforge.robots.configio import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("logs", help="episode logs written by `gaitforge deploy`")
+    logs = p.add_subparsers(dest="logs_command", required=True, metavar="ACTION")
+    q = logs.add_parser("inspect", help="summary of one episode log")
+    q.add_argument("path", help="a .gflog file")
+    q.set_defaults(func=run_inspect)
+
+
+def run_inspect(args) -> int:
+    from gaitforge.control.logger import read_log, summarize
+
+    if not os.path.exists(args.path):
+        raise ConfigError(f"{args.path}: no such log")
+    print(summarize(read_log(args.path)))
+    return 0

@@ -1,0 +1,138 @@
+"""`gaitforge train`: compose a run config, build the vectorised env and the agent, and train
+into a run folder (or resume one)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from gaitforge.robots.configio import ConfigError, apply_overrides, deep_merge, from_dict, load_yaml
+
+from .run_config import RunConfig, agent_config, compose, env_fns, evaluator
+from .run_folders import (
+    RunLogger,
+    append_jsonl,
+    config_differences,
+    configure_tensorflow,
+    load_config,
+    new_run_dir,
+    resolve_run,
+    save_config,
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a policy (default: servo_dog walks in PyBullet)",
+                       description="Train with SAC or TD3. Without CONFIG, configs/default.yaml; "
+                       "robot, task and engine overlays from configs/ compose underneath.")
+    p.add_argument("config", nargs="?", help="YAML run config (overlay on the defaults)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.total_env_steps=50000 "
+                   "--set env.sim.engine=mujoco --set agent.name=td3 (repeatable)")
+    p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    p.add_argument("--name", help="run folder name under runs/ (default: robot-task-engine-"
+                   "agent-time)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    run_dir = train(args.config, args.set, args.resume, args.name, progress=not args.no_progress)
+    print(f"run folder: {run_dir}  (gaitforge eval {run_dir} --video; gaitforge plot {run_dir})")
+    return 0
+
+
+def _build(run: RunConfig, run_dir: Path, source: str):
+    from gaitforge.agents import make_agent
+    from gaitforge.agents.trainer import Trainer
+    from gaitforge.sim.vec_env import VecEnv
+
+    configure_tensorflow()
+    name, agent_cfg = agent_config(run, source)
+    factory, _ = env_fns(run)
+    t = run.train
+    env = VecEnv([factory] * t.num_envs, workers=t.workers)
+    probe_info = env.reset(seed=0)[1]
+    critic_dim = probe_info["critic_obs"].shape[1] if "critic_obs" in probe_info else 0
+    if getattr(agent_cfg, "asymmetric_critic", False) and not critic_dim:
+        env.close()
+        raise ConfigError(f"{source}: agent.asymmetric_critic needs privileged state "
+                          "(critic_obs), which only the locomotion env provides")
+    agent = make_agent(name, agent_cfg, env.single_observation_space.shape[0],
+                       env.single_action_space.shape[0],
+                       critic_obs_dim=critic_dim if agent_cfg.asymmetric_critic else 0,
+                       seed=t.seed)
+    logger = RunLogger(run_dir)
+    trainer = Trainer(agent, env, t, run_dir / "checkpoints",
+                      evaluate=evaluator(run, t.eval_episodes), logger=logger)
+    return trainer, env, logger
+
+
+def _resumed_config(run_dir: Path, config_path: str | None, overrides: list[str]) -> dict:
+    """The saved config with the user's changes; only the step budget may change on resume
+    (to train longer): anything else would make the resumed run a different experiment."""
+    saved = load_config(run_dir)
+    data = deep_merge(saved, load_yaml(config_path)) if config_path else saved
+    data = apply_overrides(data, overrides)
+    diff = [d for d in config_differences(saved, data)
+            if not d.startswith("train.total_env_steps:")]
+    if diff:
+        raise ConfigError(f"{run_dir}: --resume with a config that does not match the "
+                          "run's (only train.total_env_steps may change):\n  "
+                          + "\n  ".join(diff))
+    return data
+
+
+def train(config_path: str | None, overrides: list[str], resume: str | None,
+          name: str | None, progress: bool = True) -> Path:
+    if resume:
+        run_dir = resolve_run(resume)
+        data = _resumed_config(run_dir, config_path, overrides)
+        save_config(run_dir, data)
+        source = str(run_dir / "config.yaml")
+    else:
+        data = compose(config_path, overrides)
+        source = str(config_path or "configs/default.yaml")
+    run = from_dict(RunConfig, data, source=source)
+    _, agent_cfg = agent_config(run, source)  # reject bad input before creating anything
+    if run.train.replay_capacity < agent_cfg.batch_size:
+        raise ConfigError(f"{source}: train.replay_capacity ({run.train.replay_capacity}) is "
+                          f"smaller than agent.batch_size ({agent_cfg.batch_size})")
+    if not resume:
+        _, stem = env_fns(run)
+        run_dir = new_run_dir(name, f"{stem}-{run.agent['name']}")
+        save_config(run_dir, data)
+    trainer, env, logger = _build(run, run_dir, source)
+    try:
+        if resume:
+            folder = trainer.load_checkpoint()
+            print(f"resumed {run_dir} from {folder.name} ({trainer.env_steps} env steps)")
+        _train_with_progress(trainer, run_dir, progress)
+    finally:
+        env.close()
+        logger.close()
+    return run_dir
+
+
+def _train_with_progress(trainer, run_dir: Path, progress: bool) -> None:
+    from tqdm import tqdm
+
+    total = trainer.config.total_env_steps
+    bar = tqdm(total=total, initial=trainer.env_steps, unit="step", disable=not progress,
+               dynamic_ncols=True, smoothing=0.05)
+    seen_evals = len(trainer.history)
+
+    def tick(t):
+        nonlocal seen_evals
+        bar.update(t.env_steps - bar.n)
+        ret = t.recent_return()
+        bar.set_postfix_str(("" if ret is None else f"return {ret:.2f} ") + f"upd {t.updates}",
+                            refresh=False)
+        for result in t.history[seen_evals:]:
+            append_jsonl(run_dir / "eval.jsonl", {"time": time.time(), **result})
+            bar.write("eval @ {env_steps}: ".format(**result) + ", ".join(
+                f"{k} {v:.3f}" for k, v in result.items() if k != "env_steps"))
+        seen_evals = len(t.history)
+
+    trainer.train(progress=tick)
+    bar.close()
