@@ -170,7 +170,8 @@ def bench_inference(agent, bundle: Path, rounds: int, calls: int, tf_calls: int)
 def bench_ticks(bundle: Path, body: str, duration_s: float, log_dir: str) -> dict:
     import gaitforge.control.deploy as dep
     from gaitforge.cli.cmd_deploy import sim_robot
-    from gaitforge.control.deploy import clock_and_sleep, deploy, load_runtime, new_log_path
+    from gaitforge.control.deploy import clock_and_sleep
+    from gaitforge.control.runtime import deploy, load_runtime, new_log_path
 
     clock, sleep = clock_and_sleep(False)
     runtime = load_runtime(bundle, clock)

@@ -29,12 +29,19 @@ import datetime
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from gaitforge.robots.spec import RobotSpec
+
+from .files import (
+    STAGING_MARKER,
+    NotOursError,
+    fsync_dir,
+    make_staging,
+    remove_owned,
+    remove_staging,
+)
 
 FORMAT_VERSION = 2
 MANIFEST = "bundle.json"
@@ -225,11 +232,17 @@ def manifest(*, spec: RobotSpec, observation_layout: list, normalizer: dict,
 def publish_bundle(staging: Path, out: Path, manifest: dict, *, overwrite: bool) -> PolicyBundle:
     """Hash the files in `staging`, write the manifest last, and rename the folder to `out`.
 
-    An existing `out` is replaced only with `overwrite`; it is moved aside first and removed
-    after the rename, so at every instant `out` is either the old bundle or the new one.
+    An existing `out` is replaced only with `overwrite`, and only if it is a bundle gaitforge
+    wrote (its `bundle.json` is there and every entry is one a bundle holds): anything else is
+    refused naming the path (`files.NotOursError`) and left as it was. The old bundle is moved
+    aside first and removed after the rename, so at every instant `out` is either the old
+    bundle or the new one.
     """
-    if out.exists() and not overwrite:
-        raise BundleError(f"{out} exists (pass --overwrite to replace it)")
+    if out.exists() or out.is_symlink():
+        if not overwrite:
+            raise BundleError(f"{out} exists (pass --overwrite to replace it)")
+        check_replaceable(out)
+    (staging / STAGING_MARKER).unlink(missing_ok=True)
     manifest = {**manifest, "format_version": FORMAT_VERSION, "files": hash_files(staging)}
     manifest["integrity"] = field_digests(manifest)
     tmp = staging / f".{MANIFEST}.tmp"
@@ -238,11 +251,36 @@ def publish_bundle(staging: Path, out: Path, manifest: dict, *, overwrite: bool)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, staging / MANIFEST)
-    old = None
+    aside = None
     if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
+        aside = make_staging(out.parent, out.name)
+        os.replace(out, aside / out.name)
     os.replace(staging, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    fsync_dir(out.parent)
+    if aside is not None:
+        remove_owned(aside / out.name, marker=MANIFEST, allowed=_bundle_entries(aside / out.name))
+        remove_staging(aside)
     return load_bundle(out)
+
+
+def _bundle_entries(folder: Path) -> set[str]:
+    """Top-level names a bundle in `folder` may hold: what its manifest lists, and the models."""
+    names = {TFLITE, SAVED_MODEL, f".{MANIFEST}.tmp"}
+    try:
+        listed = json.loads((folder / MANIFEST).read_text()).get("files", {})
+        names |= {name.split("/", 1)[0] for name in listed}
+    except (OSError, ValueError, AttributeError):
+        pass
+    return names
+
+
+def check_replaceable(out: Path) -> None:
+    """NotOursError unless `out` is a folder holding a bundle gaitforge wrote, and only that."""
+    if out.is_symlink() or not out.is_dir() or not (out / MANIFEST).is_file():
+        raise NotOursError(f"{out} is not a policy bundle (no {MANIFEST}): refusing to replace "
+                           "it; choose another --out, or move it away yourself")
+    allowed = _bundle_entries(out)
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in allowed | {MANIFEST})
+    if foreign:
+        raise NotOursError(f"{out} holds '{foreign[0]}', which is not part of a bundle: "
+                           "refusing to replace it; move that file out or choose another --out")

@@ -14,31 +14,28 @@ safety layer latches a fault) the episode shuts down: damping, then torque off.
 Non-real-time runs (`clock`/`sleep` from a `VirtualClock`) go through the same loop on
 simulated time, as fast as the body steps; work time is always measured on the wall clock.
 
-`load_runtime(bundle)` builds everything a deployment needs from the bundle alone (policy I/O
-from its recorded layouts, the runner, a safety layer), and `deploy(runtime, body, ...)` runs
-and logs one episode on any body and returns its report: the one deploy path for simulated
-bodies, virtual devices and hardware.
+`control.runtime` builds a deployment from a bundle and runs it, logged, on any body.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from gaitforge.robots.spec import RobotSpec, load_robot_spec
-from gaitforge.robots.types import Robot
+from gaitforge.robots.spec import RobotSpec
+from gaitforge.robots.types import CommandMode, JointCommand, Robot
 
-from .bundle import BundleError, PolicyBundle, load_bundle
 from .logger import EpisodeLogger
 from .loop import FixedRateLoop, LoopStats, TickInfo, timing_dict
 from .policy_io import ActionMapper, ObservationBuilder
 from .runner import PolicyRunner
-from .safety import SafetyConfig, SafetyLayer, rate_limit_for
+from .safety import SafetyLayer
 
 
 class VirtualClock:
@@ -60,15 +57,31 @@ class VirtualClock:
 class EpisodeResult:
     ticks: int = 0
     policy_ticks: int = 0
+    policy_limit: int = 0  # policy ticks the episode was asked to run
     read_errors: int = 0
     work_s: list[float] = field(default_factory=list)  # per tick: read -> ... -> write -> log
     loop: dict = field(default_factory=dict)
     safety_counts: dict = field(default_factory=dict)
     end_phase: str = ""
+    outcome: str = ""  # one of OUTCOMES
+    reason: str = ""  # a sentence: why the episode ended where it did
+
+
+# How an episode can end, most telling first; only "completed" ran its full policy time
+# without a fault. ("fell" is judged by a simulated body's report, see control.runtime.)
+OUTCOMES = ("interrupted", "error", "log_failed", "lost_link", "watchdog", "estop", "fault",
+            "fell", "incomplete", "completed")
+_FAULT_KINDS = {"tilt_estop": "estop", "non_finite": "fault", "invalid_input": "fault",
+                "watchdog_damping": "watchdog", "watchdog_off": "watchdog"}
 
 
 class Deployment:
-    """Wires body, policy I/O, runner, safety and logger into `tick`, the loop's callback."""
+    """Wires body, policy I/O, runner, safety and logger into `tick`, the loop's callback.
+
+    Every way out passes through the safety layer's shutdown (damping, then off): the end of
+    the policy time, a latched fault, `request_stop` (a signal), and an exception anywhere in a
+    tick (the runner, the logger, a bug). After an exception the tick runs the safe path only
+    (read, safety, write) and logs while the log can still be written."""
 
     def __init__(self, body: Robot, runner: PolicyRunner, builder: ObservationBuilder,
                  mapper: ActionMapper, safety: SafetyLayer, *, control_dt_s: float,
@@ -81,45 +94,155 @@ class Deployment:
         self.command = np.asarray(command, np.float64)
         self.last_action = np.zeros(mapper.size)
         self.result = EpisodeResult()
-        self.policy_limit = 0
         self.shutting_down = False
+        self.stop: tuple[str, str] | None = None  # (outcome, reason) of an early end
+        self.log_error: str = ""
+
+    @property
+    def policy_limit(self) -> int:
+        return self.result.policy_limit
+
+    @policy_limit.setter
+    def policy_limit(self, ticks: int) -> None:
+        self.result.policy_limit = ticks
+
+    def request_stop(self, outcome: str, reason: str) -> None:
+        """End the episode through the shutdown sequence at the next tick (first reason wins)."""
+        self.stop = self.stop or (outcome, reason)
 
     def tick(self, info: TickInfo) -> bool:
         t_start = time.perf_counter()
+        self._written, seen = False, None
         try:
-            state = self.body.read()
-        except Exception as err:  # a transport error is a missing state: the watchdog decides
-            state = None
-            self.result.read_errors += 1
-            if self.logger:
-                self.logger.log_event(info.index, "read_error", repr(err), info.start_s)
+            seen = self._policy_tick(info, t_start)
+        except Exception as err:  # whatever failed, the robot ends safe
+            self._failed(err)
+            if not self._written:
+                self._safe_tick(info, t_start)
+        self.result.work_s.append(time.perf_counter() - t_start)
+        if seen is not None and self.on_tick is not None:
+            try:
+                self.on_tick(*seen, self.safety.phase)
+            except Exception as err:  # a hook's bug ends the episode, safely
+                self._failed(err)
+        if not self.shutting_down and (self.stop or self.result.policy_ticks >= self.policy_limit
+                                       or self.safety.phase in ("estop", "damping", "off")):
+            self.shutting_down = True
+            self.safety.begin_shutdown()
+        return not self.safety.finished
+
+    def _policy_tick(self, info: TickInfo, t_start: float) -> None:
+        state = self._read(info)
         obs = action = proposed = None
         if self.safety.policy_active and state is not None and not self.shutting_down:
             obs = self.builder.build(state, self.last_action, self.command)
             action = self.runner.act(obs)
             proposed = self.mapper.command(action, state.time_s, self.command)
         command = self.safety.filter(state, obs, proposed)
-        self.body.write(command)
-        work_s = time.perf_counter() - t_start
+        self._write(command)
         if action is not None:
             self.last_action = np.clip(np.nan_to_num(action), -1.0, 1.0)
             self.result.policy_ticks += 1
+        self._log(info, state, obs, action, command, time.perf_counter() - t_start)
+        return state, action, command
+
+    def _safe_tick(self, info: TickInfo, t_start: float) -> None:
+        """After a failure: no actor, no hooks; the safety layer (now shutting down) decides."""
+        try:
+            state = self._read(info)
+        except Exception:
+            state = None
+        try:
+            command = self.safety.filter(state, None, None)
+        except Exception as err:  # a broken safety layer: damp directly
+            self._failed(err)
+            command = _damping(self.builder.spec)
+        self._write(command)
+        try:
+            self._log(info, state, None, None, command, time.perf_counter() - t_start)
+        except Exception as err:
+            self._failed(err)
+
+    def _read(self, info: TickInfo):
+        try:
+            return self.body.read()
+        except Exception as err:  # a transport error is a missing state: the watchdog decides
+            self.result.read_errors += 1
+            if self.logger:
+                self.logger.log_event(info.index, "read_error", repr(err), info.start_s)
+            return None
+
+    def _write(self, command) -> None:
+        self._written = True
         self.result.ticks += 1
+        self.body.write(command)
+
+    def _log(self, info, state, obs, action, command, work_s: float) -> None:
+        events = self.safety.drain_events()
         if self.logger:  # the logged work is read..write; the result's includes the logging
             self.logger.log_tick(info.index, state, obs, action, command,
                                  timing_dict(info, work_s))
-            for e in self.safety.drain_events():
+            for e in events:
                 self.logger.log_event(info.index, e.kind, e.detail, e.time_s)
+
+    def _failed(self, err: Exception) -> None:
+        from .logger import LogWriteError
+
+        text = f"{type(err).__name__}: {err}"
+        if isinstance(err, LogWriteError):  # logging is never why the robot falls
+            if self.logger is not None:
+                self.logger.abort()
+            self.logger, self.log_error = None, text
+            self.request_stop("log_failed", f"the episode log could not be written ({text})")
         else:
-            self.safety.drain_events()
-        self.result.work_s.append(time.perf_counter() - t_start)
-        if self.on_tick is not None:
-            self.on_tick(state, action, command, self.safety.phase)
-        if not self.shutting_down and (self.result.policy_ticks >= self.policy_limit
-                                       or self.safety.phase in ("estop", "damping", "off")):
+            self.request_stop("error", f"{text} (in a control tick)")
+        if not self.shutting_down:
             self.shutting_down = True
             self.safety.begin_shutdown()
-        return not self.safety.finished
+
+
+def _damping(spec: RobotSpec) -> JointCommand:
+    return JointCommand(position_rad=spec.default_pose_rad.copy(), mode=CommandMode.DAMPING,
+                        kp_nm_per_rad=np.zeros(spec.n_joints), kd_nm_s_per_rad=spec.kd.copy())
+
+
+def classify(result: EpisodeResult, stop: tuple[str, str] | None, link_lost: bool
+             ) -> tuple[str, str]:
+    """(outcome, reason) of a finished episode; see OUTCOMES."""
+    if stop and stop[0] in ("interrupted", "error", "log_failed"):
+        return stop
+    faults = [k for k in _FAULT_KINDS if result.safety_counts.get(k)]
+    if faults:
+        outcome = _FAULT_KINDS[faults[0]]
+        if outcome == "watchdog" and link_lost:
+            return "lost_link", "the serial link was lost; the watchdog damped, then turned " \
+                                "torque off"
+        return outcome, f"safety layer: {', '.join(faults)} after " \
+                        f"{result.policy_ticks} of {result.policy_limit} policy ticks"
+    if stop:
+        return stop
+    if result.policy_ticks < result.policy_limit:
+        return "incomplete", (f"ran {result.policy_ticks} of {result.policy_limit} policy "
+                              f"ticks (ended in phase {result.end_phase})")
+    return "completed", f"ran all {result.policy_limit} policy ticks"
+
+
+@contextlib.contextmanager
+def stop_on_signals(deployment: Deployment, signals=(signal.SIGINT, signal.SIGTERM)):
+    """SIGINT / SIGTERM end the episode through the shutdown sequence instead of raising out
+    of a tick. Only the main thread can own signal handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    def handler(signum, frame):
+        deployment.request_stop("interrupted", f"{signal.Signals(signum).name} received; "
+                                "shut down through damping")
+    saved = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, old in saved.items():
+            signal.signal(s, old)
 
 
 def _first_state(body, tries: int = 3):
@@ -144,103 +267,29 @@ def run_episode(deployment: Deployment, duration_s: float, clock, sleep, *,
                 max_total_s: float | None = None) -> EpisodeResult:
     """Configure and activate the body, soft-start, run `duration_s` of policy ticks, shut
     down, deactivate. `clock` must be the one the safety layer was built with. `max_total_s`
-    bounds the whole episode (default: duration + 30 s)."""
+    bounds the episode (default: duration + 30 s); past it, the shutdown sequence still runs.
+    SIGINT and SIGTERM (in the main thread) end the episode through the shutdown sequence."""
     d = deployment
     d.policy_limit = int(round(duration_s / d.control_dt_s))
     realtime = clock is time.perf_counter
+    loop = FixedRateLoop(d.control_dt_s, clock=clock, sleep=sleep,
+                         busy_wait_s=0.0005 if realtime else 0.0)
+    stats = LoopStats(period_s=d.control_dt_s)
     d.body.configure()
     d.body.activate()
     try:
-        d.safety.start(_first_state(d.body))
-        loop = FixedRateLoop(d.control_dt_s, clock=clock, sleep=sleep,
-                             busy_wait_s=0.0005 if realtime else 0.0)
-        stats: LoopStats = loop.run(d.tick, duration_s=max_total_s or duration_s + 30.0)
+        with stop_on_signals(d):
+            d.safety.start(_first_state(d.body))
+            stats = loop.run(d.tick, duration_s=max_total_s or duration_s + 30.0)
+            if not d.safety.finished:  # out of time: end through damping all the same
+                d.request_stop("incomplete", "the episode ran out of time")
+                loop.run(d.tick, duration_s=d.safety.config.exit_damping_s + 1.0)
     finally:
         d.body.deactivate()
-    d.result.loop = stats.summary()
-    d.result.safety_counts = dict(d.safety.counts)
-    d.result.end_phase = d.safety.phase
-    return d.result
-
-
-@dataclass
-class DeployRuntime:
-    """What any deployment of a bundle needs, built from the bundle alone."""
-
-    bundle: PolicyBundle
-    spec: RobotSpec
-    builder: ObservationBuilder
-    mapper: ActionMapper
-    runner: PolicyRunner
-    safety: SafetyLayer
-
-
-def load_runtime(bundle_path: str | os.PathLike, clock,
-                 safety: SafetyConfig | None = None) -> DeployRuntime:
-    """Load and verify the bundle; rebuild its policy I/O from the recorded layouts; the LiteRT
-    runner; a safety layer on `clock` (default: rate limit from the servo speed)."""
-    bundle = load_bundle(bundle_path)
-    spec = load_robot_spec(bundle.robot)
-    try:
-        builder = ObservationBuilder.from_layout(spec, bundle.observation_layout)
-        mapper = ActionMapper.from_layout(spec, bundle.action_layout)
-    except ValueError as err:
-        raise BundleError(f"bundle {bundle.path}: {err}") from None
-    safety = safety or SafetyConfig(max_step_rad=rate_limit_for(spec, bundle.control_dt_s))
-    return DeployRuntime(bundle, spec, builder, mapper, PolicyRunner(bundle),
-                         SafetyLayer(spec, safety, clock=clock))
-
-
-def deploy(runtime: DeployRuntime, body: Robot, *, duration_s: float, command, clock, sleep,
-           log_path: str | os.PathLike, metadata: dict, on_tick: Callable | None = None) -> dict:
-    """Run one logged episode of the bundle on `body` and return its report.
-
-    `clock`/`sleep`: those the runtime's safety layer runs on (`clock_and_sleep`). A body may
-    add to the report through `report() -> dict` and to the log through `events`, a list of
-    (time_s, kind, detail) (a hardware body's link events)."""
-    rt = runtime
-    bundle = rt.bundle
-    meta = {"robot": rt.spec.name, "bundle_hash": bundle.sha256, "bundle": str(bundle.path),
-            "command": [float(c) for c in command], "control_dt_s": bundle.control_dt_s,
-            "safety": dict(rt.safety.config.__dict__), **metadata}
-    logger = EpisodeLogger(log_path, meta, n_joints=rt.spec.n_joints, obs_dim=rt.builder.size)
-    result, report = None, {}
-    try:
-        deployment = Deployment(body, rt.runner, rt.builder, rt.mapper, rt.safety,
-                                control_dt_s=bundle.control_dt_s, command=command,
-                                logger=logger, on_tick=on_tick)
-        result = run_episode(deployment, duration_s, clock, sleep)
-        report = _report(result, rt, body, bundle.control_dt_s, log_path)
-    finally:
-        for time_s, kind, detail in getattr(body, "events", ()):
-            logger.log_event(-1, kind, detail, time_s)
-        summary = {k: v for k, v in report.items() if isinstance(v, int | float | str | bool)}
-        logger.close({"outcome": report.get("end_phase", "error"), **summary})
-    return report
-
-
-def _report(result: EpisodeResult, rt: DeployRuntime, body, control_dt_s: float,
-            log_path) -> dict:
-    work = np.asarray(result.work_s) * 1e6
-    extra = body.report() if hasattr(body, "report") else {}
-    return {"policy_s": result.policy_ticks * control_dt_s, "end_phase": result.end_phase,
-            "safety_events": result.safety_counts, "read_errors": result.read_errors,
-            "backend": rt.runner.backend,
-            "work_p50_us": float(np.percentile(work, 50)) if work.size else float("nan"),
-            "work_p99_us": float(np.percentile(work, 99)) if work.size else float("nan"),
-            "overruns": result.loop.get("overruns", 0), "log": str(log_path), **extra}
-
-
-def new_log_path(folder: str | os.PathLike, tag: str) -> Path:
-    """A new episode-log path FOLDER/TIME-TAG.gflog (the folder is created)."""
-    import datetime
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = folder / f"{stamp}-{tag}.gflog"
-    n = 1
-    while path.exists():
-        path = folder / f"{stamp}-{tag}-{n}.gflog"
-        n += 1
-    return path
+    r = d.result
+    r.loop = stats.summary()
+    r.safety_counts = dict(d.safety.counts)
+    r.end_phase = d.safety.phase
+    link_lost = any(e[1] == "disconnected" for e in getattr(d.body, "events", ()))
+    r.outcome, r.reason = classify(r, d.stop, link_lost)
+    return r

@@ -16,10 +16,12 @@ Suggested caller metadata keys (shown by ``summarize``): ``robot``, ``body``, ``
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import queue
+import shutil
 import struct
 import threading
 import time
@@ -51,7 +53,28 @@ class LogFormatError(ValueError):
 
 
 class LogWriteError(RuntimeError):
-    """The background writer failed (disk full, I/O error...); the cause is chained."""
+    """The background writer failed (disk full, I/O error...); the cause is chained. What is on
+    disk was cut back to the last whole record, so it reads as a log that stops there."""
+
+
+class LogSpaceError(ValueError):
+    """The log folder cannot hold the episode; the message names the folder and the sizes."""
+
+
+FRAME_OVERHEAD = 13  # length, its CRC, kind byte, payload CRC
+
+
+def check_free_space(folder: str | Path, n_ticks: int, n_joints: int, obs_dim: int,
+                     margin: float = 2.0) -> None:
+    """Refuse (LogSpaceError) a folder without room for `n_ticks` ticks (x `margin`, plus
+    64 KiB for metadata and events)."""
+    width = sum(size for _, size, _ in tick_fields(n_joints, obs_dim))
+    need = int(margin * n_ticks * (8 * width + FRAME_OVERHEAD)) + 65536
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise LogSpaceError(f"{folder}: {free / 1e6:.2f} MB free, but an episode of {n_ticks} "
+                            f"ticks needs about {need / 1e6:.2f} MB of log: free some space or "
+                            "choose another --log-dir")
 
 
 def tick_fields(n_joints: int, obs_dim: int) -> list[tuple[str, int, str]]:
@@ -119,8 +142,11 @@ class EpisodeLogger:
         self._flush_every_s = flush_every_s
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         meta = _json({**metadata, **added})  # before opening: a bad metadata leaves no file
-        self._file = open(self.path, "wb")  # noqa: SIM115 - owned by the writer thread
-        self._file.write(MAGIC + _frame(b"M", meta))
+        # Unbuffered: the writer thread batches frames itself, so after a failed write it knows
+        # exactly which whole frames reached the file and cuts the rest (see _drain).
+        self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115 - the writer's
+        self._pending, self._ends, self._offset = bytearray(), [], 0
+        self._append(MAGIC + _frame(b"M", meta))  # the writer's first drain writes it
         self._thread = threading.Thread(target=self._run, name=f"EpisodeLogger({self.path.name})",
                                         daemon=True)
         self._thread.start()
@@ -183,6 +209,12 @@ class EpisodeLogger:
         """Write the clean-end record, flush, fsync, join the writer. Idempotent."""
         self._finish({} if summary is None else summary)
 
+    def abort(self) -> None:
+        """Stop logging after a failure: write what is queued, no clean-end record (the log
+        reads as cut off), never raise."""
+        with contextlib.suppress(Exception):
+            self._finish(None)
+
     def _finish(self, summary: dict | None) -> None:
         if self._closed:
             return
@@ -208,10 +240,10 @@ class EpisodeLogger:
     def _run(self) -> None:
         f, q, every = self._file, self._queue, self._flush_every_s
         try:
-            f.flush()  # magic + metadata reach the OS at once
-            last_flush, dirty = time.monotonic(), False
+            self._drain()  # magic + metadata reach the OS at once
+            last_flush = time.monotonic()
             while True:
-                timeout = max(0.0, last_flush + every - time.monotonic()) if dirty else None
+                timeout = max(0.0, last_flush + every - time.monotonic()) if self._ends else None
                 try:
                     item = q.get(timeout=timeout)
                 except queue.Empty:
@@ -220,13 +252,12 @@ class EpisodeLogger:
                     break
                 if item is not None:
                     kind, body = item
-                    f.write(_frame(kind, body.tobytes() if kind == b"T" else _json(body)))
-                    dirty = True
+                    self._append(_frame(kind, body.tobytes() if kind == b"T" else _json(body)))
                 now = time.monotonic()
-                if dirty and now - last_flush >= every:
-                    f.flush()
-                    last_flush, dirty = now, False
-            f.flush()
+                if self._ends and now - last_flush >= every:
+                    self._drain()
+                    last_flush = now
+            self._drain()
             os.fsync(f.fileno())
         except BaseException as exc:  # kept for the caller, never lost
             self._error = exc
@@ -235,6 +266,31 @@ class EpisodeLogger:
                 f.close()
             except OSError as exc:
                 self._error = self._error or exc
+
+    def _append(self, frame: bytes) -> None:
+        self._pending += frame
+        self._ends.append(self._offset + len(self._pending))
+
+    def _drain(self) -> None:
+        """Write the pending frames. If the OS refuses part of them (disk full, I/O error), cut
+        the file back to the last whole frame that reached it, fsync, and raise."""
+        done = 0
+        with memoryview(self._pending) as view:
+            try:
+                while done < len(view):
+                    n = self._file.write(view[done:])
+                    if not n:
+                        raise OSError(f"write to {self.path} returned {n!r}")
+                    done += n
+            except OSError:
+                good = max([self._offset] + [e for e in self._ends if e <= self._offset + done])
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._file.fileno(), good)
+                    os.fsync(self._file.fileno())
+                raise
+        self._offset += len(self._pending)
+        self._pending.clear()
+        self._ends.clear()
 
 
 # ---- reading ------------------------------------------------------------------------------
@@ -391,6 +447,9 @@ def summarize(log: EpisodeLog) -> str:
         f"bundle: {m.get('bundle_hash', '?')}  started: {m.get('start_time', '?')}",
         f"ticks: {ticks}  duration: {span}",
         f"status: {'complete' if log.complete else 'interrupted (no end record)'}",
+        "outcome: " + (f"{log.summary.get('outcome', '?')}: {log.summary.get('reason', '')}"
+                       if log.complete else "unknown: the log stops before the episode's end "
+                       "(the process died, or the log could not be written)"),
         "torn tail: " + (f"{torn['bytes_skipped']} bytes skipped at byte offset {torn['offset']}"
                          if torn else "none"),
         f"period: {_pct(np.diff(wake_s))}",

@@ -36,3 +36,27 @@ def sim_body():
     yield factory
     for body in bodies:
         body.close()
+
+
+@pytest.fixture
+def tiny_tmpfs(tmp_path):
+    """`tiny_tmpfs(size_kib) -> Path`: a real, small file system (tmpfs) that fills up, for
+    disk-full tests. Needs root (mount); skipped with the reason where it cannot be mounted."""
+    import subprocess
+
+    mounts = []
+
+    def factory(size_kib: int):
+        folder = tmp_path / f"tmpfs{len(mounts)}"
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs",
+                               str(folder)], capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs for a disk-full test (needs root): "
+                        f"{done.stderr.strip() or done.returncode}")
+        mounts.append(folder)
+        return folder
+
+    yield factory
+    for folder in mounts:
+        subprocess.run(["umount", "-l", str(folder)], check=False)

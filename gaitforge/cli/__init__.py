@@ -48,10 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from gaitforge.agents.checkpoint import CheckpointError
     from gaitforge.control.bundle import BundleError
-    from gaitforge.control.logger import LogFormatError
+    from gaitforge.control.files import NotOursError
+    from gaitforge.control.logger import LogFormatError, LogSpaceError
 
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, BundleError, LogFormatError) as err:
+    except (ConfigError, CheckpointError, BundleError, LogFormatError, LogSpaceError,
+            NotOursError) as err:
         print(f"gaitforge: error: {err}", file=sys.stderr)
         return 2

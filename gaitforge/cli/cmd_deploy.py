@@ -25,8 +25,9 @@ def register(sub) -> None:
                        "observation, actor, safety, write, log) against a body",
                        description="Runs the deploy runtime: soft start to the default pose, "
                        "DURATION s of policy, then damping and torque off. Every tick is "
-                       "logged (see `gaitforge logs inspect`). Exit 1 if the robot fell or the "
-                       "episode did not finish.")
+                       "logged (see `gaitforge logs inspect`). Exit 0 only when the episode "
+                       "ran its full duration under the policy; otherwise exit 1 and the "
+                       "outcome says why (fell, estop, watchdog, lost_link, interrupted, ...).")
     p.add_argument("bundle", help="policy bundle folder (from `gaitforge export`)")
     p.add_argument("--body", default="sim:pybullet", metavar="sim:ENGINE",
                    help="sim:pybullet or sim:mujoco (default sim:pybullet)")
@@ -49,7 +50,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from gaitforge.control.deploy import clock_and_sleep, deploy, load_runtime, new_log_path
+    from gaitforge.control.deploy import clock_and_sleep
+    from gaitforge.control.runtime import deploy, load_runtime, new_log_path
 
     command = parse_command(args.command)
     if not args.hw and args.body not in BODIES:
@@ -77,9 +79,10 @@ def run(args) -> int:
     if args.hw:
         report.update(body=metadata["body"], hardware=body.counters,
                       realtime="; ".join(rt.lines()) if rt else "not requested")
+    print(f"{report['outcome']}: {report['reason']}")
     for key, value in report.items():
         print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
-    return 1 if report.get("fell") or report["end_phase"] != "finished" else 0
+    return 0 if report["outcome"] == "completed" else 1
 
 
 def sim_robot(spec, engine: str, control_dt_s: float, command=(0.0, 0.0, 0.0)):

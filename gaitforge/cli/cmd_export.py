@@ -8,9 +8,7 @@ staging folder beside its destination and renamed into place only when everythin
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -63,7 +61,8 @@ def rollout_observations(agent, env, n: int, command, seed: int = 0) -> np.ndarr
 def export_run(run: str, out: str | None = None, overwrite: bool = False):
     """(PolicyBundle, parity report) for the run's newest checkpoint."""
     from gaitforge.agents.export import export_actor, normalizer_record, random_observations
-    from gaitforge.control.bundle import manifest, publish_bundle
+    from gaitforge.control.bundle import BundleError, check_replaceable, manifest, publish_bundle
+    from gaitforge.control.files import make_staging, remove_staging
     from gaitforge.sim.env import make_env
 
     from .run_folders import load_config, load_run_agent
@@ -73,6 +72,10 @@ def export_run(run: str, out: str | None = None, overwrite: bool = False):
         raise ConfigError(f"{run_dir}: trained on '{cfg.env_id}'; bundles are for robots "
                           "(a locomotion run)")
     dest = Path(out) if out else run_dir / "bundle"
+    if dest.exists() or dest.is_symlink():  # refuse before the minutes of export, not after
+        if not overwrite:
+            raise BundleError(f"{dest} exists (pass --overwrite to replace it)")
+        check_replaceable(dest)
     env = make_env(cfg.env)
     try:
         obs = np.concatenate([
@@ -82,7 +85,7 @@ def export_run(run: str, out: str | None = None, overwrite: bool = False):
     finally:
         env.close()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.staging-", dir=dest.parent))
+    staging = make_staging(dest.parent, dest.name)
     staging.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
     try:
         parity = export_actor(agent, staging, obs)
@@ -94,6 +97,6 @@ def export_run(run: str, out: str | None = None, overwrite: bool = False):
             parity=parity)
         bundle = publish_bundle(staging, dest, fields, overwrite=overwrite)
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        remove_staging(staging)
         raise
     return bundle, parity

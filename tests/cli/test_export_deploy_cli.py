@@ -43,13 +43,16 @@ def test_export_then_deploy_on_both_sim_bodies(trained, capsys):
         out = capsys.readouterr().out
         assert code in (0, 1)  # 1: an untrained policy may fall; the run itself completed
         assert "vx_tracking_error" in out and "end_phase          finished" in out
+        assert out.startswith("completed: ") if code == 0 else out.startswith("fell: ")
     paths = sorted(logs.glob("*.gflog"))
     assert len(paths) == 2
     for path in paths:
         log = read_log(path)
         assert log.complete and log.metadata["bundle_hash"] == bundle.sha256
     assert main(["logs", "inspect", str(paths[0])]) == 0
-    assert "status: complete" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "status: complete" in out
+    assert "outcome: completed: ran all 100 policy ticks" in out or "outcome: fell: " in out
 
 
 def test_failed_parity_leaves_no_bundle(trained, monkeypatch, capsys):
@@ -63,6 +66,30 @@ def test_failed_parity_leaves_no_bundle(trained, monkeypatch, capsys):
     assert "export failed, no bundle written: TFLite and TF" in capsys.readouterr().err
     assert not (trained / "broken").exists()
     assert not list(trained.glob(".broken*"))  # no staging folder left behind
+
+
+def test_overwrite_removes_only_a_bundle_gaitforge_wrote(trained, capsys):
+    """Class 1 of 'every failure ends safe': --overwrite never deletes what is not a bundle."""
+    assert main(["export", "tiny", "--out", str(trained / "mine")]) == 0
+    assert main(["export", "tiny", "--out", str(trained / "mine"), "--overwrite"]) == 0
+    capsys.readouterr()
+    # a whole training run passed as --out
+    assert main(["export", "tiny", "--out", str(trained / "tiny"), "--overwrite"]) == 2
+    assert f"{trained / 'tiny'} is not a policy bundle" in capsys.readouterr().err
+    assert (trained / "tiny" / "config.yaml").is_file()
+    # a folder holding a user's own file
+    own = trained / "own"
+    own.mkdir()
+    (own / "notes.txt").write_text("mine")
+    assert main(["export", "tiny", "--out", str(own), "--overwrite"]) == 2
+    assert "not a policy bundle" in capsys.readouterr().err
+    # a bundle with a user's file put into it
+    (trained / "mine" / "notes.txt").write_text("mine")
+    assert main(["export", "tiny", "--out", str(trained / "mine"), "--overwrite"]) == 2
+    assert "holds 'notes.txt', which is not part of a bundle" in capsys.readouterr().err
+    assert (own / "notes.txt").read_text() == "mine"
+    assert (trained / "mine" / "notes.txt").read_text() == "mine"
+    assert not list(trained.glob(".*staging*"))  # refused before any staging was made
 
 
 def test_bad_deploy_input_is_a_clear_error(trained, capsys):

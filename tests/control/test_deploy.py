@@ -3,12 +3,15 @@ end in the safe state; nothing non-finite or out of limits ever reaches the body
 
 from __future__ import annotations
 
+import os
+import signal
+
 import numpy as np
 import pytest
 
 from gaitforge.control.bundle import BundleError
 from gaitforge.control.deploy import Deployment, VirtualClock, run_episode
-from gaitforge.control.logger import EpisodeLogger, read_log, transitions
+from gaitforge.control.logger import EpisodeLogger, LogWriteError, read_log, transitions
 from gaitforge.control.policy_io import ActionConfig, ActionMapper, ObservationBuilder
 from gaitforge.control.runner import PolicyRunner
 from gaitforge.control.safety import SafetyConfig, SafetyLayer
@@ -57,19 +60,29 @@ class MockBody:
         self.t += DT
 
 
-def _deploy(bundle_dir, tmp_path, body, duration_s=1.0, mapper=None):
+def _deploy(bundle_dir, tmp_path, body, duration_s=1.0, mapper=None, runner=None,
+            logger_cls=EpisodeLogger, on_tick=None):
     clock = VirtualClock()
     cfg = SafetyConfig(soft_start_s=0.5, exit_damping_s=0.1)
     safety = SafetyLayer(SPEC, cfg, clock=clock)
     builder = ObservationBuilder(SPEC)
     mapper = mapper or ActionMapper(SPEC, ActionConfig(scale_rad=0.3))
-    logger = EpisodeLogger(tmp_path / "ep.gflog", {"robot": "servo_dog", "body": "mock"},
-                           n_joints=12, obs_dim=builder.size)
-    d = Deployment(body, PolicyRunner(bundle_dir), builder, mapper, safety, control_dt_s=DT,
-                   command=(0.3, 0.0, 0.0), logger=logger)
+    logger = logger_cls(tmp_path / "ep.gflog", {"robot": "servo_dog", "body": "mock"},
+                        n_joints=12, obs_dim=builder.size)
+    d = Deployment(body, runner or PolicyRunner(bundle_dir), builder, mapper, safety,
+                   control_dt_s=DT, command=(0.3, 0.0, 0.0), logger=logger, on_tick=on_tick)
     result = run_episode(d, duration_s, clock, clock.sleep)
-    logger.close()
+    if d.logger is not None:
+        logger.close()
     return result, read_log(tmp_path / "ep.gflog")
+
+
+def _ends_through_damping(commands, after: int):
+    """From command `after` on: damping for exit_damping_s (0.1 s = 5 ticks), then off."""
+    modes = [c.mode for c in commands[after:]]
+    assert modes[-1] is CommandMode.OFF
+    first_off = modes.index(CommandMode.OFF)
+    assert first_off >= 4 and set(modes[:first_off]) == {CommandMode.DAMPING}, modes[:8]
 
 
 def _check_commands(commands):
@@ -127,3 +140,84 @@ def test_a_body_whose_policy_io_differs_is_refused_before_any_write(bundle_dir, 
     with pytest.raises(BundleError, match="action.scale_rad"):
         _deploy(bundle_dir, tmp_path, body, mapper=ActionMapper(SPEC, ActionConfig(0.25)))
     assert body.commands == []
+
+
+def test_a_full_episode_is_completed(bundle_dir, tmp_path):
+    result, _ = _deploy(bundle_dir, tmp_path, MockBody(), duration_s=0.5)
+    assert (result.outcome, result.reason) == ("completed", "ran all 25 policy ticks")
+
+
+def test_an_estop_and_a_lost_state_are_named_outcomes(bundle_dir, tmp_path):
+    result, _ = _deploy(bundle_dir, tmp_path, MockBody(tilt_from=35), duration_s=5.0)
+    assert result.outcome == "estop" and "tilt_estop" in result.reason
+    result, _ = _deploy(bundle_dir, tmp_path, MockBody(fail_reads_from=40), duration_s=5.0)
+    assert result.outcome == "watchdog" and "watchdog_damping" in result.reason
+
+
+class FailingRunner:
+    """The bundle's runner, until tick `fail_at` of the policy: then it raises (a bug)."""
+
+    def __init__(self, bundle_dir, fail_at: int):
+        self.inner, self.fail_at, self.calls = PolicyRunner(bundle_dir), fail_at, 0
+
+    def check_body(self, *args):
+        self.inner.check_body(*args)
+
+    def act(self, obs):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise ZeroDivisionError("a bug in the actor")
+        return self.inner.act(obs)
+
+
+def test_an_exception_in_a_tick_ends_through_damping_and_is_logged(bundle_dir, tmp_path):
+    body = MockBody()
+    result, log = _deploy(bundle_dir, tmp_path, body, duration_s=2.0,
+                          runner=FailingRunner(bundle_dir, fail_at=10))
+    assert result.outcome == "error" and "ZeroDivisionError: a bug in the actor" in result.reason
+    assert result.policy_ticks == 9
+    first_policy = int(np.argmax(np.isfinite(log.ticks["action"][:, 0])))
+    _ends_through_damping(body.commands, first_policy + 9)
+    # the failed tick still wrote (damping) and every command sent is in the log
+    assert len(log.ticks["command_mode"]) == len(body.commands)
+    np.testing.assert_array_equal(log.ticks["command_mode"][-1], 2)  # OFF
+    _check_commands(body.commands)
+
+
+class LoggerThatFillsTheDisk(EpisodeLogger):
+    """log_tick raises LogWriteError from tick 40 on, as the writer does when the disk fills."""
+
+    def log_tick(self, tick, *args, **kwargs):
+        if tick >= 40:
+            raise LogWriteError(f"episode log writer for {self.path} failed: "
+                                "OSError(28, 'No space left on device')")
+        super().log_tick(tick, *args, **kwargs)
+
+
+def test_a_log_that_cannot_be_written_ends_the_episode_safely(bundle_dir, tmp_path):
+    body = MockBody()
+    result, log = _deploy(bundle_dir, tmp_path, body, duration_s=2.0,
+                          logger_cls=LoggerThatFillsTheDisk)
+    assert result.outcome == "log_failed" and "No space left" in result.reason
+    # tick 40 had written its policy command when its log record failed; damping from 41 on
+    assert body.commands[40].mode is CommandMode.POSITION
+    _ends_through_damping(body.commands, 41)
+    assert len(log.ticks["tick"]) == 40 and not log.complete  # readable up to the failure
+
+
+def test_sigint_and_sigterm_end_through_damping(bundle_dir, tmp_path):
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        body = MockBody()
+        ticks = []
+
+        def send(state, action, command, phase, sig=sig, ticks=ticks):
+            ticks.append(phase)
+            if len(ticks) == 35:
+                os.kill(os.getpid(), sig)
+
+        result, log = _deploy(bundle_dir, tmp_path, body, duration_s=5.0, on_tick=send)
+        assert result.outcome == "interrupted" and sig.name in result.reason
+        _ends_through_damping(body.commands, 35)
+        assert result.policy_ticks < 20
+        assert signal.getsignal(sig) is not None  # the handlers are restored
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

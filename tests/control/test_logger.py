@@ -21,7 +21,9 @@ from gaitforge.control.logger import (
     TIMING_FIELDS,
     EpisodeLogger,
     LogFormatError,
+    LogSpaceError,
     LogWriteError,
+    check_free_space,
     iter_records,
     read_log,
     summarize,
@@ -377,3 +379,31 @@ def test_summarize_reports_the_key_numbers(tmp_path):
     assert "work: p50 5.000 ms, p99 5.000 ms" in text
     assert "overruns: 2 ticks, 3 ticks skipped" in text
     assert "events: tilt_estop x1, watchdog x2" in text
+
+
+def test_a_full_disk_leaves_a_log_readable_up_to_the_last_whole_tick(tiny_tmpfs):
+    folder = tiny_tmpfs(64)  # a 12-joint tick is ~1.4 kB: the disk fills after ~40 ticks
+    logger = EpisodeLogger(folder / "ep.gflog", {"robot": "servo_dog"}, n_joints=12,
+                           obs_dim=45, flush_every_s=0.001)
+    sent = 0
+    with pytest.raises(LogWriteError, match="No space left"):
+        for k in range(1000):
+            logger.log_tick(k, *tick_values(k))
+            sent += 1
+            time.sleep(0.002)
+    log = read_log(folder / "ep.gflog")
+    assert not log.complete and log.torn_tail is None  # cut back to a whole record
+    n = len(log.ticks["tick"])
+    assert 10 < n < sent
+    np.testing.assert_array_equal(log.ticks["tick"], np.arange(n))
+    logger.abort()  # never raises after a failure
+
+
+def test_free_space_is_checked_before_an_episode(tiny_tmpfs):
+    """A tick of 12 joints and 45 observations is 159 float64 + 13 bytes of framing = 1285 B;
+    the check wants twice the ticks plus 64 KiB: 10 ticks need 91,236 B, 1000 need 2.6 MB."""
+    folder = tiny_tmpfs(256)
+    check_free_space(folder, 10, n_joints=12, obs_dim=45)
+    with pytest.raises(LogSpaceError, match=f"{folder}: 0.26 MB free, but an episode of 1000 "
+                                            "ticks needs about 2.64 MB"):
+        check_free_space(folder, 1000, n_joints=12, obs_dim=45)

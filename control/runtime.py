@@ -1,0 +1,134 @@
+"""A deployment built from a bundle alone, run and logged on any body.
+
+    runtime = load_runtime(bundle_path, clock)     # policy I/O from the bundle's layouts,
+                                                   # the LiteRT runner, a safety layer
+    report = deploy(runtime, body, duration_s=..., command=..., clock=..., sleep=...,
+                    log_path=..., metadata=...)
+
+`deploy` is the one deploy path for simulated bodies, virtual devices and hardware: it checks
+the log folder can hold the episode, runs `control.deploy.run_episode`, writes the body's own
+events into the log, closes the log with the episode's outcome and reason, and returns the
+report. A body may add to the report through `report() -> dict` (a simulated body's judge:
+`fell`, tracking error) and to the log through `events`, a list of (time_s, kind, detail).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gaitforge.robots.spec import RobotSpec, load_robot_spec
+from gaitforge.robots.types import Robot
+
+from .bundle import BundleError, PolicyBundle, load_bundle
+from .deploy import Deployment, EpisodeResult, run_episode
+from .logger import EpisodeLogger, check_free_space
+from .policy_io import ActionMapper, ObservationBuilder
+from .runner import PolicyRunner
+from .safety import SafetyConfig, SafetyLayer, rate_limit_for
+
+
+@dataclass
+class DeployRuntime:
+    """What any deployment of a bundle needs, built from the bundle alone."""
+
+    bundle: PolicyBundle
+    spec: RobotSpec
+    builder: ObservationBuilder
+    mapper: ActionMapper
+    runner: PolicyRunner
+    safety: SafetyLayer
+
+
+def load_runtime(bundle_path: str | os.PathLike, clock,
+                 safety: SafetyConfig | None = None) -> DeployRuntime:
+    """Load and verify the bundle; rebuild its policy I/O from the recorded layouts; the LiteRT
+    runner; a safety layer on `clock` (default: rate limit from the servo speed)."""
+    bundle = load_bundle(bundle_path)
+    spec = load_robot_spec(bundle.robot)
+    try:
+        builder = ObservationBuilder.from_layout(spec, bundle.observation_layout)
+        mapper = ActionMapper.from_layout(spec, bundle.action_layout)
+    except ValueError as err:
+        raise BundleError(f"bundle {bundle.path}: {err}") from None
+    safety = safety or SafetyConfig(max_step_rad=rate_limit_for(spec, bundle.control_dt_s))
+    return DeployRuntime(bundle, spec, builder, mapper, PolicyRunner(bundle),
+                         SafetyLayer(spec, safety, clock=clock))
+
+
+def deploy(runtime: DeployRuntime, body: Robot, *, duration_s: float, command, clock, sleep,
+           log_path: str | os.PathLike, metadata: dict, on_tick=None) -> dict:
+    """Run one logged episode of the bundle on `body` and return its report (see the module
+    docstring). `clock`/`sleep`: those the runtime's safety layer runs on."""
+    rt = runtime
+    bundle, dt = rt.bundle, rt.bundle.control_dt_s
+    cfg = rt.safety.config
+    ticks = (duration_s + cfg.soft_start_s + cfg.exit_damping_s + cfg.estop_off_after_s) / dt
+    check_free_space(Path(log_path).parent, int(ticks) + 50, rt.spec.n_joints, rt.builder.size)
+    meta = {"robot": rt.spec.name, "bundle_hash": bundle.sha256, "bundle": str(bundle.path),
+            "command": [float(c) for c in command], "control_dt_s": dt,
+            "duration_s": float(duration_s), "safety": dict(cfg.__dict__), **metadata}
+    logger = EpisodeLogger(log_path, meta, n_joints=rt.spec.n_joints, obs_dim=rt.builder.size)
+    deployment = Deployment(body, rt.runner, rt.builder, rt.mapper, rt.safety,
+                            control_dt_s=dt, command=command, logger=logger, on_tick=on_tick)
+    result = None
+    try:
+        result = run_episode(deployment, duration_s, clock, sleep)
+    finally:
+        report = _report(result, deployment, rt, body, log_path)
+        _close_log(deployment, body, report)
+    return report
+
+
+def _report(result: EpisodeResult | None, deployment: Deployment, rt: DeployRuntime, body,
+            log_path) -> dict:
+    if result is None:  # the episode could not start (no state, a lifecycle error...)
+        return {"outcome": "error", "reason": "the episode did not start", "policy_s": 0.0,
+                "end_phase": rt.safety.phase, "log": str(log_path)}
+    work = np.asarray(result.work_s) * 1e6
+    extra = body.report() if hasattr(body, "report") else {}
+    outcome, reason = result.outcome, result.reason
+    if extra.get("fell") and outcome == "completed":
+        why = extra.get("fall_reason") or "judged by the simulator"
+        outcome, reason = "fell", f"the robot fell ({why}) during the policy time"
+    return {"outcome": outcome, "reason": reason,
+            "policy_s": result.policy_ticks * rt.bundle.control_dt_s,
+            "end_phase": result.end_phase, "safety_events": result.safety_counts,
+            "read_errors": result.read_errors, "backend": rt.runner.backend,
+            "work_p50_us": float(np.percentile(work, 50)) if work.size else float("nan"),
+            "work_p99_us": float(np.percentile(work, 99)) if work.size else float("nan"),
+            "overruns": result.loop.get("overruns", 0), "log": str(log_path),
+            **({"log_error": deployment.log_error} if deployment.log_error else {}), **extra}
+
+
+def _close_log(deployment: Deployment, body, report: dict) -> None:
+    """The body's events and the summary (outcome, reason, scalars), if the log still works."""
+    logger = deployment.logger  # None once a write failed: what is on disk stays valid
+    if logger is None:
+        return
+    try:
+        for time_s, kind, detail in getattr(body, "events", ()):
+            logger.log_event(-1, kind, detail, time_s)
+        logger.close({k: v for k, v in report.items()
+                      if isinstance(v, int | float | str | bool)})
+    except Exception as err:  # a log that fails at the end is reported, not raised
+        report["log_error"] = f"{type(err).__name__}: {err}"
+        if report["outcome"] == "completed":
+            report["outcome"], report["reason"] = "log_failed", report["log_error"]
+
+
+def new_log_path(folder: str | os.PathLike, tag: str) -> Path:
+    """A new episode-log path FOLDER/TIME-TAG.gflog (the folder is created)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = folder / f"{stamp}-{tag}.gflog"
+    n = 1
+    while path.exists():
+        path = folder / f"{stamp}-{tag}-{n}.gflog"
+        n += 1
+    return path
