@@ -31,6 +31,7 @@ class JointSpec:
     default_rad: float  # standing pose
     kp_nm_per_rad: float
     kd_nm_s_per_rad: float
+    armature_kg_m2: float = 0.0  # reflected rotor inertia about the joint axis
 
     def __post_init__(self):
         if not self.lower_rad < self.upper_rad:
@@ -40,8 +41,9 @@ class JointSpec:
         for field in ("velocity_limit_rad_s", "torque_limit_nm", "kp_nm_per_rad"):
             if not getattr(self, field) > 0:
                 raise ValueError(f"joint '{self.name}': {field} must be > 0")
-        if self.kd_nm_s_per_rad < 0:
-            raise ValueError(f"joint '{self.name}': kd_nm_s_per_rad must be >= 0")
+        for field in ("kd_nm_s_per_rad", "armature_kg_m2"):
+            if not getattr(self, field) >= 0:
+                raise ValueError(f"joint '{self.name}': {field} must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,10 @@ class RobotSpec:
     @cached_property
     def velocity_limit_rad_s(self) -> np.ndarray:
         return self._array("velocity_limit_rad_s")
+
+    @cached_property
+    def armature_kg_m2(self) -> np.ndarray:
+        return self._array("armature_kg_m2")
 
     # Files and identity --------------------------------------------------------------------
     @cached_property

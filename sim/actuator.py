@@ -7,8 +7,11 @@ then clipped to the torque limit and, optionally, to the DC-motor torque-speed e
     upper = strength * tau_max * clip(1 - dq / w_max, 0, 1)
     lower = -strength * tau_max * clip(1 + dq / w_max, 0, 1)
 so the torque available in the direction of motion falls linearly to zero at the no-load speed
-w_max, while braking torque stays at tau_max. A command takes effect `latency_s` after it is
-written, rounded to whole physics steps.
+w_max, while braking torque stays at tau_max. The joint's own viscous damping, `-damping * dq`,
+is added after the clip (it is the joint's, not the servo's, so no limit applies), in every
+mode. Every factor may be a scalar or a per-joint array (sim/dynamics.py). A command takes
+effect `latency_s` after it is written, rounded to whole physics steps. Coulomb joint
+friction and rotor inertia (armature) are engine constraints, set by each body.
 
 Both engines run exactly this code with engine joint torque control, so a position step gives
 the same joint response in PyBullet and MuJoCo up to each engine's integrator.
@@ -35,11 +38,16 @@ class ServoActuator:
         self.set_params(latency_s=latency_s)
         self.reset(spec.default_pose_rad)
 
-    def set_params(self, *, strength: float = 1.0, kp_scale: float = 1.0, kd_scale: float = 1.0,
-                   latency_s: float = 0.0) -> None:
-        """Per-episode randomisation hooks: motor strength, PD gain scale, latency."""
-        self.strength = float(strength)
-        self._kp_scale, self._kd_scale = strength * kp_scale, strength * kd_scale
+    def set_params(self, *, strength=1.0, kp_scale=1.0, kd_scale=1.0, latency_s: float = 0.0,
+                   damping_nm_s_per_rad=0.0) -> None:
+        """Per-episode dynamics (scalars or per-joint arrays): motor strength, PD gain scales,
+        latency, viscous joint damping."""
+        n = self.spec.n_joints
+        self.strength = np.broadcast_to(np.asarray(strength, np.float64), (n,)).copy()
+        self._kp_scale = self.strength * np.asarray(kp_scale, np.float64)
+        self._kd_scale = self.strength * np.asarray(kd_scale, np.float64)
+        damping = np.broadcast_to(np.asarray(damping_nm_s_per_rad, np.float64), (n,))
+        self._damping = damping.copy() if damping.any() else None
         self._limit = self._tau_max * self.strength
         self._neg_limit = -self._limit
         self._slope = self._limit * self._inv_w_max  # N·m lost per rad/s of speed
@@ -78,12 +86,16 @@ class ServoActuator:
         elif self._mode is CommandMode.DAMPING:
             tau = -self._cmd_kd * dq
         else:
-            return np.zeros_like(q)
-        # strength is folded into the gains (and ff) at activation; clip to the envelope
-        minimum, maximum = np.minimum, np.maximum
-        if self.torque_speed_limit:
-            loss = self._slope * dq
-            upper = minimum(maximum(self._limit - loss, self._zeros), self._limit)
-            lower = maximum(minimum(self._neg_limit - loss, self._zeros), self._neg_limit)
-            return minimum(maximum(tau, lower), upper)
-        return minimum(maximum(tau, self._neg_limit), self._limit)
+            tau = None
+        if tau is not None:  # strength is folded into the gains (and ff): clip to the envelope
+            minimum, maximum = np.minimum, np.maximum
+            if self.torque_speed_limit:
+                loss = self._slope * dq
+                upper = minimum(maximum(self._limit - loss, self._zeros), self._limit)
+                lower = maximum(minimum(self._neg_limit - loss, self._zeros), self._neg_limit)
+                tau = minimum(maximum(tau, lower), upper)
+            else:
+                tau = minimum(maximum(tau, self._neg_limit), self._limit)
+        if self._damping is None:
+            return np.zeros_like(q) if tau is None else tau
+        return (0.0 if tau is None else tau) - self._damping * dq

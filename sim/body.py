@@ -8,7 +8,6 @@ emulation and the physics sub-stepping live here, once.
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,22 +22,10 @@ from gaitforge.robots.types import (
 
 from .actuator import ServoActuator
 from .config import SimConfig
+from .dynamics import DynamicsParams
 from .terrain import Heightfield, ground_height, make_heightfield
 
 GRAVITY_M_S2 = 9.81
-
-
-@dataclass(frozen=True)
-class DynamicsParams:
-    """Per-episode physical parameters (domain randomisation writes these)."""
-
-    friction: float = 1.0  # ground friction coefficient
-    added_mass_kg: float = 0.0  # added to the trunk
-    com_offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)  # trunk centre-of-mass shift
-    motor_strength: float = 1.0  # scales torque and the torque limit
-    kp_scale: float = 1.0
-    kd_scale: float = 1.0
-    latency_s: float = 0.0
 
 
 def quat_to_matrix(q_wxyz: np.ndarray) -> np.ndarray:
@@ -63,7 +50,7 @@ class SimBody(Lifecycle, abc.ABC):
         self.terrain: Heightfield | None = make_heightfield(sim.terrain)
         self.actuator = ServoActuator(spec, sim.sim_dt_s, sim.actuator.latency_s,
                                       sim.actuator.torque_speed_limit)
-        self.params = DynamicsParams(friction=sim.terrain.friction,
+        self.params = DynamicsParams(foot_friction=sim.terrain.friction,
                                      latency_s=sim.actuator.latency_s)
         self.time_s = 0.0
         self._last_tau = np.zeros(spec.n_joints)
@@ -99,7 +86,7 @@ class SimBody(Lifecycle, abc.ABC):
                 base_lin_vel_m_s=to_body @ lin_vel_w,
                 base_ang_vel_rad_s=ang_vel_b.copy(),
                 foot_contact=feet,
-                friction=self.params.friction,
+                friction=self.params.foot_friction,
                 trunk_contact=trunk,
             ),
         )
@@ -144,9 +131,15 @@ class SimBody(Lifecycle, abc.ABC):
                    joint_pos_rad=q)
 
     def set_dynamics(self, params: DynamicsParams) -> None:
+        """Apply `params` (sim/dynamics.py): the servo model's part here, the rest (foot
+        friction, trunk mass and centre of mass, armature, joint friction) in the engine."""
         self.params = params
-        self.actuator.set_params(strength=params.motor_strength, kp_scale=params.kp_scale,
-                                 kd_scale=params.kd_scale, latency_s=params.latency_s)
+        spec = self.spec
+        self.actuator.set_params(
+            strength=params.joint_values("motor_strength", spec),
+            kp_scale=params.joint_values("kp_scale", spec),
+            kd_scale=params.joint_values("kd_scale", spec), latency_s=params.latency_s,
+            damping_nm_s_per_rad=params.joint_values("joint_damping_nm_s_per_rad", spec))
         self._set_engine_dynamics(params)
 
     def push(self, delta_lin_vel_world_m_s) -> None:

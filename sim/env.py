@@ -12,7 +12,7 @@ builds it with the same code). Action: [-1, 1]^n through `control.policy_io.Acti
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
@@ -27,6 +27,7 @@ from gaitforge.robots.spec import RobotSpec, load_robot_spec
 
 from .body import SimBody
 from .config import SimConfig
+from .dynamics import nominal_dynamics
 from .randomization import (
     RandomizationConfig,
     add_sensor_noise,
@@ -45,6 +46,10 @@ class EnvConfig:
     randomization: RandomizationConfig = RandomizationConfig()
     observation: ObservationConfig = ObservationConfig()
     action: ActionConfig = ActionConfig()
+    # Nominal dynamics (sim/dynamics.py names -> value or per-joint list), on top of the sim's
+    # friction and latency; `gaitforge train --dynamics FILE` fills it from a dynamics file.
+    dynamics: dict = field(default_factory=dict)
+    dynamics_source: str = ""  # where `dynamics` came from (file and sha256), for people
 
 
 def make_body(spec: RobotSpec, sim: SimConfig, *, fixed_base: bool = False) -> SimBody:
@@ -67,6 +72,7 @@ class LocomotionEnv(gym.Env):
         self.body = make_body(spec, config.sim)
         self.body.configure()
         self.body.activate()
+        self.nominal_dynamics = nominal_dynamics(spec, config.sim, config.dynamics)
         self.task = Task(config.task, spec, config.sim.control_dt_s)
         self.obs_builder = ObservationBuilder(spec, config.observation, config.action.gait)
         self.action_mapper = ActionMapper(spec, config.action)
@@ -83,8 +89,7 @@ class LocomotionEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         rng, cfg, spec, body = self.np_random, self.config, self.robot_spec, self.body
-        body.set_dynamics(sample_dynamics(cfg.randomization, spec, cfg.sim.terrain.friction,
-                                          cfg.sim.actuator.latency_s, rng))
+        body.set_dynamics(sample_dynamics(cfg.randomization, spec, self.nominal_dynamics, rng))
         q, quat = sample_initial_pose(cfg.randomization, spec, rng)
         body.reset_standing(quat, q)
         command = (options or {}).get("command", self._fixed_command)

@@ -8,8 +8,9 @@ import numpy as np
 
 from gaitforge.robots.spec import RobotSpec
 
-from .body import GRAVITY_M_S2, DynamicsParams, SimBody
+from .body import GRAVITY_M_S2, SimBody
 from .config import SimConfig
+from .dynamics import DynamicsParams
 
 ROBOT_GROUP, GROUND_GROUP = 1, 2  # contype/conaffinity bits: robot touches ground, not itself
 
@@ -152,9 +153,15 @@ class MuJoCoBody(SimBody):
         d.qvel[0:3], d.qvel[3:6] = lin_vel, rot.T @ np.asarray(ang_vel)
 
     def _set_engine_dynamics(self, params: DynamicsParams):
-        m, b = self.model, self._base_id
-        m.geom_friction[self._ground_geom, 0] = params.friction
-        scale = (self._base_mass + params.added_mass_kg) / self._base_mass
+        m, b, spec = self.model, self._base_id, self.spec
+        m.geom_friction[self._ground_geom, 0] = params.foot_friction
+        # MuJoCo's own rotor inertia and Coulomb friction (frictionloss) per joint dof
+        m.dof_armature[self._vadr] = params.joint_values("armature_kg_m2", spec)
+        m.dof_frictionloss[self._vadr] = params.joint_values("joint_friction_nm", spec)
+        # the friction constraint as stiff as the step allows (MuJoCo's default time constant,
+        # 0.02 s, lets a joint creep under a load below its friction)
+        m.dof_solref[self._vadr, 0] = 2.0 * self.sim.sim_dt_s
+        scale = (self._base_mass + params.trunk_mass_delta_kg) / self._base_mass
         m.body_mass[b] = self._base_mass * scale
         m.body_inertia[b] = self._base_inertia * scale
         m.body_ipos[b] = self._base_ipos + np.asarray(params.com_offset_m)

@@ -1,5 +1,18 @@
 """PyBulletBody: the robot in its own PyBullet world (DIRECT mode, no GUI), torque-controlled
-by the shared servo model at sim_dt."""
+by the shared servo model at sim_dt.
+
+PyBullet has no joint armature. Each spec joint gets a rotor instead, as a real servo has: a
+massless-looking link on the joint's parent, turning about the joint axis, geared to the joint
+by a gear constraint with ratio ROTOR_GEAR_RATIO (N). A rotor of inertia J / N^2 then adds J to
+the joint's inertia, and only J / N^2 to everything else. MuJoCo's armature puts exactly J on
+the joint's diagonal of the mass matrix and nothing elsewhere; a real rotor (and this one) also
+couples the joint to its parent's rotation through J / N (kinetic energy
+(J / N^2)(w_parent + N dq)^2 / 2). That term is why the engines differ by ~1e-3 rad on a
+0.3 rad step with J = 0.002 at N = 100 (tests/sim/test_cross_engine.py); the difference shrinks
+as 1/N, but Bullet's solver loses accuracy beyond N ~ 200. Coulomb joint
+friction is each joint's velocity motor (target 0, maximum force = the friction torque), which
+PyBullet keeps alongside the torque commands.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +20,21 @@ import contextlib
 import ctypes
 import os
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import numpy as np
 
 from gaitforge.robots.spec import RobotSpec
 
-from .body import GRAVITY_M_S2, DynamicsParams, SimBody
+from .body import GRAVITY_M_S2, SimBody
 from .config import SimConfig
+from .dynamics import DynamicsParams
+
+ROTOR_GEAR_RATIO = 100.0  # rotor turns per joint turn (see the module docstring)
+ROTOR_SUFFIX = "__rotor"
+MIN_ROTOR_INERTIA = 1e-12  # kg m^2: a rotor for a joint without armature
 
 
 @contextlib.contextmanager
@@ -53,17 +73,24 @@ class PyBulletBody(SimBody):
         p.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
         self.ground = self._make_ground()
         flags = pybullet.URDF_USE_INERTIA_FROM_FILE
-        with _quiet_c_output():
-            self.robot = p.loadURDF(str(spec.description_path), [0, 0, self.spawn_height()],
+        with tempfile.TemporaryDirectory() as tmp, _quiet_c_output():
+            urdf = _urdf_with_rotors(spec, Path(tmp))
+            self.robot = p.loadURDF(str(urdf), [0, 0, self.spawn_height()],
                                     flags=flags, useFixedBase=fixed_base)
         self._index_links_and_joints()
-        zeros = [0.0] * spec.n_joints
-        # Free the joints: PyBullet's default velocity motors would fight the torque commands.
-        p.setJointMotorControlArray(self.robot, self._joint_ids, pybullet.VELOCITY_CONTROL,
-                                    forces=zeros)
+        # Free the joints and rotors: PyBullet's default velocity motors would fight the
+        # torque commands (set_dynamics gives the joints' motors the friction torque).
+        p.setJointMotorControlArray(self.robot, self._joint_ids + self._rotor_ids,
+                                    pybullet.VELOCITY_CONTROL, forces=[0.0] * 2 * spec.n_joints)
         for link in [-1, *range(p.getNumJoints(self.robot))]:
             p.changeDynamics(self.robot, link, linearDamping=0.0, angularDamping=0.0,
                              jointDamping=0.0)
+        for joint, rotor in zip(self._joint_ids, self._rotor_ids, strict=True):
+            p.changeDynamics(self.robot, rotor, maxJointVelocity=1e5)  # N x the joint's speed
+            p.changeDynamics(self.robot, joint, maxJointVelocity=1e3)
+            gear = p.createConstraint(self.robot, joint, self.robot, rotor, pybullet.JOINT_GEAR,
+                                      [0, 0, 1], [0, 0, 0], [0, 0, 0])
+            p.changeConstraint(gear, gearRatio=1.0 / ROTOR_GEAR_RATIO, maxForce=1e6)
         self._balance_inertia()
         # PyBullet's base pose and velocity are those of the base's inertial frame (centre of
         # mass, principal axes); RobotState, like MuJoCo, reports the base link frame.
@@ -125,6 +152,7 @@ class PyBulletBody(SimBody):
             raise ValueError(f"{self.spec.description_path}: base_link "
                              f"'{self.spec.base_link}' is not the root link")
         self._joint_ids = [joints[n] for n in self.spec.joint_names]
+        self._rotor_ids = [joints[n + ROTOR_SUFFIX] for n in self.spec.joint_names]
         self._link_names = {i: n for n, i in links.items()}
 
     # Engine primitives ---------------------------------------------------------------------
@@ -192,11 +220,18 @@ class PyBulletBody(SimBody):
                                       np.asarray(ang_vel).tolist())
 
     def _set_engine_dynamics(self, params: DynamicsParams):
-        p = self.client
-        p.changeDynamics(self.ground, -1, lateralFriction=params.friction)
+        p, spec = self.client, self.spec
+        p.changeDynamics(self.ground, -1, lateralFriction=params.foot_friction)
         for link in [-1, *range(p.getNumJoints(self.robot))]:
             p.changeDynamics(self.robot, link, lateralFriction=1.0)
-        mass = self._base_mass + params.added_mass_kg
+        inertia = np.maximum(params.joint_values("armature_kg_m2", spec) / ROTOR_GEAR_RATIO ** 2,
+                             MIN_ROTOR_INERTIA)
+        for rotor, value in zip(self._rotor_ids, inertia, strict=True):
+            p.changeDynamics(self.robot, rotor, localInertiaDiagonal=[float(value)] * 3)
+        p.setJointMotorControlArray(self.robot, self._joint_ids, pybullet.VELOCITY_CONTROL,
+                                    targetVelocities=[0.0] * spec.n_joints,
+                                    forces=params.joint_values("joint_friction_nm", spec).tolist())
+        mass = self._base_mass + params.trunk_mass_delta_kg
         p.changeDynamics(self.robot, -1, mass=mass)
         # PyBullet cannot move a loaded link's centre of mass. Approximate the offset by its
         # gravity moment, applied every physics step (inertial coupling is ignored).
@@ -217,3 +252,32 @@ def _urdf_inertia_traces(path) -> dict[str, float]:
         if inertia is not None:
             out[link.get("name")] = sum(float(inertia.get(k, 0.0)) for k in ("ixx", "iyy", "izz"))
     return out
+
+
+def _urdf_with_rotors(spec: RobotSpec, folder: Path) -> Path:
+    """The spec's URDF, written into `folder`, with a rotor link per spec joint (see the module
+    docstring) and mesh paths made absolute so it loads from anywhere."""
+    source = spec.description_path
+    tree = ET.parse(source)
+    root = tree.getroot()
+    for element in root.iter():
+        name = element.get("filename")
+        if name and "://" not in name and not Path(name).is_absolute():
+            element.set("filename", str((source.parent / name).resolve()))
+    joints = {j.get("name"): j for j in root.findall("joint")}
+    for name in spec.joint_names:
+        joint = joints[name]
+        link = ET.SubElement(root, "link", name=name + ROTOR_SUFFIX)
+        inertial = ET.SubElement(link, "inertial")
+        ET.SubElement(inertial, "mass", value="1e-4")
+        ET.SubElement(inertial, "inertia", ixx="1e-9", iyy="1e-9", izz="1e-9", ixy="0",
+                      ixz="0", iyz="0")
+        rotor = ET.SubElement(root, "joint", name=name + ROTOR_SUFFIX, type="continuous")
+        ET.SubElement(rotor, "parent", link=joint.find("parent").get("link"))
+        ET.SubElement(rotor, "child", link=name + ROTOR_SUFFIX)
+        for tag in ("origin", "axis"):
+            if joint.find(tag) is not None:
+                rotor.append(joint.find(tag))
+    path = folder / source.name
+    tree.write(path)
+    return path

@@ -14,7 +14,7 @@ import numpy as np
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import RobotState
 
-from .body import DynamicsParams
+from .dynamics import DynamicsParams
 
 Range = tuple[float, float]
 
@@ -38,7 +38,7 @@ class RandomizationConfig:
     motor_strength: Range = (0.9, 1.1)
     kp_scale: Range = (0.9, 1.1)
     kd_scale: Range = (0.9, 1.1)
-    latency_s: Range = (0.0, 0.01)
+    latency_s: Range = (0.0, 0.01)  # added to the nominal latency (clipped at 0)
     noise: NoiseConfig = NoiseConfig()
     push_interval_s: float = 0.0  # 0 = no pushes
     push_vel_m_s: float = 0.3  # max horizontal velocity change per push
@@ -54,20 +54,28 @@ class RandomizationConfig:
             raise ValueError("push_interval_s and push_vel_m_s must be >= 0")
 
 
-def sample_dynamics(cfg: RandomizationConfig, spec: RobotSpec, base_friction: float,
-                    base_latency_s: float, rng: np.random.Generator) -> DynamicsParams:
+def sample_dynamics(cfg: RandomizationConfig, spec: RobotSpec, nominal: DynamicsParams,
+                    rng: np.random.Generator) -> DynamicsParams:
+    """One episode's dynamics around `nominal` (the spec's, or a dynamics file's): scales
+    multiply the nominal value, the added mass and latency offsets add to it."""
     if not cfg.enabled:
-        return DynamicsParams(friction=base_friction, latency_s=base_latency_s)
+        return nominal
     u = rng.uniform
-    return DynamicsParams(
-        friction=base_friction * u(*cfg.friction),
-        added_mass_kg=spec.nominal_mass_kg * u(*cfg.added_mass_frac),
+    return dataclasses.replace(
+        nominal,
+        foot_friction=nominal.foot_friction * u(*cfg.friction),
+        trunk_mass_delta_kg=nominal.trunk_mass_delta_kg
+        + spec.nominal_mass_kg * u(*cfg.added_mass_frac),
         com_offset_m=tuple(u(*cfg.com_offset_m, size=3).tolist()),
-        motor_strength=u(*cfg.motor_strength),
-        kp_scale=u(*cfg.kp_scale),
-        kd_scale=u(*cfg.kd_scale),
-        latency_s=base_latency_s + u(*cfg.latency_s),
+        motor_strength=_scaled(nominal.motor_strength, u(*cfg.motor_strength)),
+        kp_scale=_scaled(nominal.kp_scale, u(*cfg.kp_scale)),
+        kd_scale=_scaled(nominal.kd_scale, u(*cfg.kd_scale)),
+        latency_s=max(0.0, nominal.latency_s + u(*cfg.latency_s)),
     )
+
+
+def _scaled(value, factor: float):
+    return tuple(v * factor for v in value) if isinstance(value, tuple) else value * factor
 
 
 def add_sensor_noise(cfg: RandomizationConfig, state: RobotState,

@@ -9,8 +9,8 @@ import pytest
 from gaitforge.robots.spec import JointSpec, RobotSpec
 from gaitforge.robots.types import CommandMode, JointCommand
 from gaitforge.sim.actuator import ServoActuator
-from gaitforge.sim.body import DynamicsParams
 from gaitforge.sim.config import ActuatorConfig
+from gaitforge.sim.dynamics import DynamicsParams
 
 DT = 0.002  # physics step (s)
 
@@ -128,6 +128,25 @@ def test_strength_and_gain_scaling():
     # the limit scales with strength: A 0.5 * 2 = 1.0 (upper at dq 1: 1.0 * 0.8 = 0.8)
     act.command(JointCommand(position_rad=np.full(2, SATURATE)))
     np.testing.assert_allclose(act.torque(np.zeros(2), np.array([1.0, 0.0])), [0.8, 0.75],
+                               atol=1e-12)
+
+
+def test_per_joint_factors_and_viscous_joint_damping():
+    act = actuator()
+    act.set_params(strength=[1.0, 0.5], kp_scale=[1.0, 2.0], damping_nm_s_per_rad=[0.1, 0.3])
+    act.reset(np.zeros(2))
+    act.command(JointCommand(position_rad=np.array([0.05, 0.1])))
+    tau = act.torque(np.zeros(2), np.array([1.0, -2.0]))
+    # A: 10 * 0.05 - 0.5 * 1.0 = 0.0 (servo), - 0.1 * 1.0 (joint) = -0.1
+    # B: 0.5 * (2 * 4 * 0.1 - 0.1 * -2.0) = 0.5 * 1.0 = 0.5, - 0.3 * -2.0 = +0.6 -> 1.1
+    np.testing.assert_allclose(tau, [-0.1, 1.1], atol=1e-12)
+    # the joint's damping is not the servo's: it acts with torque off, and past the clip
+    act.command(JointCommand(position_rad=np.zeros(2), mode=CommandMode.OFF))
+    np.testing.assert_allclose(act.torque(np.zeros(2), np.array([1.0, -2.0])), [-0.1, 0.6],
+                               atol=1e-12)
+    act.command(JointCommand(position_rad=np.full(2, SATURATE)))
+    # A clipped at +2 (upper at dq 0.5: 2 * 0.9 = 1.8), then -0.1 * 0.5 = -0.05 -> 1.75
+    np.testing.assert_allclose(act.torque(np.zeros(2), np.array([0.5, 0.0]))[0], 1.75,
                                atol=1e-12)
 
 

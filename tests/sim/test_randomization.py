@@ -10,7 +10,7 @@ import pytest
 
 from gaitforge.robots.configio import ConfigError, from_dict
 from gaitforge.robots.types import RobotState
-from gaitforge.sim.body import DynamicsParams
+from gaitforge.sim.dynamics import DynamicsParams
 from gaitforge.sim.randomization import (
     RandomizationConfig,
     add_sensor_noise,
@@ -32,19 +32,22 @@ def rng(seed=0):
 @pytest.mark.parametrize("name", ROBOTS)
 def test_same_seed_same_dynamics_different_seed_different(robot_spec, name):
     spec = robot_spec(name)
-    a = sample_dynamics(CFG, spec, 1.0, 0.0, rng(5))
-    b = sample_dynamics(CFG, spec, 1.0, 0.0, rng(5))
-    c = sample_dynamics(CFG, spec, 1.0, 0.0, rng(6))
+    a = sample_dynamics(CFG, spec, DynamicsParams(), rng(5))
+    b = sample_dynamics(CFG, spec, DynamicsParams(), rng(5))
+    c = sample_dynamics(CFG, spec, DynamicsParams(), rng(6))
     assert a == b
     assert a != c
 
 
 @pytest.mark.parametrize("name", ROBOTS)
 def test_dynamics_within_the_configured_ranges(robot_spec, name):
-    """Base friction 0.8 and base latency 2 ms; 300 draws from one generator."""
+    """Nominal friction 0.8, latency 2 ms, trunk +0.1 kg, kp scale 1.2 on every joint; 300
+    draws from one generator."""
     spec = robot_spec(name)
     g = rng(1)
-    draws = [sample_dynamics(CFG, spec, 0.8, 0.002, g) for _ in range(300)]
+    nominal = DynamicsParams(foot_friction=0.8, latency_s=0.002, trunk_mass_delta_kg=0.1,
+                             kp_scale=tuple([1.2] * spec.n_joints))
+    draws = [sample_dynamics(CFG, spec, nominal, g) for _ in range(300)]
 
     def values(field):
         return np.array([getattr(d, field) for d in draws])
@@ -52,15 +55,18 @@ def test_dynamics_within_the_configured_ranges(robot_spec, name):
     def inside(x, lo, hi):
         return np.all(x >= lo) and np.all(x <= hi)
 
-    assert inside(values("friction"), 0.8 * 0.6, 0.8 * 1.2)  # base * U(0.6, 1.2)
+    assert inside(values("foot_friction"), 0.8 * 0.6, 0.8 * 1.2)  # nominal * U(0.6, 1.2)
     m = spec.nominal_mass_kg
-    assert inside(values("added_mass_kg"), -0.05 * m, 0.15 * m)  # nominal * U(-0.05, 0.15)
+    # nominal + spec mass * U(-0.05, 0.15)
+    assert inside(values("trunk_mass_delta_kg"), 0.1 - 0.05 * m, 0.1 + 0.15 * m)
     assert inside(values("com_offset_m"), -0.005, 0.005)  # each axis
-    for field in ("motor_strength", "kp_scale", "kd_scale"):
+    for field in ("motor_strength", "kd_scale"):
         assert inside(values(field), 0.9, 1.1)
-    assert inside(values("latency_s"), 0.002, 0.012)  # base + U(0, 0.01)
+    assert inside(values("kp_scale"), 1.2 * 0.9, 1.2 * 1.1)  # per joint, one factor
+    assert all(len(set(d.kp_scale)) == 1 for d in draws)
+    assert inside(values("latency_s"), 0.002, 0.012)  # nominal + U(0, 0.01)
     # and the draws really spread over the ranges (not stuck at one value)
-    assert np.ptp(values("friction")) > 0.8 * 0.5
+    assert np.ptp(values("foot_friction")) > 0.8 * 0.5
     assert np.ptp(values("com_offset_m")) > 0.008
 
 
@@ -68,8 +74,8 @@ def test_narrow_ranges_are_honoured(robot_spec):
     spec = robot_spec("servo_dog")
     cfg = RandomizationConfig(friction=(1.0, 1.0), motor_strength=(0.5, 0.5),
                               latency_s=(0.004, 0.004), added_mass_frac=(0.0, 0.0))
-    d = sample_dynamics(cfg, spec, 0.7, 0.001, rng())
-    assert d.friction == 0.7 and d.motor_strength == 0.5 and d.added_mass_kg == 0.0
+    d = sample_dynamics(cfg, spec, DynamicsParams(foot_friction=0.7, latency_s=0.001), rng())
+    assert d.foot_friction == 0.7 and d.motor_strength == 0.5 and d.trunk_mass_delta_kg == 0.0
     assert d.latency_s == pytest.approx(0.005)
 
 
@@ -77,8 +83,8 @@ def test_disabled_gives_defaults_and_uses_no_randomness(robot_spec):
     spec = robot_spec("servo_dog")
     g = rng(2)
     before = g.bit_generator.state
-    assert sample_dynamics(OFF, spec, 0.9, 0.004, g) == DynamicsParams(friction=0.9,
-                                                                       latency_s=0.004)
+    nominal = DynamicsParams(foot_friction=0.9, latency_s=0.004)
+    assert sample_dynamics(OFF, spec, nominal, g) == nominal
     state = noisy_input(spec)
     assert add_sensor_noise(OFF, state, g) is state
     q, quat = sample_initial_pose(OFF, spec, g)
