@@ -28,6 +28,11 @@ from .terrain import Heightfield, ground_height, make_heightfield
 GRAVITY_M_S2 = 9.81
 
 
+def hang_height(spec: RobotSpec) -> float:
+    """Where a hung robot's trunk is held (m): high enough that no foot reaches the ground."""
+    return 3.0 * spec.standing_height_m
+
+
 def quat_to_matrix(q_wxyz: np.ndarray) -> np.ndarray:
     """Rotation matrix R (body -> world) of a unit quaternion (w, x, y, z)."""
     w, x, y, z = (float(c) for c in q_wxyz)
@@ -125,10 +130,11 @@ class SimBody(Lifecycle, abc.ABC):
 
     def reset_standing(self, base_quat_wxyz=(1.0, 0.0, 0.0, 0.0), joint_pos_rad=None) -> None:
         """Stand at the origin on the local ground, at rest, in `joint_pos_rad` (default: the
-        spec's default pose) with the trunk at its standing height."""
+        spec's default pose) with the trunk at its standing height; a fixed-base (hung) body
+        hangs at `hang_height` instead, its feet clear of the ground."""
         q = self.spec.default_pose_rad if joint_pos_rad is None else joint_pos_rad
-        self.reset(base_pos_m=[0.0, 0.0, self.spawn_height()], base_quat_wxyz=base_quat_wxyz,
-                   joint_pos_rad=q)
+        z = hang_height(self.spec) if self.fixed_base else self.spawn_height()
+        self.reset(base_pos_m=[0.0, 0.0, z], base_quat_wxyz=base_quat_wxyz, joint_pos_rad=q)
 
     def set_dynamics(self, params: DynamicsParams) -> None:
         """Apply `params` (sim/dynamics.py): the servo model's part here, the rest (foot
