@@ -14,6 +14,7 @@ import textwrap
 from functools import partial
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pytest
 
@@ -373,6 +374,29 @@ def test_space_mismatch_across_workers_shuts_down():
     baseline = _children()
     with pytest.raises(ValueError, match="env 1 has spaces"):
         VecEnv([fake_envs.PointMassEnv, fake_envs.OtherSpaceEnv], workers=2)
+    assert_no_workers_left(baseline)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_critic_observation_space_comes_from_the_envs(workers):
+    with VecEnv([fake_envs.PointMassEnv] * 3, workers=workers) as venv:
+        space = venv.single_critic_observation_space
+        assert space == fake_envs.PointMassEnv().critic_observation_space
+        assert space.shape == (fake_envs.CRITIC_DIM,)
+        _, info = venv.reset(seed=0)
+        assert info["critic_obs"].shape[1:] == space.shape
+    with VecEnv([fake_envs.NoCriticEnv] * 2, workers=workers) as venv:
+        assert venv.single_critic_observation_space is None
+    # a gymnasium env behind wrappers, with no such attribute anywhere
+    with VecEnv([partial(gymnasium.make, "Pendulum-v1")] * 2, workers=workers) as venv:
+        assert venv.single_critic_observation_space is None
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_critic_observation_space_mismatch_is_refused(workers):
+    baseline = _children()
+    with pytest.raises(ValueError, match="env 1 has critic observation space"):
+        VecEnv([fake_envs.PointMassEnv, fake_envs.OtherCriticEnv], workers=workers)
     assert_no_workers_left(baseline)
 
 
