@@ -18,7 +18,7 @@ import gymnasium
 import numpy as np
 import pytest
 
-from gaitforge.sim.vec_env import VecEnv, VecEnvWorkerError
+from gaitforge.sim.vec_env import VecEnv, VecEnvConfig, VecEnvWorkerError
 
 try:
     from . import fake_envs
@@ -368,6 +368,19 @@ def test_constructor_validation():
         VecEnv([fake_envs.PointMassEnv], workers=1, start_method="fork")
     with pytest.raises(ValueError, match="env 1 has spaces"):
         VecEnv([fake_envs.PointMassEnv, fake_envs.OtherSpaceEnv])
+
+
+def test_vec_env_config_validation():
+    assert VecEnvConfig() == VecEnvConfig(num_envs=4, workers=0)
+    VecEnvConfig(num_envs=2, workers=2)
+    for kwargs, message in [({"num_envs": 0}, "num_envs must be a positive integer"),
+                            ({"num_envs": True}, "num_envs must be a positive integer"),
+                            ({"workers": -1}, "workers must be an integer >= 0"),
+                            ({"workers": 1.0}, "workers must be an integer >= 0"),
+                            ({"num_envs": 2, "workers": 3},
+                             r"workers \(3\) must not exceed num_envs \(2\)")]:
+        with pytest.raises(ValueError, match=message):
+            VecEnvConfig(**kwargs)
 
 
 def test_space_mismatch_across_workers_shuts_down():
