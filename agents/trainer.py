@@ -40,8 +40,6 @@ FORMAT = "gaitforge.trainer/1"
 @dataclass(frozen=True)
 class TrainConfig:
     total_env_steps: int = 200_000  # transitions collected, summed over envs
-    num_envs: int = 4
-    workers: int = 0  # subprocess workers for the env (0: in-process); used by the CLI
     warmup_steps: int = 5_000  # uniform random actions before the policy acts
     replay_capacity: int = 1_000_000
     eval_every_steps: int = 20_000
@@ -56,23 +54,17 @@ class TrainConfig:
     overlap: bool = False
 
     def __post_init__(self):
-        for name in ("total_env_steps", "num_envs", "replay_capacity", "eval_every_steps",
+        for name in ("total_env_steps", "replay_capacity", "eval_every_steps",
                      "checkpoint_every_steps", "keep_checkpoints", "log_every_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("workers", "warmup_steps", "eval_episodes"):
+        for name in ("warmup_steps", "eval_episodes"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-        if self.workers > self.num_envs:
-            raise ValueError(f"workers ({self.workers}) must not exceed num_envs "
-                             f"({self.num_envs})")
         if not isinstance(self.overlap, bool):
             raise ValueError(f"overlap must be true or false, got {self.overlap!r}")
-        if self.overlap and self.workers < 1:
-            raise ValueError("overlap needs workers >= 1 (the envs step in their processes "
-                             "while the agent learns)")
 
 
 def segment_seed(seed: int, env_steps: int) -> int:

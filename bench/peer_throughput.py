@@ -105,8 +105,7 @@ def run_ours(algo: str, a: argparse.Namespace, out: Path) -> None:
                      **hp)
     agent = make_agent(algo, agent_cfg, env.single_observation_space.shape[0],
                        env.single_action_space.shape[0], seed=a.seed)
-    cfg = TrainConfig(total_env_steps=a.steps, num_envs=1, workers=workers, overlap=a.overlap,
-                      warmup_steps=a.warmup,
+    cfg = TrainConfig(total_env_steps=a.steps, overlap=a.overlap, warmup_steps=a.warmup,
                       replay_capacity=1_000_000, eval_every_steps=a.eval_every,
                       eval_episodes=a.eval_episodes, checkpoint_every_steps=10**12,
                       seed=a.seed)

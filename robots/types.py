@@ -31,6 +31,11 @@ class PrivilegedState:
     friction: float  # ground friction coefficient
     trunk_contact: bool  # trunk or a non-foot link touches the ground
 
+    @staticmethod
+    def size(n_feet: int) -> int:
+        """Length of `vector()` for a robot with `n_feet` feet: 1 + 3 + 3 + n_feet + 1."""
+        return 8 + n_feet
+
     def vector(self) -> np.ndarray:
         """Float32: base height, body-frame lin vel, ang vel, foot contacts, friction."""
         return np.concatenate(

@@ -2,9 +2,11 @@
 
 Observation: `control.policy_io.ObservationBuilder` (what hardware measures; the deploy runtime
 builds it with the same code). Action: [-1, 1]^n through `control.policy_io.ActionMapper`.
-`info` carries:
+The task (`sim.tasks.Task`) keeps the episode's command and the feet's air time, and judges
+each step from the state the env hands it. `info` carries:
     reward_terms  dict name -> weighted reward of this step (sums to the reward)
-    critic_obs    privileged extras for an asymmetric critic (see PrivilegedState.vector)
+    critic_obs    privileged extras for an asymmetric critic (see PrivilegedState.vector),
+                  in `critic_observation_space`
     command       (3,) vx m/s, vy m/s, yaw rad/s
     fell          1.0 when the episode terminated this step (trunk contact, tilt, height)
 """
@@ -24,6 +26,7 @@ from gaitforge.control.policy_io import (
     ObservationConfig,
 )
 from gaitforge.robots.spec import RobotSpec, load_robot_spec
+from gaitforge.robots.types import PrivilegedState
 
 from .body import SimBody
 from .config import SimConfig
@@ -35,7 +38,7 @@ from .randomization import (
     sample_initial_pose,
     sample_push,
 )
-from .tasks import StepContext, Task, TaskConfig
+from .tasks import Task, TaskConfig
 
 
 @dataclass(frozen=True)
@@ -79,11 +82,10 @@ class LocomotionEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_builder.size,),
                                                 np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (spec.n_joints,), np.float32)
-        self.critic_obs_size = 8 + len(spec.feet)
+        self.critic_observation_space = gym.spaces.Box(
+            -np.inf, np.inf, (PrivilegedState.size(len(spec.feet)),), np.float32)
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": round(1 / config.sim.control_dt_s)}
-        self._fixed_command: np.ndarray | None = None
-        self._needs_link_contacts = "collision" in self.task.weights
 
     # gymnasium API -------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -92,13 +94,10 @@ class LocomotionEnv(gym.Env):
         body.set_dynamics(sample_dynamics(cfg.randomization, spec, self.nominal_dynamics, rng))
         q, quat = sample_initial_pose(cfg.randomization, spec, rng)
         body.reset_standing(quat, q)
-        command = (options or {}).get("command", self._fixed_command)
-        self.command = (self.task.sample_command(rng) if command is None
-                        else np.array(command, dtype=np.float64))  # a copy, never the caller's
+        self.task.reset(rng, (options or {}).get("command"))
         self.last_action = np.zeros(spec.n_joints)
         self.steps = 0
-        self._air_time = np.zeros(len(spec.feet))
-        state = body.read()
+        state = self._obs_state = body.read()
         return self._observe(state), self._info(state, {}, False)
 
     def step(self, action):
@@ -108,26 +107,15 @@ class LocomotionEnv(gym.Env):
                            rng)
         if push is not None:
             body.push(push)
-        body.write(self.action_mapper.command(action, self._state_time_s, self.command))
+        # the action answers the last observation: it is timed by the state that one showed
+        body.write(self.action_mapper.command(action, self._obs_state.time_s, self.command))
         body.step()
         self.steps += 1
-        state = body.read()
-
-        contact = state.privileged.foot_contact
-        self._air_time += self.config.sim.control_dt_s
-        first_contact = contact & (self._air_time > self.config.sim.control_dt_s)
-        air_at_touchdown = self._air_time.copy()
-        self._air_time[contact] = 0.0
-        ctx = StepContext(
-            spec=self.robot_spec, state=state, command=self.command, action=action,
-            last_action=self.last_action,
-            link_contacts=body.link_contacts() if self._needs_link_contacts else set(),
-            first_contact=first_contact, air_time_s=air_at_touchdown,
-            sigma=self.config.task.tracking_sigma,
-            air_time_target_s=self.config.task.feet_air_time_target_s)
-        reward, terms = self.task.reward(ctx)
+        state = self._obs_state = body.read()
         pos = state.privileged.base_pos_m
-        terminated, _ = self.task.terminated(state, body.ground_height(pos[0], pos[1]))
+        reward, terms, terminated, _ = self.task.step(
+            state, action, self.last_action, ground_z_m=body.ground_height(pos[0], pos[1]),
+            link_contacts=body.link_contacts() if self.task.needs_link_contacts else frozenset())
         truncated = (not terminated) and self.steps >= self.task.max_steps
         self.last_action = action
         return (self._observe(state), reward, terminated, truncated,
@@ -144,14 +132,16 @@ class LocomotionEnv(gym.Env):
         self.body.close()
 
     # gaitforge extras ----------------------------------------------------------------------
+    @property
+    def command(self) -> np.ndarray:
+        """(3,) vx m/s, vy m/s, yaw rad/s of the episode in progress (the task's)."""
+        return self.task.command
+
     def set_command(self, command) -> None:
         """Fix the velocity command for this and later episodes (None: sample per episode)."""
-        self._fixed_command = None if command is None else np.array(command, dtype=np.float64)
-        if command is not None:
-            self.command = self._fixed_command.copy()
+        self.task.hold_command(command)
 
     def _observe(self, state) -> np.ndarray:
-        self._state_time_s = state.time_s  # the action that answers this state uses its clock
         noisy = add_sensor_noise(self.config.randomization, state, self.np_random)
         return self.obs_builder.build(noisy, self.last_action, self.command)
 

@@ -23,6 +23,8 @@ Conventions shared by both kinds
                  -1 -> low, 0 -> midpoint, +1 -> high). Bounds must be finite.
     observation  flat ``Box((O,), float32)``, cast from the env's dtype.
     reward       Python float.
+    critic       ``critic_observation_space = None``: no privileged state for an asymmetric
+                 critic (so a VecEnv's ``single_critic_observation_space`` is None).
     info         always ``{}`` at reset and step (VecEnv needs the same keys every step;
                  gymnasium envs add keys at episode end, so their info is dropped).
     seed         ``make_external_env(seed=s)`` seeds the first ``reset()`` that passes no
@@ -105,6 +107,7 @@ class DmControlEnv(gymnasium.Env):
             size += n
         self.observation_space = spaces.Box(-np.inf, np.inf, (size,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, spec.shape, np.float32)
+        self.critic_observation_space = None  # no privileged state
         self._needs_reset = True
 
     @property
@@ -157,6 +160,7 @@ class _GymAdapter(gymnasium.Wrapper, gymnasium.utils.RecordConstructorArgs):
         super().__init__(env)
         self._inner_dtype = env.action_space.dtype
         self.action_space = spaces.Box(-1.0, 1.0, env.action_space.shape, np.float32)
+        self.critic_observation_space = None  # no privileged state
         self._pending_seed = seed
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -3,14 +3,17 @@
 A reward term is a pure function of a `StepContext` (one control step's before/after).
 A task is: default weights for the terms, command ranges, and termination rules. Weights come
 from config; the reward is sum(weight * term) * control_dt, and every weighted term is
-reported in `info["reward_terms"]` so a user can see why a gait is odd.
+reported in `info["reward_terms"]` so a user can see why a gait is odd. A `Task` also keeps
+the state of the episode in progress (its command, the feet's air time): `reset` starts an
+episode, `step` judges one control step from what the env hands it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 
@@ -89,7 +92,7 @@ class StepContext:
     command: np.ndarray  # (3,) vx, vy, yaw rate
     action: np.ndarray
     last_action: np.ndarray
-    link_contacts: set[str]
+    link_contacts: AbstractSet[str]  # links touching the ground
     first_contact: np.ndarray  # (n_feet,) bool: foot touched down this step
     air_time_s: np.ndarray  # (n_feet,) time the foot had been in the air at touch-down
     sigma: float
@@ -183,8 +186,23 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
 TASKS = tuple(DEFAULT_WEIGHTS)
 
 
+class TaskStep(NamedTuple):
+    """What `Task.step` judged of one control step."""
+
+    reward: float  # sum of the weighted terms, times control_dt
+    terms: dict[str, float]  # name -> weighted term of this step (sums to the reward)
+    terminated: bool  # the robot has fallen (see `fall_reason`)
+    reason: str  # `fall_reason`: "trunk_contact", "tilt", "height", or "" while standing
+
+
 class Task:
-    """Commands, weighted reward terms and terminations for one task config."""
+    """Commands, weighted reward terms and terminations for one task config, and the state of
+    the episode in progress: its velocity command and how long each foot has been in the air.
+
+        command = task.reset(rng)  # a new episode: sample (or hold) a command, feet down
+        reward, terms, terminated, reason = task.step(state, action, last_action,
+                                                      ground_z_m=ground_z)
+    """
 
     def __init__(self, config: TaskConfig, spec: RobotSpec, control_dt_s: float):
         self.config = config
@@ -193,6 +211,10 @@ class Task:
         weights = {**DEFAULT_WEIGHTS[config.name], **config.rewards}
         self.weights = {k: w for k, w in weights.items() if w != 0.0}
         self.max_steps = int(round(config.episode_length_s / control_dt_s))
+        self.needs_link_contacts = "collision" in self.weights  # step() reads link_contacts
+        self.command = np.zeros(3)  # (3,) vx m/s, vy m/s, yaw rad/s of the episode in progress
+        self.air_time_s = np.zeros(len(spec.feet))  # (n_feet,) time since each foot lifted off
+        self._held_command: np.ndarray | None = None
 
     def sample_command(self, rng: np.random.Generator) -> np.ndarray:
         if self.config.name == "stand":
@@ -200,6 +222,51 @@ class Task:
         c = self.config.command
         return np.array([rng.uniform(*c.vx_m_s), rng.uniform(*c.vy_m_s),
                          rng.uniform(*c.yaw_rad_s)])
+
+    def hold_command(self, command) -> None:
+        """Fix the command for the episode in progress and later ones (a copy is kept); None:
+        sample one per episode again."""
+        self._held_command = None if command is None else np.array(command, dtype=np.float64)
+        if command is not None:
+            self.command = self._held_command.copy()
+
+    def reset(self, rng: np.random.Generator, command=None) -> np.ndarray:
+        """Start an episode and return its command: `command` (copied) if given, else the held
+        one, else one sampled from `rng` (three draws; none for "stand"). Every foot counts as
+        just landed."""
+        if command is None:
+            command = self._held_command
+        self.command = (self.sample_command(rng) if command is None
+                        else np.array(command, dtype=np.float64))  # a copy, never the caller's
+        self.air_time_s = np.zeros(len(self.spec.feet))
+        return self.command
+
+    def step(self, state: RobotState, action: np.ndarray, last_action: np.ndarray, *,
+             ground_z_m: float, link_contacts: AbstractSet[str] = frozenset()) -> TaskStep:
+        """Judge one control step: `state` after it (privileged filled), the clipped `action`
+        that led there and the one before, the ground height under the trunk, and the links
+        touching the ground (needed only when `needs_link_contacts`). Advances the feet's air
+        time."""
+        first_contact, air_time_s = self._touch_downs(state.privileged.foot_contact)
+        ctx = StepContext(
+            spec=self.spec, state=state, command=self.command, action=action,
+            last_action=last_action, link_contacts=link_contacts,
+            first_contact=first_contact, air_time_s=air_time_s,
+            sigma=self.config.tracking_sigma,
+            air_time_target_s=self.config.feet_air_time_target_s)
+        reward, terms = self.reward(ctx)
+        fell, reason = self.terminated(state, ground_z_m)
+        return TaskStep(reward, terms, fell, reason)
+
+    def _touch_downs(self, contact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(feet that touched down this step, air time of every foot before this contact);
+        then the air time of the feet in contact restarts at 0."""
+        dt = self.control_dt_s
+        self.air_time_s += dt
+        first_contact = contact & (self.air_time_s > dt)
+        air_at_touchdown = self.air_time_s.copy()
+        self.air_time_s[contact] = 0.0
+        return first_contact, air_at_touchdown
 
     def reward(self, ctx: StepContext) -> tuple[float, dict[str, float]]:
         terms = {name: w * REWARD_TERMS[name](ctx) * self.control_dt_s

@@ -30,7 +30,13 @@ Constructor
       also give ``ValueError``.
 
 Attributes: ``num_envs``, ``workers``, ``single_observation_space``,
-``single_action_space`` (those of env 0).
+``single_action_space`` (those of env 0), and ``single_critic_observation_space``: env 0's
+``critic_observation_space`` (the space of one row of ``info["critic_obs"]``, privileged
+state for an asymmetric critic), or None where the envs declare none. Every env must have
+the same critic observation space as env 0, else ``ValueError``.
+
+``VecEnvConfig(num_envs, workers)`` is the run config's ``vec_env:`` section:
+``VecEnv([factory] * cfg.num_envs, workers=cfg.workers)``.
 
 ``reset(seed=None, options=None) -> (obs, info)``
     Resets every env. With an int seed, env i is reset with ``seed + i``; with
@@ -87,7 +93,8 @@ flags live in one ``multiprocessing.shared_memory`` block; a pipe per worker car
 only commands and the small stacked info dicts. ``step`` writes the actions, sends
 "step" to every worker, then waits for all (workers step in parallel). Results are
 bitwise identical to ``workers=0`` and to N single envs stepped by hand with the same
-seeds, because both modes run the same per-env code (``_EnvGroup``).
+seeds, because both modes run the same per-env code (``EnvGroup``; that and the workers,
+pipes and shared memory live in ``sim.vec_workers``).
 
 Errors. In-process (``workers=0``), an env's exception propagates unchanged. In
 workers, an exception in an env constructor, ``reset``, ``step`` or ``call`` -- or a
@@ -101,392 +108,42 @@ together, and joins with a timeout, then terminates and kills.
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing as mp
-import os
-import secrets
-import signal
-import sys
-import traceback
-import types
 import weakref
-from collections.abc import Callable, Mapping, Sequence
-from multiprocessing import connection, shared_memory
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
-import cloudpickle
 import gymnasium
 import numpy as np
 
-__all__ = ["VecEnv", "VecEnvWorkerError"]
+from .vec_workers import (
+    EnvGroup,
+    VecEnvWorkerError,
+    WorkerPool,
+    buffer_layout,
+    buffer_views,
+    concat_infos,
+)
 
-_ALIGN = 64  # bytes; every shared array starts on a cache-line boundary
-_JOIN_TIMEOUT_S = 5.0
-_UNMAPPABLE: list = []  # unlinked blocks whose mapping a stray view still holds
-
-
-class VecEnvWorkerError(RuntimeError):
-    """An env in a subprocess worker raised, or the worker died."""
-
-
-# --------------------------------------------------------------------------- buffers
+__all__ = ["VecEnv", "VecEnvConfig", "VecEnvWorkerError"]
 
 
-def _layout(n: int, obs_space: gymnasium.Space, act_space: gymnasium.Space):
-    """Byte offsets of the shared arrays: name -> (offset, shape, dtype); total size."""
-    specs = [
-        ("obs", (n, *obs_space.shape), np.dtype(np.float32)),
-        ("final_obs", (n, *obs_space.shape), np.dtype(np.float32)),
-        ("actions", (n, *act_space.shape), np.dtype(act_space.dtype)),
-        ("reward", (n,), np.dtype(np.float32)),
-        ("terminated", (n,), np.dtype(np.bool_)),
-        ("truncated", (n,), np.dtype(np.bool_)),
-    ]
-    layout, offset = {}, 0
-    for name, shape, dtype in specs:
-        layout[name] = (offset, shape, dtype.str)
-        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-        offset += -(-max(nbytes, 1) // _ALIGN) * _ALIGN
-    return layout, offset
+@dataclass(frozen=True)
+class VecEnvConfig:
+    """How many envs collect in parallel, and in how many processes (the run config's
+    ``vec_env:`` section)."""
 
+    num_envs: int = 4  # env copies stepped as one batch
+    workers: int = 0  # subprocess workers holding them (0: all in this process)
 
-def _views(buf, layout) -> dict[str, np.ndarray]:
-    return {
-        name: np.ndarray(shape, dtype=np.dtype(dt), buffer=buf, offset=off)
-        for name, (off, shape, dt) in layout.items()
-    }
-
-
-# ------------------------------------------------------------------------ info stacking
-
-
-def _stack_infos(infos: Sequence[Mapping], where: str = "info") -> dict:
-    """Stack per-env info dicts into arrays with leading dim len(infos)."""
-    keys = infos[0].keys()
-    for i, d in enumerate(infos):
-        if d.keys() != keys:
-            raise ValueError(
-                f"{where}: env {i} has keys {sorted(d)} but env 0 has {sorted(keys)}; "
-                "every env must return the same info keys"
-            )
-    out = {}
-    for k in keys:
-        values = [d[k] for d in infos]
-        if isinstance(values[0], Mapping):
-            out[k] = _stack_infos(values, f"{where}[{k!r}]")
-        elif isinstance(values[0], float | int | bool | np.number | np.bool_):
-            out[k] = np.array(values)  # scalars (reward terms): one call, not one per env
-        else:
-            try:
-                out[k] = np.stack([np.asarray(v) for v in values])
-            except ValueError as e:
-                raise ValueError(f"{where}[{k!r}]: cannot stack values: {e}") from None
-    return out
-
-
-def _concat_infos(parts: Sequence[Mapping], where: str = "info") -> dict:
-    """Concatenate stacked info dicts of consecutive env slices (one per worker)."""
-    if len(parts) == 1:
-        return dict(parts[0])
-    keys = parts[0].keys()
-    for w, d in enumerate(parts):
-        if d.keys() != keys:
-            raise ValueError(
-                f"{where}: envs of worker {w} have keys {sorted(d)} but worker 0's have "
-                f"{sorted(keys)}; every env must return the same info keys"
-            )
-    return {
-        k: _concat_infos([d[k] for d in parts], f"{where}[{k!r}]")
-        if isinstance(parts[0][k], Mapping)
-        else np.concatenate([d[k] for d in parts])
-        for k in keys
-    }
-
-
-# -------------------------------------------------------------------- per-env stepping
-
-
-class _EnvGroup:
-    """A slice of envs that read actions from and write results into arrays.
-
-    Used as is for ``workers=0`` and inside every worker, so both modes run the same
-    code and give bitwise identical results.
-    """
-
-    def __init__(self, env_fns: Sequence[Callable[[], Any]], obs_info_keys: Sequence[str]):
-        self.envs: list = []
-        try:
-            for fn in env_fns:
-                self.envs.append(fn())
-        except BaseException:
-            with contextlib.suppress(Exception):
-                self.close()
-            raise
-        self.obs_info_keys = tuple(obs_info_keys)
-        self.bufs: dict[str, np.ndarray] = {}
-
-    def spaces(self) -> list[tuple[gymnasium.Space, gymnasium.Space]]:
-        return [(env.observation_space, env.action_space) for env in self.envs]
-
-    def reset(self, seeds: Sequence[int | None], options) -> dict:
-        obs_buf, infos = self.bufs["obs"], []
-        for j, (env, seed) in enumerate(zip(self.envs, seeds, strict=True)):
-            obs, info = env.reset(seed=seed, options=options)
-            obs_buf[j] = obs
-            infos.append(info)
-        return _stack_infos(infos, "reset info")
-
-    def step(self) -> dict:
-        b = self.bufs
-        actions, obs_buf, final_buf = b["actions"], b["obs"], b["final_obs"]
-        reward, terminated, truncated = b["reward"], b["terminated"], b["truncated"]
-        infos = []
-        for j, env in enumerate(self.envs):
-            obs, rew, term, trunc, info = env.step(actions[j].copy())
-            final_buf[j] = obs
-            reward[j] = rew
-            terminated[j] = term
-            truncated[j] = trunc
-            keys = [k for k in self.obs_info_keys if k in info]
-            if keys:
-                info = dict(info)
-                for k in keys:
-                    info["final_" + k] = info[k]
-            if term or trunc:
-                obs, reset_info = env.reset()
-                for k in keys:
-                    if k not in reset_info:
-                        raise ValueError(
-                            f"info key {k!r} is in the step info but not in the reset info; "
-                            "observation-aligned info keys must be in both"
-                        )
-                    info[k] = reset_info[k]
-            obs_buf[j] = obs
-            infos.append(info)
-        return _stack_infos(infos, "step info")
-
-    def call(self, name: str, args, kwargs) -> list:
-        results = []
-        for env in self.envs:
-            get = getattr(env, "get_wrapper_attr", None)
-            attr = get(name) if get is not None else getattr(env, name)
-            results.append(attr(*args, **kwargs) if callable(attr) else attr)
-        return results
-
-    def close(self) -> None:
-        errors = []
-        for env in self.envs:
-            try:
-                env.close()
-            except Exception as e:  # close every env even if one fails
-                errors.append(e)
-        self.envs = []
-        self.bufs = {}
-        if errors:
-            raise errors[0]
-
-
-# ------------------------------------------------------------------------------ worker
-
-
-def _worker_main(conn, fns_bytes: bytes, obs_info_keys) -> None:
-    """Subprocess loop: build the envs, then serve commands until "close" or EOF."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and closes us
-    group, shm, cmd = None, None, "construct"
-    try:
-        group = _EnvGroup(cloudpickle.loads(fns_bytes), obs_info_keys)
-        conn.send(("ok", group.spaces()))
-        while True:
-            try:
-                cmd, arg = conn.recv()
-            except EOFError:  # parent is gone
-                break
-            if cmd == "step":
-                result = group.step()
-            elif cmd == "reset":
-                result = group.reset(*arg)
-            elif cmd == "attach":
-                name, layout, lo, hi = arg
-                shm = shared_memory.SharedMemory(name=name)
-                group.bufs = {k: v[lo:hi] for k, v in _views(shm.buf, layout).items()}
-                result = None
-            elif cmd == "call":
-                result = group.call(*arg)
-            elif cmd == "close":
-                group.close()
-                group = None
-                conn.send(("closed", None))
-                break
-            else:
-                raise ValueError(f"unknown command {cmd!r}")
-            conn.send(("ok", result))
-    except BaseException:
-        with contextlib.suppress(Exception):
-            conn.send(("error", (cmd, traceback.format_exc())))
-    finally:
-        if group is not None:
-            with contextlib.suppress(Exception):
-                group.close()
-        if shm is not None:
-            with contextlib.suppress(BufferError):
-                shm.close()
-        conn.close()
-
-
-class _WorkerPool:
-    """Processes, pipes and shared memory of the subprocess mode; shutdown is idempotent."""
-
-    def __init__(self, ctx, slices, fns_bytes, obs_info_keys, views: dict):
-        self.slices = slices
-        self.views = views  # the VecEnv's dict of views into shm; cleared before unmapping
-        self.procs, self.conns = [], []
-        self.shm: shared_memory.SharedMemory | None = None
-        self.closed = False
-        for w, fb in enumerate(fns_bytes):
-            parent_conn, child_conn = ctx.Pipe(duplex=True)
-            proc = ctx.Process(
-                target=_worker_main,
-                args=(child_conn, fb, tuple(obs_info_keys)),
-                name=f"VecEnvWorker-{w}",
-                daemon=True,
-            )
-            try:
-                with _main_module_hidden():
-                    proc.start()
-            except BaseException:
-                parent_conn.close()
-                self.shutdown()
-                raise
-            finally:
-                child_conn.close()  # so the parent sees EOF when the worker dies
-            self.procs.append(proc)
-            self.conns.append(parent_conn)
-
-    def describe(self, w: int) -> str:
-        lo, hi = self.slices[w]
-        return f"worker {w} (pid {self.procs[w].pid}, envs {lo}..{hi - 1})"
-
-    def request(self, cmd: str, args: Sequence | None = None) -> list:
-        """Send cmd to all workers (args[w] to worker w), then gather all replies."""
-        for w, conn in enumerate(self.conns):
-            # A dead worker's pipe raises here; gather reports it with its exit code.
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
-                conn.send((cmd, None if args is None else args[w]))
-        return self.gather(cmd)
-
-    def gather(self, cmd: str) -> list:
-        results: list = [None] * len(self.conns)
-        pending = dict(enumerate(self.conns))
-        errors: list[str] = []
-        while pending:
-            waitables = list(pending.values()) + [self.procs[w].sentinel for w in pending]
-            ready = set(connection.wait(waitables))
-            for w in list(pending):
-                conn, proc = pending[w], self.procs[w]
-                if conn not in ready and proc.sentinel not in ready:
-                    continue
-                try:
-                    if conn not in ready and not conn.poll():
-                        raise EOFError
-                    status, payload = conn.recv()
-                except (EOFError, OSError):
-                    del pending[w]
-                    proc.join(_JOIN_TIMEOUT_S)
-                    errors.append(f"{self.describe(w)} died during {cmd!r}{_exit_text(proc)}")
-                    continue
-                del pending[w]
-                if status == "ok":
-                    results[w] = payload
-                else:
-                    where, tb = payload
-                    errors.append(
-                        f"{self.describe(w)} raised during {where!r}; "
-                        f"worker traceback:\n{tb.rstrip()}"
-                    )
-        if errors:
-            raise VecEnvWorkerError("\n\n".join(errors))
-        return results
-
-    def create_shm(self, nbytes: int) -> shared_memory.SharedMemory:
-        name = f"gaitforge_vec_{os.getpid()}_{secrets.token_hex(6)}"
-        self.shm = shared_memory.SharedMemory(name=name, create=True, size=nbytes)
-        return self.shm
-
-    def shutdown(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        for conn in self.conns:
-            with contextlib.suppress(OSError, EOFError):
-                conn.send(("close", None))
-        for conn, proc in zip(self.conns, self.procs, strict=True):
-            _drain_until_closed(conn, proc)
-            proc.join(_JOIN_TIMEOUT_S)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(_JOIN_TIMEOUT_S)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-            conn.close()
-            proc.close()
-        # Workers are gone, so none can attach (and register the block) after the unlink.
-        self.views.clear()
-        if self.shm is not None:
-            try:
-                self.shm.close()
-            except BufferError:  # someone still holds a view: keep the mapping, quietly
-                _UNMAPPABLE.append(self.shm)
-            self.shm.unlink()
-            self.shm = None
-
-
-@contextlib.contextmanager
-def _main_module_hidden():
-    """Keep spawn / forkserver workers from re-running the parent's ``__main__``.
-
-    multiprocessing normally re-imports the main script in every child; a training
-    script or CLI that imports TensorFlow at the top would then load it in every
-    worker (seconds and hundreds of MB each). Workers need nothing from ``__main__``:
-    their only inputs are the env factories, which cloudpickle ships by value when
-    they are defined there. So, while a worker is being started, ``sys.modules``
-    shows multiprocessing a bare ``__main__`` with neither ``__spec__`` nor ``__file__``.
-    """
-    main = sys.modules.get("__main__")
-    sys.modules["__main__"] = types.ModuleType("__main__")
-    try:
-        yield
-    finally:
-        if main is None:
-            del sys.modules["__main__"]
-        else:
-            sys.modules["__main__"] = main
-
-
-def _drain_until_closed(conn, proc) -> None:
-    """Read and drop replies (e.g. of an interrupted step) until the close reply or EOF."""
-    while True:
-        try:
-            ready = connection.wait([conn, proc.sentinel], _JOIN_TIMEOUT_S)
-            if not ready or (conn not in ready and not conn.poll()):
-                return  # hung, or dead with nothing left to read
-            status, _ = conn.recv()
-        except Exception:  # EOF, a broken pipe, or a reply that cannot be unpickled
-            return
-        if status != "ok":  # "closed", or "error" from closing the envs
-            return
-
-
-def _exit_text(proc) -> str:
-    code = proc.exitcode
-    if code is None:
-        return ""
-    if code < 0:
-        try:
-            return f" (killed by signal {signal.Signals(-code).name})"
-        except ValueError:
-            return f" (killed by signal {-code})"
-    return f" (exit code {code})"
+    def __post_init__(self):
+        for name, least in (("num_envs", 1), ("workers", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                kind = "a positive integer" if least else "an integer >= 0"
+                raise ValueError(f"{name} must be {kind}, got {value!r}")
+        if self.workers > self.num_envs:
+            raise ValueError(f"workers ({self.workers}) must not exceed num_envs "
+                             f"({self.num_envs})")
 
 
 # ----------------------------------------------------------------------------- VecEnv
@@ -525,21 +182,14 @@ class VecEnv:
         self._needs_reset = True
         self._stepping = False  # between step_async and step_wait
         self._bufs: dict[str, np.ndarray] = {}  # views; cleared on close
-        self._group: _EnvGroup | None = None
-        self._pool: _WorkerPool | None = None
+        self._group: EnvGroup | None = None
+        self._pool: WorkerPool | None = None
         if self.workers == 0:
-            self._group = _EnvGroup(env_fns, obs_info_keys)
+            self._group = EnvGroup(env_fns, obs_info_keys)
             self._finalizer = weakref.finalize(self, self._group.close)
             self._setup(self._group.spaces())
             return
-        sizes = [self.num_envs // self.workers] * self.workers
-        for w in range(self.num_envs % self.workers):
-            sizes[w] += 1
-        bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
-        slices = list(zip(bounds[:-1], bounds[1:], strict=True))
-        fns_bytes = [cloudpickle.dumps(env_fns[lo:hi]) for lo, hi in slices]
-        ctx = mp.get_context(start_method)
-        self._pool = _WorkerPool(ctx, slices, fns_bytes, obs_info_keys, self._bufs)
+        self._pool = WorkerPool(env_fns, self.workers, obs_info_keys, self._bufs, start_method)
         self._finalizer = weakref.finalize(self, self._pool.shutdown)
         parts = self._pool_request("construct", send=False)
         self._setup([s for part in parts for s in part])
@@ -547,27 +197,34 @@ class VecEnv:
     def _setup(self, spaces: list) -> None:
         """Check the spaces of all envs and allocate the result buffers."""
         try:
-            obs_space, act_space = spaces[0]
-            for i, (o, a) in enumerate(spaces):
+            obs_space, act_space, critic_space = spaces[0]
+            for i, (o, a, c) in enumerate(spaces):
                 if o != obs_space or a != act_space:
                     raise ValueError(
                         f"env {i} has spaces ({o}, {a}) but env 0 has ({obs_space}, "
                         f"{act_space}); all envs must share their spaces"
                     )
-            for what, space in (("observation", obs_space), ("action", act_space)):
-                if getattr(space, "shape", None) is None:
+                if c != critic_space:
+                    raise ValueError(
+                        f"env {i} has critic observation space {c} but env 0 has "
+                        f"{critic_space}; all envs must share their spaces"
+                    )
+            for what, space in (("observation", obs_space), ("action", act_space),
+                                ("critic observation", critic_space)):
+                if space is not None and getattr(space, "shape", None) is None:
                     raise ValueError(f"the {what} space {space} has no fixed shape")
         except ValueError:
             self.close()
             raise
         self.single_observation_space, self.single_action_space = obs_space, act_space
-        layout, nbytes = _layout(self.num_envs, obs_space, act_space)
+        self.single_critic_observation_space = critic_space
+        layout, nbytes = buffer_layout(self.num_envs, obs_space, act_space)
         if self._pool is None:
-            self._bufs.update(_views(bytearray(nbytes), layout))
+            self._bufs.update(buffer_views(bytearray(nbytes), layout))
             self._group.bufs = self._bufs
         else:
             shm = self._pool.create_shm(nbytes)
-            self._bufs.update(_views(shm.buf, layout))
+            self._bufs.update(buffer_views(shm.buf, layout))
             self._pool_request(
                 "attach", [(shm.name, layout, lo, hi) for lo, hi in self._pool.slices]
             )
@@ -590,7 +247,7 @@ class VecEnv:
             parts = self._pool_request(
                 "reset", [(seeds[lo:hi], options) for lo, hi in self._pool.slices]
             )
-            info = _concat_infos(parts, "reset info")
+            info = concat_infos(parts, "reset info")
         self._needs_reset = False
         return self._bufs["obs"].copy(), info
 
@@ -616,9 +273,7 @@ class VecEnv:
         self._bufs["actions"][...] = actions  # cast to the action space's dtype
         if self._pool is not None:
             try:
-                for conn in self._pool.conns:
-                    with contextlib.suppress(BrokenPipeError, ConnectionResetError, EOFError):
-                        conn.send(("step", None))
+                self._pool.send("step")
             except BaseException:
                 self.close()
                 raise
@@ -632,7 +287,7 @@ class VecEnv:
         if self._pool is None:
             info = self._group.step()
         else:
-            info = _concat_infos(self._pool_request("step", send=False), "step info")
+            info = concat_infos(self._pool_request("step", send=False), "step info")
         obs = b["obs"].copy()
         terminated, truncated = b["terminated"].copy(), b["truncated"].copy()
         info["final_obs"] = b["final_obs"].copy()

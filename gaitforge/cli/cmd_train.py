@@ -50,10 +50,10 @@ def _build(run: RunConfig, run_dir: Path, source: str):
     configure_tensorflow()
     name, agent_cfg = agent_config(run, source)
     factory, _ = env_fns(run)
-    t = run.train
-    env = VecEnv([factory] * t.num_envs, workers=t.workers)
-    probe_info = env.reset(seed=0)[1]
-    critic_dim = probe_info["critic_obs"].shape[1] if "critic_obs" in probe_info else 0
+    t, v = run.train, run.vec_env
+    env = VecEnv([factory] * v.num_envs, workers=v.workers)
+    critic_space = env.single_critic_observation_space
+    critic_dim = critic_space.shape[0] if critic_space is not None else 0
     if getattr(agent_cfg, "asymmetric_critic", False) and not critic_dim:
         env.close()
         raise ConfigError(f"{source}: agent.asymmetric_critic needs privileged state "

@@ -28,6 +28,7 @@ from gaitforge.robots.spec import available_robots
 from gaitforge.sim.config import ENGINES
 from gaitforge.sim.env import EnvConfig
 from gaitforge.sim.tasks import TASKS
+from gaitforge.sim.vec_env import VecEnvConfig
 
 CONFIG_DIR = Path(configs.__file__).resolve().parent
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
@@ -50,12 +51,16 @@ class RunConfig:
     env: EnvConfig = EnvConfig()
     env_id: str = ""  # "": the locomotion env above; else "gym:<id>" or "dmc:<domain>-<task>"
     agent: dict = field(default_factory=lambda: {"name": "sac"})  # name + that agent's config
+    vec_env: VecEnvConfig = VecEnvConfig()  # how many envs collect, in how many processes
     train: TrainConfig = TrainConfig()
     evaluation: EvalConfig = EvalConfig()
 
     def __post_init__(self):
         if "name" not in self.agent:
             raise ValueError("agent.name is required (sac or td3)")
+        if self.train.overlap and self.vec_env.workers < 1:
+            raise ValueError("train.overlap needs vec_env.workers >= 1 (the envs step in their "
+                             "processes while the agent learns)")
 
 
 def agent_config(run: RunConfig, source: str = "config"):

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from gaitforge.agents import config_class, make_agent
 from gaitforge.agents.trainer import TrainConfig, Trainer
@@ -22,9 +21,8 @@ def _run(tmp_path, name, overlap, workers):
     cfg = config_class("sac")(actor_hidden=(16,), critic_hidden=(16,), batch_size=16)
     agent = make_agent("sac", cfg, fake_envs.OBS_DIM, 2, seed=1)
     env = VecEnv([fake_envs.PointMassEnv] * 2, workers=workers, seed=0)
-    t = TrainConfig(total_env_steps=200, num_envs=2, workers=workers, warmup_steps=40,
-                    eval_every_steps=10_000, checkpoint_every_steps=10_000,
-                    log_every_steps=10_000, overlap=overlap)
+    t = TrainConfig(total_env_steps=200, warmup_steps=40, eval_every_steps=10_000,
+                    checkpoint_every_steps=10_000, log_every_steps=10_000, overlap=overlap)
     trainer = Trainer(agent, env, t, tmp_path / name)
     try:
         trainer.train()
@@ -46,7 +44,3 @@ def test_overlap_is_deterministic_and_learns_as_often(tmp_path):
                                   plain.replay.get_state()[key][:40])
     assert not np.array_equal(pa, pp)  # updates saw the replay one step earlier
 
-
-def test_overlap_needs_workers():
-    with pytest.raises(ValueError, match="overlap needs workers >= 1"):
-        TrainConfig(overlap=True, workers=0)

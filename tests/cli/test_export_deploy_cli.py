@@ -11,7 +11,7 @@ from gaitforge.control.logger import read_log
 
 TINY = ["--set", "train.total_env_steps=600", "--set", "train.warmup_steps=300",
         "--set", "train.eval_every_steps=100000", "--set", "train.checkpoint_every_steps=600",
-        "--set", "train.num_envs=2", "--set", "agent.actor_hidden=[32,32]",
+        "--set", "vec_env.num_envs=2", "--set", "agent.actor_hidden=[32,32]",
         "--set", "agent.critic_hidden=[32,32]", "--set", "agent.batch_size=32",
         "--set", "env.sim.engine=mujoco", "--no-progress"]
 

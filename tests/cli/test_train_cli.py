@@ -14,12 +14,14 @@ import numpy as np
 import pytest
 
 from gaitforge.agents.checkpoint import load_arrays
-from gaitforge.agents.trainer import latest_checkpoint
+from gaitforge.agents.trainer import TrainConfig, latest_checkpoint
 from gaitforge.cli import main
+from gaitforge.cli.run_config import RunConfig
+from gaitforge.sim.vec_env import VecEnvConfig
 
 TINY = ["--set", "train.total_env_steps=2000", "--set", "train.warmup_steps=400",
         "--set", "train.eval_every_steps=100000", "--set", "train.checkpoint_every_steps=1000",
-        "--set", "train.log_every_steps=500", "--set", "train.num_envs=2",
+        "--set", "train.log_every_steps=500", "--set", "vec_env.num_envs=2",
         "--set", "agent.actor_hidden=[32,32]", "--set", "agent.critic_hidden=[32,32]",
         "--set", "agent.batch_size=32", "--set", "evaluation.episode_length_s=1.0",
         "--set", "env.sim.engine=mujoco", "--no-progress"]
@@ -82,10 +84,21 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tmp_path):
     ("train.replay_capacity=16", "train.replay_capacity (16) is smaller than agent.batch_size"),
     ("agent.bogus=1", "unknown key 'agent.bogus'"),
     ("env.sim.control_dt_s=0.015", "whole multiple"),
+    ("vec_env.workers=0", "train.overlap needs vec_env.workers >= 1"),  # default: overlap
+    ("vec_env.workers=3", "workers (3) must not exceed num_envs (2)"),
+    ("train.num_envs=2", "unknown key 'train.num_envs'"),  # moved to vec_env
 ])
 def test_bad_training_config_is_a_clear_error(runs, capsys, override, message):
     assert main(["train", *TINY, "--set", override]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_overlap_needs_workers():
+    """Moved from TrainConfig (tests/agents): only the run config knows both settings."""
+    with pytest.raises(ValueError, match="overlap needs vec_env.workers >= 1"):
+        RunConfig(train=TrainConfig(overlap=True), vec_env=VecEnvConfig(workers=0))
+    RunConfig(train=TrainConfig(overlap=True), vec_env=VecEnvConfig(workers=1))
+    RunConfig(train=TrainConfig(overlap=False), vec_env=VecEnvConfig(workers=0))
 
 
 def test_resume_errors(runs, capsys):

@@ -3,7 +3,8 @@
 ``PointMassEnv``: a 2-D point mass pushed by a bounded force. Its initial state and its
 episode length (truncation) are drawn from the seeded ``np_random``; it terminates when
 it leaves a box. Info follows the locomotion env's shape: named reward terms in a dict,
-and a privileged ``critic_obs`` vector in both the step and the reset info.
+and a privileged ``critic_obs`` vector (in ``critic_observation_space``) in both the step and
+the reset info.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class PointMassEnv(gymnasium.Env):
         self.min_len, self.max_len = min_len, max_len
         self.observation_space = spaces.Box(-np.inf, np.inf, (OBS_DIM,), np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.critic_observation_space = spaces.Box(-np.inf, np.inf, (CRITIC_DIM,), np.float64)
         self._state = np.zeros(4)
         self._t = 0
         self._limit = max_len
@@ -111,3 +113,19 @@ class OtherSpaceEnv(PointMassEnv):
     def __init__(self):
         super().__init__()
         self.action_space = spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+
+class OtherCriticEnv(PointMassEnv):
+    """Like PointMassEnv but with a 3-D critic observation space: for the mismatch check."""
+
+    def __init__(self):
+        super().__init__()
+        self.critic_observation_space = spaces.Box(-np.inf, np.inf, (3,), np.float64)
+
+
+class NoCriticEnv(PointMassEnv):
+    """A PointMassEnv that declares no privileged state (no critic_observation_space)."""
+
+    def __init__(self):
+        super().__init__()
+        del self.critic_observation_space

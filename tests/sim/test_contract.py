@@ -14,6 +14,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 from gaitforge.robots.configio import ConfigError
+from gaitforge.robots.types import PrivilegedState
 from gaitforge.sim.config import SimConfig
 from gaitforge.sim.env import EnvConfig, make_env
 from gaitforge.sim.randomization import RandomizationConfig
@@ -98,7 +99,10 @@ def test_spaces_match_the_spec(combo, robot_spec):
     obs, info = env.reset(seed=0)
     assert obs.shape == env.observation_space.shape and obs.dtype == np.float32
     assert env.observation_space.contains(obs)
-    assert info["critic_obs"].shape == (env.critic_obs_size,) == (8 + len(spec.feet),)
+    critic_space = env.critic_observation_space
+    assert info["critic_obs"].shape == critic_space.shape == (8 + len(spec.feet),)
+    assert critic_space.shape == (PrivilegedState.size(len(spec.feet)),)
+    assert critic_space.dtype == np.float32 and critic_space.contains(info["critic_obs"])
     assert set(info["reward_terms"]) == set(env.task.weights)
     assert all(v == 0.0 for v in info["reward_terms"].values())  # nothing earned at reset
 

@@ -83,6 +83,7 @@ def test_spaces_are_normalised_float32_and_infos_empty(env_id):
     obs, reward, terminated, truncated, info = env.step(act.high)
     assert obs.dtype == np.float32 and obs in obs_space and info == {}
     assert type(reward) is float and type(terminated) is bool and type(truncated) is bool
+    assert env.critic_observation_space is None  # declared: no privileged state
     env.close()
 
 
@@ -257,6 +258,7 @@ def test_vec_env_workers_match_in_process(env_id, kwargs):
     results = []
     for workers in (0, 2):
         with VecEnv([factory] * n, workers=workers, seed=3) as venv:
+            assert venv.single_critic_observation_space is None  # no privileged state
             out = [venv.reset()[0]]
             for a in actions:
                 obs, reward, terminated, truncated, info = venv.step(a)

@@ -35,7 +35,11 @@ def test_workers_match_single_envs_with_the_same_seeds(engine):
     assert np.any(expected_done)
 
     with make_vec_env(cfg, n, workers=2, seed=seed) as venv:
-        first, _ = venv.reset()
+        # the critic's size reaches the trainer through the spaces, before any reset
+        assert venv.single_critic_observation_space == singles[0].critic_observation_space
+        assert venv.single_critic_observation_space.shape == (8 + 4,)  # servo_dog: 4 feet
+        first, info = venv.reset()
+        assert info["critic_obs"].shape == (n, 12)
         np.testing.assert_array_equal(first, np.stack(obs))
         for t, a in enumerate(actions):
             o, r, term, trunc, info = venv.step(a)

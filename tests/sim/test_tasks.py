@@ -210,3 +210,71 @@ def test_height_exactly_at_the_limit_does_not_fire(spec):
     assert task.terminated(make_state(spec, quat=up, z=0.065), 0.0) == (False, "")
     below = np.nextafter(0.065, 0.0)
     assert task.terminated(make_state(spec, quat=up, z=below), 0.0) == (True, "height")
+
+
+# The task's episode state: command and air time across reset and step ----------------------
+def with_contact(state: RobotState, contact) -> RobotState:
+    state.privileged.foot_contact = np.array(contact)
+    return state
+
+
+def test_reset_samples_holds_or_takes_the_command(spec):
+    task = Task(TaskConfig(name="walk"), spec, DT)
+    command = task.reset(np.random.default_rng(3))
+    np.testing.assert_array_equal(command, task.sample_command(np.random.default_rng(3)))
+    assert command is task.command
+    given = np.array([0.2, 0.0, 0.1])
+    np.testing.assert_array_equal(task.reset(np.random.default_rng(0), given), given)
+    given[:] = 9.0  # the task keeps a copy
+    np.testing.assert_array_equal(task.command, [0.2, 0.0, 0.1])
+    task.hold_command((0.1, 0.05, 0.0))
+    np.testing.assert_array_equal(task.command, [0.1, 0.05, 0.0])  # at once, mid-episode
+    rng = np.random.default_rng(5)
+    np.testing.assert_array_equal(task.reset(rng), [0.1, 0.05, 0.0])
+    assert rng.uniform() == np.random.default_rng(5).uniform()  # a held command draws nothing
+    np.testing.assert_array_equal(task.reset(rng, (0.0, 0.0, 0.3)), [0.0, 0.0, 0.3])
+    task.hold_command(None)
+    np.testing.assert_array_equal(task.reset(np.random.default_rng(3)), command)
+
+
+def test_step_counts_air_time_until_touch_down(spec):
+    """Foot 0 stays down, foot 1 lifts for three steps, feet 2-3 never touch: at foot 1's
+    touch-down it had 4 steps (0.08 s) in the air, and only then is it a first contact."""
+    task = Task(TaskConfig(name="walk", rewards={"feet_air_time": 1.0}), spec, DT)
+    task.reset(np.random.default_rng(0), (0.3, 0.0, 0.0))
+    up, action = np.zeros(spec.n_joints), np.zeros(spec.n_joints)
+    contacts = [[True, True, False, False]] + [[True, False, False, False]] * 3 \
+        + [[True, True, False, False]]
+    for contact in contacts:
+        step = task.step(with_contact(make_state(spec, quat=(1, 0, 0, 0), z=0.13), contact),
+                         action, up, ground_z_m=0.0)
+    assert step.terminated is False and step.reason == ""
+    # foot 1 touched down after 4 * 0.02 s in the air: (0.08 - 0.25) * weight 1 * dt
+    assert step.terms["feet_air_time"] == pytest.approx((0.08 - 0.25) * DT, rel=1e-12)
+    np.testing.assert_allclose(task.air_time_s, [0.0, 0.0, 0.1, 0.1], rtol=1e-12)
+    task.reset(np.random.default_rng(0))
+    np.testing.assert_array_equal(task.air_time_s, np.zeros(4))
+
+
+def test_step_is_reward_and_fall_reason_of_its_context(spec):
+    task = Task(TaskConfig(name="walk"), spec, DT)
+    task.reset(np.random.default_rng(0), (0.3, -0.1, 0.5))
+    ctx = make_context(spec)
+    task.air_time_s = np.array([0.48, 0.33, 0.28, 0.0])  # + dt: ctx's air time at touch-down
+    step = task.step(ctx.state, ctx.action, ctx.last_action, ground_z_m=0.0,
+                     link_contacts=ctx.link_contacts)
+    reward, terms = task.reward(ctx)
+    assert step.reward == pytest.approx(reward, rel=1e-12)
+    assert step.terms == pytest.approx(terms, rel=1e-12)
+    assert (step.terminated, step.reason) == task.terminated(ctx.state, 0.0) == (False, "")
+    tall_ground = task.step(ctx.state, ctx.action, ctx.last_action, ground_z_m=0.05)
+    assert (tall_ground.terminated, tall_ground.reason) == (True, "height")
+    assert tall_ground.terms["collision"] == 0.0  # no link contacts handed in
+
+
+def test_privileged_vector_size_comes_from_the_type(spec):
+    vector = make_state(spec).privileged.vector()
+    assert vector.shape == (PrivilegedState.size(len(spec.feet)),) == (12,)
+    two_feet = PrivilegedState(np.zeros(3), np.zeros(3), np.zeros(3), np.array([True, False]),
+                               1.0, False)
+    assert two_feet.vector().shape == (PrivilegedState.size(2),)

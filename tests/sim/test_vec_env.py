@@ -14,10 +14,11 @@ import textwrap
 from functools import partial
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pytest
 
-from gaitforge.sim.vec_env import VecEnv, VecEnvWorkerError
+from gaitforge.sim.vec_env import VecEnv, VecEnvConfig, VecEnvWorkerError
 
 try:
     from . import fake_envs
@@ -369,10 +370,46 @@ def test_constructor_validation():
         VecEnv([fake_envs.PointMassEnv, fake_envs.OtherSpaceEnv])
 
 
+def test_vec_env_config_validation():
+    assert VecEnvConfig() == VecEnvConfig(num_envs=4, workers=0)
+    VecEnvConfig(num_envs=2, workers=2)
+    for kwargs, message in [({"num_envs": 0}, "num_envs must be a positive integer"),
+                            ({"num_envs": True}, "num_envs must be a positive integer"),
+                            ({"workers": -1}, "workers must be an integer >= 0"),
+                            ({"workers": 1.0}, "workers must be an integer >= 0"),
+                            ({"num_envs": 2, "workers": 3},
+                             r"workers \(3\) must not exceed num_envs \(2\)")]:
+        with pytest.raises(ValueError, match=message):
+            VecEnvConfig(**kwargs)
+
+
 def test_space_mismatch_across_workers_shuts_down():
     baseline = _children()
     with pytest.raises(ValueError, match="env 1 has spaces"):
         VecEnv([fake_envs.PointMassEnv, fake_envs.OtherSpaceEnv], workers=2)
+    assert_no_workers_left(baseline)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_critic_observation_space_comes_from_the_envs(workers):
+    with VecEnv([fake_envs.PointMassEnv] * 3, workers=workers) as venv:
+        space = venv.single_critic_observation_space
+        assert space == fake_envs.PointMassEnv().critic_observation_space
+        assert space.shape == (fake_envs.CRITIC_DIM,)
+        _, info = venv.reset(seed=0)
+        assert info["critic_obs"].shape[1:] == space.shape
+    with VecEnv([fake_envs.NoCriticEnv] * 2, workers=workers) as venv:
+        assert venv.single_critic_observation_space is None
+    # a gymnasium env behind wrappers, with no such attribute anywhere
+    with VecEnv([partial(gymnasium.make, "Pendulum-v1")] * 2, workers=workers) as venv:
+        assert venv.single_critic_observation_space is None
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_critic_observation_space_mismatch_is_refused(workers):
+    baseline = _children()
+    with pytest.raises(ValueError, match="env 1 has critic observation space"):
+        VecEnv([fake_envs.PointMassEnv, fake_envs.OtherCriticEnv], workers=workers)
     assert_no_workers_left(baseline)
 
 
