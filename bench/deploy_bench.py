@@ -169,13 +169,13 @@ def bench_inference(agent, bundle: Path, rounds: int, calls: int, tf_calls: int)
 # ---- 2. tick work -------------------------------------------------------------------------
 def bench_ticks(bundle: Path, body: str, duration_s: float, log_dir: str) -> dict:
     import gaitforge.control.deploy as dep
-    from gaitforge.cli.cmd_deploy import sim_robot
+    from gaitforge.cli.bodies import sim_robot
     from gaitforge.control.deploy import clock_and_sleep
     from gaitforge.control.runtime import deploy, load_runtime, new_log_path
 
     clock, sleep = clock_and_sleep(False)
     runtime = load_runtime(bundle, clock)
-    robot = sim_robot(runtime.spec, body.split(":", 1)[1], runtime.bundle.control_dt_s,
+    robot = sim_robot(runtime.spec, body.split(":", 1)[1], runtime.control_dt_s,
                       (0.3, 0.0, 0.0))
     read_s, step_s, policy, tick_s = [], [], [], []
     inner_read, inner_step = robot.body.read, robot.body.step

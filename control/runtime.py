@@ -2,6 +2,7 @@
 
     runtime = load_runtime(bundle_path, clock)     # policy I/O from the bundle's layouts,
                                                    # the LiteRT runner, a safety layer
+    runtime, s = excitation_runtime(spec, config, dt, clock)   # or an excitation routine
     report = deploy(runtime, body, duration_s=..., command=..., clock=..., sleep=...,
                     log_path=..., metadata=...)
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import datetime
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from gaitforge.robots.types import Robot
 
 from .bundle import BundleError, PolicyBundle, load_bundle
 from .deploy import Deployment, EpisodeResult, run_episode
+from .excitation import ExcitationActor, ExcitationConfig, excitation_targets
 from .logger import EpisodeLogger, check_free_space
 from .policy_io import ActionMapper, ObservationBuilder
 from .runner import PolicyRunner
@@ -34,14 +36,17 @@ from .safety import SafetyConfig, SafetyLayer, rate_limit_for
 
 @dataclass
 class DeployRuntime:
-    """What any deployment of a bundle needs, built from the bundle alone."""
+    """What a deployment needs: built from a bundle alone (`load_runtime`), or from an
+    excitation routine (`excitation_runtime`). `metadata` goes into every episode log."""
 
-    bundle: PolicyBundle
     spec: RobotSpec
     builder: ObservationBuilder
     mapper: ActionMapper
-    runner: PolicyRunner
+    runner: PolicyRunner | ExcitationActor
     safety: SafetyLayer
+    control_dt_s: float
+    metadata: dict
+    bundle: PolicyBundle | None = None
 
 
 def load_runtime(bundle_path: str | os.PathLike, clock,
@@ -56,8 +61,25 @@ def load_runtime(bundle_path: str | os.PathLike, clock,
     except ValueError as err:
         raise BundleError(f"bundle {bundle.path}: {err}") from None
     safety = safety or SafetyConfig(max_step_rad=rate_limit_for(spec, bundle.control_dt_s))
-    return DeployRuntime(bundle, spec, builder, mapper, PolicyRunner(bundle),
-                         SafetyLayer(spec, safety, clock=clock))
+    return DeployRuntime(spec, builder, mapper, PolicyRunner(bundle),
+                         SafetyLayer(spec, safety, clock=clock), bundle.control_dt_s,
+                         {"kind": "policy", "bundle": str(bundle.path),
+                          "bundle_hash": bundle.sha256}, bundle)
+
+
+def excitation_runtime(spec: RobotSpec, config: ExcitationConfig, control_dt_s: float, clock,
+                       safety: SafetyConfig | None = None) -> tuple[DeployRuntime, float]:
+    """(runtime, its duration in s) for an excitation routine (control/excitation.py): the
+    same loop, safety layer and logger as a policy, its log tagged `kind: excitation`."""
+    safety = safety or SafetyConfig(max_step_rad=rate_limit_for(spec, control_dt_s))
+    targets, amplitude = excitation_targets(spec, config, control_dt_s,
+                                            limit_margin_rad=safety.limit_margin_rad,
+                                            max_step_rad=safety.max_step_rad)
+    actor = ExcitationActor(spec, targets, amplitude)
+    meta = {"kind": "excitation", "excitation": asdict(config), "amplitude_rad": amplitude}
+    runtime = DeployRuntime(spec, ObservationBuilder(spec), actor.mapper(), actor,
+                            SafetyLayer(spec, safety, clock=clock), control_dt_s, meta)
+    return runtime, actor.duration_ticks * control_dt_s
 
 
 def deploy(runtime: DeployRuntime, body: Robot, *, duration_s: float, command, clock, sleep,
@@ -65,13 +87,13 @@ def deploy(runtime: DeployRuntime, body: Robot, *, duration_s: float, command, c
     """Run one logged episode of the bundle on `body` and return its report (see the module
     docstring). `clock`/`sleep`: those the runtime's safety layer runs on."""
     rt = runtime
-    bundle, dt = rt.bundle, rt.bundle.control_dt_s
+    dt = rt.control_dt_s
     cfg = rt.safety.config
     ticks = (duration_s + cfg.soft_start_s + cfg.exit_damping_s + cfg.estop_off_after_s) / dt
     check_free_space(Path(log_path).parent, int(ticks) + 50, rt.spec.n_joints, rt.builder.size)
-    meta = {"robot": rt.spec.name, "bundle_hash": bundle.sha256, "bundle": str(bundle.path),
-            "command": [float(c) for c in command], "control_dt_s": dt,
-            "duration_s": float(duration_s), "safety": dict(cfg.__dict__), **metadata}
+    meta = {"robot": rt.spec.name, "command": [float(c) for c in command], "control_dt_s": dt,
+            "duration_s": float(duration_s), "safety": dict(cfg.__dict__), **rt.metadata,
+            **metadata}
     logger = EpisodeLogger(log_path, meta, n_joints=rt.spec.n_joints, obs_dim=rt.builder.size)
     deployment = Deployment(body, rt.runner, rt.builder, rt.mapper, rt.safety,
                             control_dt_s=dt, command=command, logger=logger, on_tick=on_tick)
@@ -96,7 +118,7 @@ def _report(result: EpisodeResult | None, deployment: Deployment, rt: DeployRunt
         why = extra.get("fall_reason") or "judged by the simulator"
         outcome, reason = "fell", f"the robot fell ({why}) during the policy time"
     return {"outcome": outcome, "reason": reason,
-            "policy_s": result.policy_ticks * rt.bundle.control_dt_s,
+            "policy_s": result.policy_ticks * rt.control_dt_s,
             "end_phase": result.end_phase, "safety_events": result.safety_counts,
             "read_errors": result.read_errors, "backend": rt.runner.backend,
             "work_p50_us": float(np.percentile(work, 50)) if work.size else float("nan"),

@@ -4,7 +4,10 @@ The simulated body starts from the log's first valid state (joint positions and 
 trunk orientation; a hung robot's trunk is fixed in the air, a standing robot's trunk is put at
 its standing height at rest) and is fed each logged command (position targets, mode, gains,
 feed-forward) for as many control periods as the log's tick grid says passed (an overrun skips
-grid points). After each command the simulated state is compared with the next logged state:
+grid points). A body that steps when written (a simulated robot) takes each command at the
+tick's start; a body that runs on its own (hardware, the virtual robot) takes it when the host
+finished writing it, `work_s` after the read (the log's timing), rounded to physics steps.
+After each command the simulated state is compared with the next logged state:
 
     per joint     RMSE and max |error| (rad), and the lag (ms) of the log behind the
                   simulation at the peak of their cross-correlation (parabolic sub-tick peak)
@@ -59,9 +62,9 @@ class ReplayResult:
                          * 1e3 for j in range(self.logged_q.shape[1])])
 
 
-def support_of(log: EpisodeLog, support: str | None = None) -> str:
+def support_of(metadata: dict, support: str | None = None) -> str:
     """The support a log was recorded with (its metadata), unless `support` says otherwise."""
-    support = support or log.metadata.get("support", "ground")
+    support = support or metadata.get("support", "ground")
     if support not in SUPPORTS:
         raise ValueError(f"support must be one of {', '.join(SUPPORTS)}, got {support!r}")
     return support
@@ -87,6 +90,7 @@ class LogCommands:
     """What a replay needs from a log, as arrays (rows with a valid state from the first on)."""
 
     steps: np.ndarray  # (T,) control periods from each row to the next
+    write_steps: np.ndarray  # (T,) physics steps after the read at which the command landed
     q: np.ndarray  # (T, n) logged joint positions
     dq: np.ndarray  # (T, n)
     quat: np.ndarray  # (T, 4)
@@ -95,7 +99,7 @@ class LogCommands:
     time_s: np.ndarray  # (T,)
 
     @classmethod
-    def from_log(cls, log: EpisodeLog) -> LogCommands:
+    def from_log(cls, log: EpisodeLog, sim_dt_s: float = 0.002) -> LogCommands:
         t = log.ticks
         valid = np.asarray(t["state_valid"], bool)
         if not valid.any():
@@ -103,8 +107,16 @@ class LogCommands:
         rows = np.arange(int(np.argmax(valid)), len(valid))
         ticks = t["tick"][rows]
         steps = np.append(np.diff(ticks), 1).astype(int)
+        if "control_dt_s" not in log.metadata:
+            raise ValueError(f"{log.path}: no control_dt_s in its metadata (not a log of the "
+                             "deploy runtime)")
+        substeps = round(log.metadata["control_dt_s"] / sim_dt_s)
+        if str(log.metadata.get("body", "")).startswith("hw:"):  # runs on its own clock
+            write = np.clip(np.round(t["work_s"][rows] / sim_dt_s), 0, substeps).astype(int)
+        else:
+            write = np.zeros(len(rows), int)
         commands = [_command(t, k) for k in rows]
-        return cls(steps, t["joint_pos_rad"][rows], t["joint_vel_rad_s"][rows],
+        return cls(steps, write, t["joint_pos_rad"][rows], t["joint_vel_rad_s"][rows],
                    t["imu_quat_wxyz"][rows], valid[rows], commands, t["time_s"][rows])
 
 
@@ -133,8 +145,11 @@ def replay(body, log: LogCommands) -> ReplayResult:
     sim_q[0], sim_quat[0] = log.q[0], log.quat[0]
     substeps = body.sim.substeps
     for k in range(n_rows - 1):
+        before = int(log.write_steps[k])
+        if before:
+            body.step(before)
         body.write(log.commands[k])
-        body.step(substeps * int(log.steps[k]))
+        body.step(substeps * int(log.steps[k]) - before)
         state = body.read()
         sim_q[k + 1], sim_quat[k + 1] = state.joint_pos_rad, state.imu_quat_wxyz
     keep = log.valid

@@ -21,15 +21,18 @@ from . import (
     cmd_deploy,
     cmd_envs,
     cmd_eval,
+    cmd_excite,
     cmd_export,
     cmd_logs,
     cmd_plot,
+    cmd_replay,
+    cmd_sysid,
     cmd_train,
     cmd_virtual_robot,
 )
 
 VERBS = (cmd_envs, cmd_check, cmd_train, cmd_eval, cmd_plot, cmd_export, cmd_deploy,
-         cmd_virtual_robot, cmd_logs)
+         cmd_excite, cmd_replay, cmd_sysid, cmd_virtual_robot, cmd_logs)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -48,7 +48,8 @@ def hung_log(tmp_path, engine: str, dynamics: DynamicsParams, seconds: float = 2
                                             max_step_rad=0.24), clock=clock)
     builder = ObservationBuilder(SPEC)
     path = tmp_path / f"{engine}.gflog"
-    logger = EpisodeLogger(path, {"robot": SPEC.name, "support": "hung"}, n_joints=12,
+    logger = EpisodeLogger(path, {"robot": SPEC.name, "support": "hung", "control_dt_s": DT,
+                                  "body": f"sim:{engine}"}, n_joints=12,
                            obs_dim=builder.size)
     d = Deployment(robot, SineRunner(), builder, ActionMapper(SPEC, ActionConfig(0.3)), safety,
                    control_dt_s=DT, logger=logger)
