@@ -13,8 +13,9 @@ polished cost is lowest wins. Candidates are replayed in parallel worker process
 Before fitting, each parameter's sensitivity (how far the replay moves when the parameter
 crosses its range) is checked against the logs: logs with too little motion to identify a
 requested parameter are refused, naming it. After fitting, parameters whose effects on the
-replay are nearly parallel (|cosine| > IDENTIFIABLE_TOGETHER) are reported as identifiable
-only together, e.g. kp_scale with motor_strength.
+replay nearly cancel (a near-null direction of the residual Jacobian) are reported as identifiable
+only together, e.g. motor_strength with kp_scale and kd_scale (without torque saturation a
+stronger motor and higher gains move the joints alike).
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ FIT_RANGES: dict[str, tuple[float, float, bool]] = {
 }
 FITTABLE = ("latency_s", *FIT_RANGES)
 DEFAULT_FIT = ("latency_s", "kp_scale", "kd_scale", "joint_friction_nm", "armature_kg_m2")
-IDENTIFIABLE_TOGETHER = 0.95  # |cosine| between two parameters' effects on the replay
-MIN_SENSITIVITY_RAD = 2e-4  # RMS replay change across a parameter's range, below: refused
+IDENTIFIABLE_TOGETHER = 0.95  # see _together
+# RMS replay change across a parameter's whole range below which the logs cannot identify it
+# (two thirds of an XL430 encoder tick, 2 pi / 4096 = 1.5e-3 rad)
+MIN_SENSITIVITY_RAD = 1e-3
 RMSE_FLOOR_RAD = 1e-4
 
 
@@ -156,7 +159,7 @@ class FitResult:
     latency_steps: int
     cost_start: float  # under problem.base, the nominal dynamics
     cost_fit: float
-    together: list[tuple[str, str, float]]  # (a, b, cosine) identifiable only together
+    together: list[tuple[tuple, float]]  # (names, singular value): identifiable only together
     sensitivity_rad: dict[str, float]  # RMS replay change across each parameter's range
     evaluations: int
     latency_costs: dict[int, float] = field(default_factory=dict)
@@ -190,9 +193,13 @@ def fit(problem: Problem, *, fit_latency: bool, max_latency_s: float = 0.04,
             z, _ = _cma(ev, np.append(x_start, 0.5), split, generations, popsize, seed, cma,
                         progress)
             x, steps = split(z)
-        else:
-            x, steps = (_cma(ev, x_start, lambda z: (np.asarray(z), start_steps), generations,
-                             popsize, seed, cma, progress)[0] if k else x_start), start_steps
+        elif k >= 2:
+            x, steps = _cma(ev, x_start, lambda z: (np.asarray(z), start_steps), generations,
+                            popsize, seed, cma, progress)[0], start_steps
+        else:  # CMA-ES needs two dimensions: one parameter is a grid, then the polish
+            grid = [np.array([u]) for u in np.linspace(0.0, 1.0, 9)][:9 if k else 1]
+            costs = ev.costs([(g if k else x_start, start_steps) for g in grid])
+            x, steps = (grid[int(np.argmin(costs))] if k else x_start), start_steps
         x, steps, latency_costs = _polish_and_pick_latency(
             ev, np.asarray(x), steps, fit_latency, max_steps)
         best = ev.costs([(x, steps)])[0]
@@ -309,9 +316,11 @@ def _sensitivity(ev: Evaluator, x0, steps: int, fit_latency: bool,
     return dict(zip([*names, *(["latency_s"] if fit_latency else [])], rms, strict=True))
 
 
-def _together(ev: Evaluator, x, steps: int, h: float = 0.02) -> list[tuple[str, str, float]]:
-    """Pairs of fitted parameters whose effects on the replay (finite-difference columns of
-    the residual Jacobian at x) are nearly parallel."""
+def _together(ev: Evaluator, x, steps: int, h: float = 0.02) -> list[tuple[tuple, float]]:
+    """Groups of fitted parameters that the logs identify only together: the near-null
+    directions of the residual Jacobian at x (finite differences, columns scaled to unit
+    length). A singular value below 1 - IDENTIFIABLE_TOGETHER (0 would be exactly
+    degenerate) names the parameters that weigh in its right singular vector."""
     names = ev.problem.names
     jobs = [(x, steps)]
     for i in range(len(names)):
@@ -319,13 +328,14 @@ def _together(ev: Evaluator, x, steps: int, h: float = 0.02) -> list[tuple[str, 
         step[i] = step[i] + h if step[i] + h <= 1.0 else step[i] - h
         jobs.append((step, steps))
     out = ev.residuals(jobs)
-    cols = [(r - out[0]).ravel() for r in out[1:]]
-    pairs = []
-    for i in range(len(cols)):
-        for j in range(i + 1, len(cols)):
-            a, b = cols[i], cols[j]
-            norm = np.linalg.norm(a) * np.linalg.norm(b)
-            cos = float(a @ b / norm) if norm > 0 else 0.0
-            if abs(cos) > IDENTIFIABLE_TOGETHER:
-                pairs.append((names[i], names[j], cos))
-    return pairs
+    cols = np.stack([(r - out[0]).ravel() for r in out[1:]], axis=1)
+    norms = np.linalg.norm(cols, axis=0)
+    if not norms.all():
+        return [((names[i],), 0.0) for i in np.flatnonzero(norms == 0)]
+    _, sv, vt = np.linalg.svd(cols / norms, full_matrices=False)
+    groups = []
+    for value, vector in zip(sv, vt, strict=True):
+        if value < 1.0 - IDENTIFIABLE_TOGETHER:
+            members = tuple(names[i] for i in np.flatnonzero(np.abs(vector) > 0.3))
+            groups.append((members, float(value)))
+    return groups

@@ -83,7 +83,7 @@ def run(args) -> int:
         "holdout": {str(e.path): e.sha256 for e in held},
         "latency_steps": result.latency_steps, "cost_start": result.cost_start,
         "cost_fit": result.cost_fit,
-        "identifiable_only_together": [[a, b, round(c, 4)] for a, b, c in result.together],
+        "identifiable_only_together": [list(names_) for names_, _ in result.together],
         "rmse_rad_before": before.tolist(), "rmse_rad_after": after.tolist()}
     out = Path(args.out)
     save_dynamics(out, result.params, provenance)
@@ -136,9 +136,9 @@ def _print(result, names, spec, before, after, judged_on: str) -> None:
     from gaitforge.sim.dynamics import SCHEMA
 
     together = {}
-    for a, b, _cos in result.together:
-        together.setdefault(a, []).append(b)
-        together.setdefault(b, []).append(a)
+    for group, _ in result.together:
+        for name in group:
+            together.setdefault(name, []).extend(n for n in group if n != name)
     print(f"fitted in {result.evaluations} replays; cost {result.cost_start:.3f} -> "
           f"{result.cost_fit:.3f}")
     for name in names:

@@ -30,6 +30,9 @@ def register(sub) -> None:
                    help="override a config value, e.g. --set train.total_env_steps=50000 "
                    "--set env.sim.engine=mujoco --set agent.name=td3 (repeatable)")
     p.add_argument("--resume", metavar="RUN", help="continue RUN from its last checkpoint")
+    p.add_argument("--dynamics", metavar="FILE", help="train around a dynamics file (e.g. from "
+                   "`gaitforge sysid`): its values become the nominal dynamics randomisation "
+                   "is centred on, and its latency the centre of the latency range")
     p.add_argument("--name", help="run folder name under runs/ (default: robot-task-engine-"
                    "agent-time)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -37,9 +40,34 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    run_dir = train(args.config, args.set, args.resume, args.name, progress=not args.no_progress)
+    overrides = [*dynamics_overrides(args.dynamics, args.config, args.set), *args.set] \
+        if args.dynamics else args.set
+    run_dir = train(args.config, overrides, args.resume, args.name,
+                    progress=not args.no_progress)
     print(f"run folder: {run_dir}  (gaitforge eval {run_dir} --video; gaitforge plot {run_dir})")
     return 0
+
+
+def dynamics_overrides(path: str, config_path: str | None, user_sets: list[str]) -> list[str]:
+    """--set items putting a dynamics file under env.dynamics (values checked against the
+    robot), recording where it came from, and centring the latency range on its latency."""
+    import json
+
+    from gaitforge.control.bundle import file_sha256
+    from gaitforge.robots.spec import load_robot_spec
+    from gaitforge.sim.dynamics import from_mapping
+    from gaitforge.sim.randomization import RandomizationConfig
+
+    data = compose(config_path, user_sets)
+    spec = load_robot_spec(data["env"]["robot"])
+    values = {k: v for k, v in load_yaml(path).items() if k != "provenance"}
+    from_mapping(values, spec, source=path)
+    lo, hi = data["env"].get("randomization", {}).get("latency_s",
+                                                      RandomizationConfig().latency_s)
+    mid = (lo + hi) / 2
+    return [f"env.dynamics={json.dumps(values)}",
+            f"env.dynamics_source={json.dumps(f'{path} sha256:{file_sha256(Path(path))}')}",
+            f"env.randomization.latency_s=[{lo - mid}, {hi - mid}]"]
 
 
 def _build(run: RunConfig, run_dir: Path, source: str):

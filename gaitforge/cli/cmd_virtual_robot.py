@@ -28,6 +28,10 @@ def register(sub) -> None:
                    "unplug:S@D, silent:ID, alert:ID@BITS (see hw_drivers/virtual.py)")
     p.add_argument("--duration", type=float, help="stop after S seconds (default: until "
                    "Ctrl-C / SIGTERM)")
+    p.add_argument("--dynamics", metavar="FILE", help="the simulated robot runs with this "
+                   "dynamics file's dynamics, not the nominal ones: a robot with a reality gap")
+    p.add_argument("--support", choices=["ground", "hung"], default="ground",
+                   help="hung: the trunk is held in the air, as in a test stand (default ground)")
     p.set_defaults(func=run)
 
 
@@ -37,6 +41,7 @@ def run(args) -> int:
     from gaitforge.hw_drivers.virtual_robot import VirtualRobot
     from gaitforge.robots.spec import load_robot_spec
     from gaitforge.sim.config import SimConfig
+    from gaitforge.sim.dynamics import load_dynamics
     from gaitforge.sim.env import make_body
     from gaitforge.sim.robot_adapters import RealTimeSimBody, trunk_summary
 
@@ -49,14 +54,17 @@ def run(args) -> int:
     if config.protocol != args.protocol:
         raise ConfigError(f"--hw {args.hw}: protocol is {config.protocol}, not {args.protocol}")
     baud = args.baud or config.baud
-    body = RealTimeSimBody(make_body(spec, SimConfig(engine=args.engine)))
+    sim_body = make_body(spec, SimConfig(engine=args.engine), fixed_base=args.support == "hung")
+    if args.dynamics:
+        sim_body.set_dynamics(load_dynamics(args.dynamics, spec))
+    body = RealTimeSimBody(sim_body)
     vr = VirtualRobot(body, spec, config, baud=baud, faults=faults)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     for name, path in vr.paths.items():
         print(f"{name}: {path}", flush=True)
-    print(f"serving {args.robot} over {args.protocol} at {baud} baud "
-          f"({args.engine}, real time); Ctrl-C stops", flush=True)
+    print(f"serving {args.robot} over {args.protocol} at {baud} baud ({args.engine}, real time, "
+          f"{args.support}, dynamics {args.dynamics or 'nominal'}); Ctrl-C stops", flush=True)
     try:
         vr.serve(stop, args.duration)
     except KeyboardInterrupt:
