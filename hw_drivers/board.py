@@ -35,8 +35,8 @@ from gaitforge.hw_drivers.board_codec import (
     State,
     Status,
     encode_body,
-    frame,
 )
+from gaitforge.hw_drivers.board_framing import frame
 from gaitforge.robots.types import CommandMode, JointCommand, RobotState
 
 __all__ = ["BoardError", "BoardLink", "BoardTimeout", "VirtualBoard", "to_robot_state"]
