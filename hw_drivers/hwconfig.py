@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -288,33 +289,35 @@ class JointCalibration:
         return np.clip(np.rint(amps / self.cfg.current_unit_a), -32768, 32767).astype(np.int64)
 
     # Whole states and commands, as the board protocol carries them -------------------------
+    # Angles map with the offset; velocities and torques only change sign (direction is +-1,
+    # so the same flip maps either way); gains (>= 0), mode, time and IMU are the same.
     def joint_to_servo_state(self, state: RobotState) -> RobotState:
         """A measured state as the servos see it: servo radians from their centres, and
-        velocities and torques with the servos' signs. IMU and time are unchanged."""
-        return dataclasses.replace(
-            state, joint_pos_rad=self.joint_to_servo_rad(state.joint_pos_rad),
-            joint_vel_rad_s=_flip(self.direction, state.joint_vel_rad_s),
-            joint_torque_nm=_flip(self.direction, state.joint_torque_nm))
+        velocities and torques with the servos' signs."""
+        return self._state(state, self.joint_to_servo_rad)
 
     def servo_to_joint_state(self, state: RobotState) -> RobotState:
         """Inverse of joint_to_servo_state."""
-        return dataclasses.replace(
-            state, joint_pos_rad=self.servo_to_joint_rad(state.joint_pos_rad),
-            joint_vel_rad_s=_flip(self.direction, state.joint_vel_rad_s),
-            joint_torque_nm=_flip(self.direction, state.joint_torque_nm))
+        return self._state(state, self.servo_to_joint_rad)
 
     def joint_to_servo_command(self, command: JointCommand) -> JointCommand:
-        """Targets in servo radians, feed-forward torque with the servos' signs; gains (>= 0)
-        and mode are the same on both sides."""
-        return dataclasses.replace(
-            command, position_rad=self.joint_to_servo_rad(command.position_rad),
-            torque_ff_nm=_flip(self.direction, command.torque_ff_nm))
+        """Targets in servo radians, feed-forward torque with the servos' signs."""
+        return self._command(command, self.joint_to_servo_rad)
 
     def servo_to_joint_command(self, command: JointCommand) -> JointCommand:
         """Inverse of joint_to_servo_command."""
+        return self._command(command, self.servo_to_joint_rad)
+
+    def _state(self, state: RobotState, angle: Callable[..., np.ndarray]) -> RobotState:
+        d = self.direction
         return dataclasses.replace(
-            command, position_rad=self.servo_to_joint_rad(command.position_rad),
-            torque_ff_nm=_flip(self.direction, command.torque_ff_nm))
+            state, joint_pos_rad=angle(state.joint_pos_rad),
+            joint_vel_rad_s=_flip(d, state.joint_vel_rad_s),
+            joint_torque_nm=_flip(d, state.joint_torque_nm))
+
+    def _command(self, command: JointCommand, angle: Callable[..., np.ndarray]) -> JointCommand:
+        return dataclasses.replace(command, position_rad=angle(command.position_rad),
+                                   torque_ff_nm=_flip(self.direction, command.torque_ff_nm))
 
 
 def resolve_hw_config_path(name_or_path: str | Path) -> Path:
