@@ -24,7 +24,7 @@ therefore latches too, and motion never resumes by itself.
 Retries: the body retries nothing. The one retry policy is the backend's: a lost Dynamixel
 reply is re-asked within its request, up to `backends.REPLY_RETRIES` times (see backends.py);
 a board's STATE is never asked again. Start-up (activate(), rearm()) reads once, and waits
-STARTUP_STATE_TIMEOUT_S for the STATE instead of a tick's 20 ms: a start is not
+STARTUP_STATE_TIMEOUT_S (or a tick's wait, if longer) for the STATE: a start is not
 time-critical, and a STATE that is only late (a loaded host, a board busy after CONFIG) then
 still starts the robot. A start-up read that fails raises, and nothing moves.
 """
@@ -68,6 +68,7 @@ class HardwareBody:
             config, self.cal, transport, imu_transport, watchdog_ms=watchdog_ms,
             timeout_s=timeout_s, state_timeout_s=state_timeout_s, clock=clock)
         self.backoff = backoff or Backoff()
+        self._startup_timeout_s = max(STARTUP_STATE_TIMEOUT_S, state_timeout_s)
         self.configured = self.active = self.rearm_required = False
         self.counters = {"read_errors": 0, "write_errors": 0, "reconnects": 0,
                          "refused_until_rearm": 0}
@@ -156,7 +157,7 @@ class HardwareBody:
     def _hold_measured_pose(self) -> None:
         """Goal := the measured pose (clipped to the limits), then torque on. One read (a
         patient one): a failure propagates and the robot stays as it is."""
-        state = self.backend.read(STARTUP_STATE_TIMEOUT_S)
+        state = self.backend.read(self._startup_timeout_s)
         q = np.clip(state.joint_pos_rad, self.spec.lower_rad, self.spec.upper_rad)
         self._last_q = q
         self.backend.send(JointCommand(q, mode=CommandMode.POSITION))
