@@ -48,10 +48,10 @@ from pathlib import Path
 import numpy as np
 
 from gaitforge.hw_drivers import dynamixel as dxl
-from gaitforge.hw_drivers.body import (
-    BUS_RETRIES,
+from gaitforge.hw_drivers.backends import (
     PRESENT_BYTES,
     PRESENT_START,
+    REPLY_RETRIES,
     REPLY_TIMEOUT_S,
     DynamixelJoints,
 )
@@ -134,7 +134,7 @@ def run_case(label: str, cal, *, baud: int, fault: str | None, seconds: float,
     if not conn.poll(60):
         raise RuntimeError("the virtual device process did not report its pty")
     transport = SerialTransport(conn.recv(), baud, timeout_s=timeout_s)
-    bus = DynamixelBus(transport, timeout_s=timeout_s, retries=BUS_RETRIES)
+    bus = DynamixelBus(transport, timeout_s=timeout_s, retries=REPLY_RETRIES)
     joints = DynamixelJoints(bus, cal, watchdog_ms=100)
     phase = np.linspace(0, 2 * np.pi, 100, endpoint=False)[:, None]
     goals = cal.spec.default_pose_rad + 0.05 * np.sin(phase + np.arange(len(ids)))

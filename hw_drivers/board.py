@@ -1,6 +1,7 @@
 """Board protocol, both ends: `BoardLink` (host, over a transport) and `VirtualBoard` (device).
 
-The wire format and every rule are in docs/board_protocol.md; the codec is `board_codec`.
+The wire format and every rule are in docs/board_protocol.md; the codec is `board_codec` (its
+framing, COBS and CRC, `board_framing`).
 `BoardLink` writes HEARTBEAT / COMMAND / CONFIG frames and reads STATE, CONFIG_ACK and ERROR
 frames with explicit timeouts (the transport does the blocking: `read(n, timeout_s)`,
 `read_available()`, `write(data)`). `VirtualBoard` is a pure state machine on an injected
@@ -35,8 +36,8 @@ from gaitforge.hw_drivers.board_codec import (
     State,
     Status,
     encode_body,
-    frame,
 )
+from gaitforge.hw_drivers.board_framing import frame
 from gaitforge.robots.types import CommandMode, JointCommand, RobotState
 
 __all__ = ["BoardError", "BoardLink", "BoardTimeout", "VirtualBoard", "to_robot_state"]

@@ -1,7 +1,7 @@
-"""Board protocol codec: framing, CRC and message layouts (the spec is docs/board_protocol.md).
+"""Board protocol messages: layouts, checks, encode and decode (the spec is docs/board_protocol.md).
 
-Wire frame: `00 | COBS(body) | 00`; body = version u8 | type u8 | seq u16 | payload | crc u16,
-little-endian, CRC-16/CCITT-FALSE over version..payload. Floats are IEEE float32 and must be
+Body = version u8 | type u8 | seq u16 | payload | crc u16, little-endian; the framing around it
+(COBS, CRC-16/CCITT-FALSE, delimiters) is `board_framing`. Floats are IEEE float32 and must be
 finite. Messages are frozen dataclasses holding floats as tuples (so they compare and hash);
 `encode(msg)` builds a frame and `FrameDecoder.feed(data)` turns a byte stream into messages,
 dropping and counting whatever fails. The checks a board answers with an ERROR raise
@@ -10,7 +10,6 @@ dropping and counting whatever fails. The checks a board answers with an ERROR r
 
 from __future__ import annotations
 
-import binascii
 import enum
 import math
 import struct
@@ -18,16 +17,14 @@ from dataclasses import dataclass
 
 from gaitforge.robots.types import CommandMode
 
+from .board_framing import CrcError, FrameError, FrameSplitter, frame, seal, unframe
+
 VERSION = 1
 MAX_JOINTS = 32
-MIN_BODY_BYTES = 6  # header (4) + crc (2)
-MAX_BODY_BYTES = 4 + (4 + 4 * 4 * MAX_JOINTS) + 2  # the largest COMMAND: 522
-MAX_COBS_BYTES = MAX_BODY_BYTES + 3  # one COBS code byte per 254 bytes: 525
 WATCHDOG_MS_RANGE = (10, 10_000)
 STREAM_HZ_MAX = 1000
 
 _HEADER = struct.Struct("<BBH")
-_CRC = struct.Struct("<H")
 _STATE = struct.Struct("<QHHHBBIHH4f3f3f")  # 64 bytes, then pos, vel, torque (n float32 each)
 _COMMAND = struct.Struct("<BBBB")  # mode, fields, n, reserved; then n float32 per field
 _CONFIG = struct.Struct("<BBHHH")  # n, reserved, watchdog_ms, stream_hz, reserved; then n kd
@@ -70,66 +67,12 @@ MODE_FROM_WIRE = {v: k for k, v in WIRE_MODE.items()}
 FIELD_KP, FIELD_KD, FIELD_TAU = 0x01, 0x02, 0x04
 
 
-class CobsError(ValueError):
-    """Bytes that are not a valid COBS encoding."""
-
-
-class FrameError(ValueError):
-    """The bytes between two delimiters are not a frame (COBS, size). Dropped, no reply."""
-
-
-class CrcError(FrameError):
-    """The CRC does not match. Dropped, no reply: nothing in the frame can be trusted."""
-
-
 class ProtocolError(ValueError):
     """A frame with a good CRC that breaks the protocol: a board answers with this ERROR."""
 
     def __init__(self, code: ErrorCode, msg_type: int, seq: int, detail: int = 0):
         super().__init__(f"{code.name}: type 0x{msg_type:02x} seq {seq} detail {detail}")
         self.code, self.msg_type, self.seq, self.detail = code, msg_type, seq, detail
-
-
-# Framing -----------------------------------------------------------------------------------------
-def crc16_ccitt(data: bytes, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF, no reflection, no xor-out)."""
-    return binascii.crc_hqx(data, crc)
-
-
-def cobs_encode(data: bytes) -> bytes:
-    """Consistent Overhead Byte Stuffing: the result holds no 0x00 (canonical form)."""
-    out = bytearray()
-    parts = bytes(data).split(b"\x00")
-    for i, part in enumerate(parts):
-        full_block = False
-        while len(part) >= 254:
-            out.append(0xFF)
-            out += part[:254]
-            part = part[254:]
-            full_block = True
-        if part or not full_block or i < len(parts) - 1:
-            out.append(len(part) + 1)
-            out += part
-    return bytes(out)
-
-
-def cobs_decode(data: bytes) -> bytes:
-    """Inverse of cobs_encode; raises CobsError on a zero byte or a block past the end."""
-    out = bytearray()
-    i, n = 0, len(data)
-    while i < n:
-        code = data[i]
-        end = i + code
-        if code == 0 or end > n:
-            raise CobsError(f"bad COBS code {code} at offset {i} of {n}")
-        block = data[i + 1 : end]
-        if 0 in block:
-            raise CobsError("zero byte inside a COBS block")
-        out += block
-        i = end
-        if code != 0xFF and i < n:
-            out.append(0)
-    return bytes(out)
 
 
 # Messages ----------------------------------------------------------------------------------------
@@ -318,13 +261,7 @@ def _payload(msg: Message) -> tuple[MsgType, bytes]:
 def encode_body(msg: Message) -> bytes:
     """version..payload followed by the CRC: the bytes that COBS encodes."""
     mtype, payload = _payload(msg)
-    data = _HEADER.pack(VERSION, mtype, msg.seq) + payload
-    return data + _CRC.pack(crc16_ccitt(data))
-
-
-def frame(body: bytes) -> bytes:
-    """A body on the wire: 00 COBS(body) 00."""
-    return b"\x00" + cobs_encode(body) + b"\x00"
+    return seal(_HEADER.pack(VERSION, mtype, msg.seq) + payload)
 
 
 def encode(msg: Message) -> bytes:
@@ -467,18 +404,7 @@ def parse_body(data: bytes, accept: frozenset[int] = frozenset(_PARSERS)) -> Mes
 
 def decode_frame(segment: bytes, accept: frozenset[int] = frozenset(_PARSERS)) -> Message:
     """The bytes between two delimiters -> a message; FrameError, CrcError or ProtocolError."""
-    if len(segment) > MAX_COBS_BYTES:
-        raise FrameError(f"frame of {len(segment)} bytes exceeds {MAX_COBS_BYTES}")
-    try:
-        body = cobs_decode(segment)
-    except CobsError as err:
-        raise FrameError(str(err)) from err
-    if not MIN_BODY_BYTES <= len(body) <= MAX_BODY_BYTES:
-        raise FrameError(f"body of {len(body)} bytes outside [{MIN_BODY_BYTES}, {MAX_BODY_BYTES}]")
-    data = body[:-2]
-    if crc16_ccitt(data) != _CRC.unpack_from(body, len(data))[0]:
-        raise CrcError("CRC mismatch")
-    return parse_body(data, accept)
+    return parse_body(unframe(segment), accept)
 
 
 class FrameDecoder:
@@ -492,8 +418,7 @@ class FrameDecoder:
 
     def __init__(self, accept: frozenset[int] = frozenset(_PARSERS)):
         self.accept = frozenset(accept)
-        self._buf = bytearray()
-        self._overflow = False
+        self._splitter = FrameSplitter()
         self.frames_ok = 0
         self.crc_errors = 0
         self.bad_frames = 0
@@ -504,40 +429,22 @@ class FrameDecoder:
     def feed_detailed(self, data: bytes) -> list[Message | ProtocolError]:
         """Like feed, but frames with a good CRC that break the protocol come back as errors."""
         out: list[Message | ProtocolError] = []
-        data = bytes(data)
-        start = 0
-        while True:
-            end = data.find(0, start)
-            chunk = data[start:] if end < 0 else data[start:end]
-            if not self._overflow:
-                if len(self._buf) + len(chunk) > MAX_COBS_BYTES:
-                    self._overflow = True
-                    self._buf.clear()
-                else:
-                    self._buf += chunk
-            if end < 0:
-                return out
-            self._segment(out)
-            start = end + 1
-
-    def _segment(self, out: list) -> None:
-        segment, overflow = bytes(self._buf), self._overflow
-        self._buf.clear()
-        self._overflow = False
-        if overflow:
-            self.bad_frames += 1
-            return
-        if not segment:
-            return
-        try:
-            msg = decode_frame(segment, self.accept)
-        except CrcError:
-            self.crc_errors += 1
-        except FrameError:
-            self.bad_frames += 1
-        except ProtocolError as err:
-            self.bad_frames += 1
-            out.append(err)
-        else:
-            self.frames_ok += 1
-            out.append(msg)
+        for segment in self._splitter.feed(data):
+            if segment is None:  # overflowed MAX_COBS_BYTES
+                self.bad_frames += 1
+                continue
+            if not segment:
+                continue
+            try:
+                msg = decode_frame(segment, self.accept)
+            except CrcError:
+                self.crc_errors += 1
+            except FrameError:
+                self.bad_frames += 1
+            except ProtocolError as err:
+                self.bad_frames += 1
+                out.append(err)
+            else:
+                self.frames_ok += 1
+                out.append(msg)
+        return out

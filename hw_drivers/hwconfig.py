@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,7 @@ import numpy as np
 
 from gaitforge.robots.configio import ConfigError, from_dict, load_yaml
 from gaitforge.robots.spec import RobotSpec, load_robot_spec
+from gaitforge.robots.types import JointCommand, RobotState
 
 HW_CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "hw"
 # Baud rates the Dynamixel X series supports (e-Manual, Baud Rate (8) register values 0..7).
@@ -137,7 +139,12 @@ class HwConfig:
         return dataclasses.replace(self, port=port)
 
     def check_against(self, spec: RobotSpec) -> None:
-        """Raise ValueError naming the joint if this config does not fit `spec`."""
+        """Raise ValueError naming the joint if this config does not fit `spec`: every spec
+        joint once, the board's channels in spec order, and (Dynamixel) every joint's limits
+        inside the servo's tick range."""
+        JointCalibration(self, spec)
+
+    def _check_joint_names(self, spec: RobotSpec) -> None:
         if spec.name != self.robot:
             raise ValueError(f"robot: config is for '{self.robot}', spec is '{spec.name}'")
         names = [j.name for j in self.joints]
@@ -150,46 +157,34 @@ class HwConfig:
                     f"joints: '{name}' is not a joint of {spec.name} "
                     f"(known: {', '.join(spec.joint_names)})"
                 )
-        if self.protocol != "dynamixel":
+        if self.protocol != "dynamixel" and names != list(spec.joint_names):
             # The board protocol carries joints in channel order and the host sends the spec's
             # order: the list must be the spec's order (channel i = spec joint i).
-            if names != list(spec.joint_names):
-                first = next(i for i, (a, b) in enumerate(zip(names, spec.joint_names,
-                                                               strict=True)) if a != b)
-                raise ValueError(f"joints: on the board protocol channel {first} must be "
-                                 f"'{spec.joint_names[first]}' (spec order), got '{names[first]}'")
-            return  # the board maps angles itself; tick range is a Dynamixel register limit
-        by_name = {j.name: j for j in self.joints}
-        for js in spec.joints:
-            j = by_name[js.name]
-            ticks = [
-                _ticks(self, j.direction, j.zero_offset_rad, q)
-                for q in (js.lower_rad, js.upper_rad)
-            ]
-            lo, hi = min(ticks), max(ticks)
-            if lo < 0 or hi > self.ticks_per_rev - 1:
-                raise ValueError(
-                    f"joint '{js.name}': limits [{js.lower_rad:g}, {js.upper_rad:g}] rad map to "
-                    f"ticks [{lo}, {hi}], outside 0..{self.ticks_per_rev - 1} "
-                    f"(check zero_offset_rad {j.zero_offset_rad:g} and direction {j.direction})"
-                )
+            first = next(i for i, (a, b) in enumerate(zip(names, spec.joint_names,
+                                                           strict=True)) if a != b)
+            raise ValueError(f"joints: on the board protocol channel {first} must be "
+                             f"'{spec.joint_names[first]}' (spec order), got '{names[first]}'")
 
     def calibration(self, spec: RobotSpec) -> JointCalibration:
         return JointCalibration(self, spec)
 
 
-def _ticks(cfg: HwConfig, direction, zero_offset_rad, q):
-    scale = cfg.ticks_per_rev / (2.0 * math.pi)
-    return np.rint(cfg.ticks_per_rev // 2 + direction * (q - zero_offset_rad) * scale).astype(
-        np.int64
-    )
+def _flip(direction: np.ndarray, values) -> np.ndarray | None:
+    """values * direction (a signed quantity seen from the other side), None stays None."""
+    return None if values is None else direction * np.asarray(values, np.float64)
 
 
 class JointCalibration:
-    """A validated HwConfig bound to a spec: arrays and unit conversions in spec joint order."""
+    """A validated HwConfig bound to a spec: arrays and unit conversions in spec joint order.
+
+    The one definition of how a servo's numbers relate to a joint's, used by the host body and
+    by the virtual devices alike: angles (joint rad <-> servo rad from its centre <-> ticks),
+    velocity and current register units, and whole states and commands as the board protocol
+    carries them (servo side: servo radians, signs of the servo).
+    """
 
     def __init__(self, cfg: HwConfig, spec: RobotSpec):
-        cfg.check_against(spec)
+        cfg._check_joint_names(spec)
         self.cfg, self.spec = cfg, spec
         bus_names = [j.name for j in cfg.joints]
         # spec_values = bus_values[bus_to_spec]; bus_values = spec_values[spec_to_bus]
@@ -205,9 +200,29 @@ class JointCalibration:
             self.ids = tuple(int(i) for i in self.bus_to_spec)
             self.bus_ids = tuple(range(len(cfg.joints)))
         self.centre_tick = cfg.ticks_per_rev // 2
+        self.max_tick = cfg.ticks_per_rev - 1
         self._rad_per_tick = 2.0 * math.pi / cfg.ticks_per_rev
         for arr in (self.bus_to_spec, self.spec_to_bus, self.direction, self.zero_offset_rad):
             arr.flags.writeable = False
+        if cfg.protocol == "dynamixel":
+            self._check_tick_range()  # the board maps angles itself
+
+    def _check_tick_range(self) -> None:
+        """Every joint's limits must map inside the servo's 0..max_tick (a Dynamixel register
+        limit); ValueError names the first joint, in spec order, that does not."""
+        spec = self.spec
+        at_lower = self._ticks(self.joint_to_servo_rad(spec.lower_rad))
+        at_upper = self._ticks(self.joint_to_servo_rad(spec.upper_rad))
+        lo, hi = np.minimum(at_lower, at_upper), np.maximum(at_lower, at_upper)
+        bad = np.flatnonzero((lo < 0) | (hi > self.max_tick))
+        if bad.size:
+            i = int(bad[0])
+            js = spec.joints[i]
+            raise ValueError(
+                f"joint '{js.name}': limits [{js.lower_rad:g}, {js.upper_rad:g}] rad map to "
+                f"ticks [{lo[i]}, {hi[i]}], outside 0..{self.max_tick} (check zero_offset_rad "
+                f"{self.zero_offset_rad[i]:g} and direction {int(self.direction[i])})"
+            )
 
     def to_spec_order(self, bus_values) -> np.ndarray:
         return np.asarray(bus_values)[self.bus_to_spec]
@@ -223,20 +238,27 @@ class JointCalibration:
     def servo_to_joint_rad(self, servo_rad) -> np.ndarray:
         return self.zero_offset_rad + self.direction * np.asarray(servo_rad, np.float64)
 
-    def rad_to_ticks(self, q_rad) -> np.ndarray:
-        """Goal Position counts (int64). Raises ValueError on a non-finite angle or a tick outside
-        0..ticks_per_rev-1: the caller clips to the spec limits first, never this function."""
+    def _ticks(self, servo_rad: np.ndarray) -> np.ndarray:
+        """Servo radians (finite) -> nearest tick, int64, not range-checked."""
+        return np.rint(self.centre_tick + servo_rad / self._rad_per_tick).astype(np.int64)
+
+    def rad_to_ticks(self, q_rad, *, clip: bool = False) -> np.ndarray:
+        """Goal / Present Position counts (int64). Raises ValueError on a non-finite angle, and
+        on a tick outside 0..ticks_per_rev-1 unless `clip` (what a virtual servo reports for a
+        joint pushed past its range): the host clips to the spec limits first, never this."""
         servo = self.joint_to_servo_rad(q_rad)
         if not np.all(np.isfinite(servo)):
             raise ValueError(f"rad_to_ticks: non-finite joint angle {np.asarray(q_rad)}")
-        ticks = np.rint(self.centre_tick + servo / self._rad_per_tick).astype(np.int64)
-        bad = np.flatnonzero((ticks < 0) | (ticks > self.cfg.ticks_per_rev - 1))
+        ticks = self._ticks(servo)
+        if clip:
+            return np.clip(ticks, 0, self.max_tick)
+        bad = np.flatnonzero((ticks < 0) | (ticks > self.max_tick))
         if bad.size:
             i = int(bad[0])
             raise ValueError(
                 f"rad_to_ticks: joint '{self.spec.joint_names[i]}' angle "
                 f"{float(np.asarray(q_rad)[i]):g} rad is tick {ticks[i]}, outside "
-                f"0..{self.cfg.ticks_per_rev - 1}"
+                f"0..{self.max_tick}"
             )
         return ticks
 
@@ -259,11 +281,43 @@ class JointCalibration:
         return self.direction * amps * self.cfg.torque_constant_nm_per_a
 
     def nm_to_current_units(self, torque_nm) -> np.ndarray:
-        """Inverse of current_units_to_nm, rounded (for virtual devices)."""
+        """Inverse of current_units_to_nm, rounded and clipped to the register (int16; for
+        virtual devices)."""
         amps = (
             self.direction * np.asarray(torque_nm, np.float64) / self.cfg.torque_constant_nm_per_a
         )
-        return np.rint(amps / self.cfg.current_unit_a).astype(np.int64)
+        return np.clip(np.rint(amps / self.cfg.current_unit_a), -32768, 32767).astype(np.int64)
+
+    # Whole states and commands, as the board protocol carries them -------------------------
+    # Angles map with the offset; velocities and torques only change sign (direction is +-1,
+    # so the same flip maps either way); gains (>= 0), mode, time and IMU are the same.
+    def joint_to_servo_state(self, state: RobotState) -> RobotState:
+        """A measured state as the servos see it: servo radians from their centres, and
+        velocities and torques with the servos' signs."""
+        return self._state(state, self.joint_to_servo_rad)
+
+    def servo_to_joint_state(self, state: RobotState) -> RobotState:
+        """Inverse of joint_to_servo_state."""
+        return self._state(state, self.servo_to_joint_rad)
+
+    def joint_to_servo_command(self, command: JointCommand) -> JointCommand:
+        """Targets in servo radians, feed-forward torque with the servos' signs."""
+        return self._command(command, self.joint_to_servo_rad)
+
+    def servo_to_joint_command(self, command: JointCommand) -> JointCommand:
+        """Inverse of joint_to_servo_command."""
+        return self._command(command, self.servo_to_joint_rad)
+
+    def _state(self, state: RobotState, angle: Callable[..., np.ndarray]) -> RobotState:
+        d = self.direction
+        return dataclasses.replace(
+            state, joint_pos_rad=angle(state.joint_pos_rad),
+            joint_vel_rad_s=_flip(d, state.joint_vel_rad_s),
+            joint_torque_nm=_flip(d, state.joint_torque_nm))
+
+    def _command(self, command: JointCommand, angle: Callable[..., np.ndarray]) -> JointCommand:
+        return dataclasses.replace(command, position_rad=angle(command.position_rad),
+                                   torque_ff_nm=_flip(self.direction, command.torque_ff_nm))
 
 
 def resolve_hw_config_path(name_or_path: str | Path) -> Path:

@@ -8,10 +8,11 @@ simulated body that way), so the devices answer with the state of a robot moving
 
 Dynamixel: per servo, torque off -> kp = kd = 0; position P gain 0 -> damping (kp 0, spec
 kd); otherwise the goal position with the spec's gains. Present position, velocity and
-current are written back in servo units through the same hardware YAML calibration the
-host uses (directions and offsets included). A Dynamixel bus has no IMU: a second device,
-a board on its own pty, serves it. Board: the board's applied command drives the body; its
-STATE carries the body's measured state.
+current are written back in servo units through the hardware YAML's `JointCalibration`, the
+same conversions the host backends use (directions and offsets included). A Dynamixel bus
+has no IMU: a second device, a board on its own pty, serves it. Board: the board's applied
+command (servo side) drives the body; its STATE carries the body's measured state (servo
+side).
 """
 
 from __future__ import annotations
@@ -21,24 +22,13 @@ import threading
 import numpy as np
 
 from gaitforge.robots.spec import RobotSpec
-from gaitforge.robots.types import CommandMode, JointCommand, RobotState
+from gaitforge.robots.types import CommandMode, JointCommand
 
 from .board import VirtualBoard
 from .dynamixel import ControlTable as CT
 from .hwconfig import HwConfig, JointCalibration
 from .virtual import FaultSpec, PtyPort, VirtualDeviceServer
 from .virtual_dynamixel import VirtualServoChain
-
-
-def _servo_state(state: RobotState, cal: JointCalibration) -> RobotState:
-    """The body's state as the board's servos see it (servo radians from their centre)."""
-    return RobotState(
-        time_s=state.time_s, joint_pos_rad=cal.joint_to_servo_rad(state.joint_pos_rad),
-        joint_vel_rad_s=cal.direction * state.joint_vel_rad_s,
-        imu_quat_wxyz=state.imu_quat_wxyz, gyro_rad_s=state.gyro_rad_s,
-        accel_m_s2=state.accel_m_s2,
-        joint_torque_nm=None if state.joint_torque_nm is None
-        else cal.direction * state.joint_torque_nm)
 
 
 class DynamixelCoupling:
@@ -51,25 +41,23 @@ class DynamixelCoupling:
 
     def sync(self, now_s: float) -> None:
         with self.lock:
-            s, spec = self.servos, self.spec
+            s, spec, cal = self.servos, self.spec, self.cal
             torque = np.array([v.torque_enabled for v in s])
             damped = np.array([v.get(CT.POSITION_P_GAIN) == 0 for v in s])
-            goal = self.cal.ticks_to_rad([v.get(CT.GOAL_POSITION) for v in s])
+            goal = cal.ticks_to_rad([v.get(CT.GOAL_POSITION) for v in s])
             kp = np.where(torque & ~damped, spec.kp, 0.0)
             kd = np.where(torque, spec.kd, 0.0)
             self.body.write(JointCommand(goal, CommandMode.POSITION, kp, kd))
             state = self.body.read()
-            ticks = np.clip(np.rint(self.cal.centre_tick + self.cal.joint_to_servo_rad(
-                state.joint_pos_rad) / (2 * np.pi / self.cal.cfg.ticks_per_rev)), 0,
-                self.cal.cfg.ticks_per_rev - 1)
-            vel = self.cal.rad_s_to_velocity_units(state.joint_vel_rad_s)
+            ticks = cal.rad_to_ticks(state.joint_pos_rad, clip=True)
+            vel = cal.rad_s_to_velocity_units(state.joint_vel_rad_s)
             tau = state.joint_torque_nm if state.joint_torque_nm is not None else np.zeros(len(s))
-            cur = np.clip(self.cal.nm_to_current_units(tau), -32768, 32767)
+            cur = cal.nm_to_current_units(tau)
             for servo, p, v, c in zip(s, ticks, vel, cur, strict=True):
                 servo.set(CT.PRESENT_POSITION, int(p))
                 servo.set(CT.PRESENT_VELOCITY, int(v))
                 servo.set(CT.PRESENT_CURRENT, int(c))
-            self.imu.set_measurement(_servo_state(state, self.cal))
+            self.imu.set_measurement(cal.joint_to_servo_state(state))
 
 
 class BoardCoupling:
@@ -79,12 +67,8 @@ class BoardCoupling:
 
     def sync(self, now_s: float) -> None:
         with self.lock:
-            cmd = self.board.applied_command(now_s)
-            joint = self.cal.servo_to_joint_rad(cmd.position_rad)
-            self.body.write(JointCommand(joint, cmd.mode, cmd.kp_nm_per_rad,
-                                         cmd.kd_nm_s_per_rad, None if cmd.torque_ff_nm is None
-                                         else self.cal.direction * cmd.torque_ff_nm))
-            self.board.set_measurement(_servo_state(self.body.read(), self.cal))
+            self.body.write(self.cal.servo_to_joint_command(self.board.applied_command(now_s)))
+            self.board.set_measurement(self.cal.joint_to_servo_state(self.body.read()))
 
 
 class VirtualRobot:

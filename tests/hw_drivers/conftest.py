@@ -36,7 +36,7 @@ from gaitforge.control.safety import SafetyConfig, SafetyLayer, rate_limit_for
 from gaitforge.hw_drivers.board_codec import HOST_TYPES, Command, FrameDecoder
 from gaitforge.hw_drivers.body import HardwareBody, HardwareReadError
 from gaitforge.hw_drivers.dynamixel import ControlTable, Instruction, Packet, PacketDecoder
-from gaitforge.hw_drivers.hwconfig import load_hw_config
+from gaitforge.hw_drivers.hwconfig import HwConfig, load_hw_config
 from gaitforge.hw_drivers.transport import Backoff, SerialTransport
 from gaitforge.hw_drivers.virtual import parse_faults
 from gaitforge.hw_drivers.virtual_robot import VirtualRobot
@@ -51,7 +51,7 @@ LO_RAD = SPEC.lower_rad + SAFETY.limit_margin_rad
 HI_RAD = SPEC.upper_rad - SAFETY.limit_margin_rad
 START_POSE_RAD = SPEC.default_pose_rad + np.array([0.1, -0.2, 0.2] * 4)  # inside the margins
 TICK_RAD = 2 * np.pi / 4096  # one Goal Position count
-# HardwareBody's default reply timeout is 5 ms (body.REPLY_TIMEOUT_S). Here the devices are
+# HardwareBody's default reply timeout is 5 ms (backends.REPLY_TIMEOUT_S). Here the devices are
 # Python threads of the test process, and answering in 5 ms is a wall-clock requirement on them
 # that a loaded 2-core machine does not always meet (configure() failed under two CPU hogs),
 # and on the board link 5 ms barely covers two 217-byte STATE frames back to back (see the
@@ -202,7 +202,7 @@ class Rig:
 
     @property
     def bus(self):
-        return self.body.joints.bus
+        return self.body.backend.bus
 
     def packets(self, start: int = 0, end: int | None = None) -> list[Packet]:
         """Dynamixel instruction packets in what the bus device received[start:end]."""
@@ -227,7 +227,7 @@ class Rig:
         """(n, 12) joint angles in spec order: every goal the device received[start:end]."""
         cal = self.body.cal
         rows = []
-        if self.body.joints is None:  # board: the POSITION COMMANDs, servo radians
+        if self.body.config.protocol == "board":  # the POSITION COMMANDs, servo radians
             for m in FrameDecoder(HOST_TYPES).feed(bytes(self.server.received[start:end])):
                 if isinstance(m, Command) and m.mode is CommandMode.POSITION:
                     rows.append(cal.servo_to_joint_rad(m.position_rad))
@@ -292,14 +292,18 @@ def _value(item: ControlTable, data: bytes) -> int:
 @pytest.fixture
 def rig(tmp_path):
     """`rig(fault=None, protocol="dynamixel", alert_after_s=1.0, backoff=None,
-    reply_timeout_s=0.02) -> Rig`: the virtual robot is being served and a HardwareBody is
-    connected to it (not configured), with deploy_hw's settings but the reply timeout."""
+    reply_timeout_s=0.02, config=None) -> Rig`: the virtual robot is being served and a
+    HardwareBody is connected to it (not configured), with deploy_hw's settings but the reply
+    timeout. `config` replaces the shipped hardware YAML of `protocol` (host and devices
+    share it, as they share one on a real robot)."""
     cleanup: list = []
 
     def make(fault: str | None = None, *, protocol: str = "dynamixel",
              alert_after_s: float = 1.0, backoff: Backoff | None = None,
-             reply_timeout_s: float = REPLY_TIMEOUT_S) -> Rig:
-        config = load_hw_config(f"servo_dog_{protocol}", spec=SPEC)
+             reply_timeout_s: float = REPLY_TIMEOUT_S, config: HwConfig | None = None) -> Rig:
+        if config is None:
+            config = load_hw_config(f"servo_dog_{protocol}", spec=SPEC)
+        protocol = config.protocol
         kin = KinematicBody(START_POSE_RAD)
         robot = VirtualRobot(kin, SPEC, config, baud=config.baud, faults=parse_faults(fault))
         stop = threading.Event()

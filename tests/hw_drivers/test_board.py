@@ -26,8 +26,7 @@ from gaitforge.hw_drivers.board import (
 )
 from gaitforge.hw_drivers.board_codec import (
     HOST_TYPES,
-    MAX_COBS_BYTES,
-    CobsError,
+    MAX_JOINTS,
     Command,
     Config,
     ConfigAck,
@@ -38,11 +37,16 @@ from gaitforge.hw_drivers.board_codec import (
     ProtocolError,
     State,
     Status,
+    encode,
+    encode_body,
+)
+from gaitforge.hw_drivers.board_framing import (
+    MAX_BODY_BYTES,
+    MAX_COBS_BYTES,
+    CobsError,
     cobs_decode,
     cobs_encode,
     crc16_ccitt,
-    encode,
-    encode_body,
     frame,
 )
 from gaitforge.robots.types import CommandMode, JointCommand, RobotState
@@ -209,6 +213,17 @@ def test_bad_crc_and_oversize_frames_are_dropped_and_counted():
     assert (decoder.crc_errors, decoder.bad_frames) == (1, 1)
     assert decoder.feed(encode(Heartbeat(6))) == [Heartbeat(6)]
 
+
+
+def test_frame_size_limits_fit_the_largest_command():
+    """The framing layer's size limits are those of a MAX_JOINTS COMMAND with every field:
+    body 522 bytes, COBS form 525 (docs/board_protocol.md, section 2)."""
+    n = MAX_JOINTS
+    largest = Command(1, CommandMode.POSITION, (0.5,) * n, (1.0,) * n, (0.1,) * n, (0.2,) * n)
+    body = encode_body(largest)
+    assert len(body) == MAX_BODY_BYTES == 522 and MAX_COBS_BYTES == 525
+    assert len(encode(largest)) - 2 <= MAX_COBS_BYTES
+    assert FrameDecoder().feed(encode(largest)) == [largest]
 
 @pytest.mark.parametrize(("wire", "code", "detail"), [
     (raw_frame(2, 0x01, 9, b""), ErrorCode.UNSUPPORTED_VERSION, 1),

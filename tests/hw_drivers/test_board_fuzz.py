@@ -26,10 +26,10 @@ from gaitforge.hw_drivers.board_codec import (
     Heartbeat,
     State,
     Status,
-    cobs_encode,
     encode,
     encode_body,
 )
+from gaitforge.hw_drivers.board_framing import cobs_encode
 from gaitforge.robots.types import CommandMode
 
 N_INPUTS = 100_000

@@ -7,7 +7,7 @@ no goal was non-finite, outside the limits minus the safety margin, or over-rate
 
 Tick arithmetic (control_dt 0.02 s; the safety layer's clock counts ticks exactly):
 - soft start 0.3 s: ticks 0..15 ramp (tick 15 reaches the default pose), then the policy;
-- a bus read re-asks the servos that did not answer up to BUS_RETRIES (3) times, each after
+- a bus read re-asks the servos that did not answer up to REPLY_RETRIES (3) times, each after
   one reply timeout; a read that still fails while the policy runs is a HOLD: that tick
   commands the previous target and runs no policy, so it lengthens the episode by one tick;
 - watchdog_damping_s 0.1 s = 5 ticks: if tick f is the first of a run of failed reads, tick
@@ -34,7 +34,7 @@ import time
 import numpy as np
 import pytest
 
-from gaitforge.hw_drivers.body import BUS_RETRIES
+from gaitforge.hw_drivers.backends import REPLY_RETRIES
 from gaitforge.hw_drivers.dynamixel import ControlTable as CT
 from gaitforge.hw_drivers.dynamixel import HardwareError, Instruction
 from gaitforge.hw_drivers.dynamixel_bus import DxlTimeout
@@ -43,7 +43,7 @@ from gaitforge.hw_drivers.virtual import parse_faults
 from gaitforge.robots.types import CommandMode
 
 SOFT_START_TICKS = 16
-ATTEMPTS = 1 + BUS_RETRIES  # a bus request, asked again up to BUS_RETRIES (3) times
+ATTEMPTS = 1 + REPLY_RETRIES  # a bus request, asked again up to REPLY_RETRIES (3) times
 POSITION, DAMPING, OFF = CommandMode.POSITION, CommandMode.DAMPING, CommandMode.OFF
 
 
@@ -205,7 +205,7 @@ def test_garbage_before_a_header_is_skipped_and_counted(rig):
 # ---- protocol faults and a vanished port: damping, then torque off ---------------------------
 def test_a_servo_silent_from_power_on_stops_the_start_before_any_torque(rig):
     """silent:4. Documented: configure() pings every servo; servo 4's ping is asked 4 times
-    (1 + BUS_RETRIES) and the deploy refuses to start with DxlTimeout naming it. No torque
+    (1 + REPLY_RETRIES) and the deploy refuses to start with DxlTimeout naming it. No torque
     enable and no goal ever reaches the wire; the robot does not move."""
     r = rig("silent:4")
     with pytest.raises(DxlTimeout, match=f"no reply from servo 4 to PING after {ATTEMPTS} "):
@@ -308,7 +308,7 @@ def test_board_link_faults_are_holds(rig, fault):
     failed = assert_carried_on(r, ep, 50)
     name = fault.split(":")[0]
     assert r.server.counts[name] >= 3
-    link = r.body.link
+    link = r.body.backend.link
     assert failed == link.timeouts
     if name == "garbage":
         assert failed == 0 and link.bad_frames + link.crc_errors >= 1

@@ -161,6 +161,24 @@ def test_rad_to_ticks_refuses_nan_and_out_of_range():
         cal.rad_to_ticks(q)
 
 
+def test_virtual_servos_clip_to_their_registers():
+    """What a virtual servo reports for a joint pushed past its range: Present Position clipped
+    to 0..4095 (a NaN is still refused), Present Current to its int16 register."""
+    cal = calibration(base_dict())
+    q = np.zeros(12)
+    q[5], q[6] = 3.2, -3.3  # ticks 4134 and -103
+    ticks = cal.rad_to_ticks(q, clip=True)
+    assert ticks[5] == 4095 and ticks[6] == 0 and ticks[0] == 2048
+    q[5] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        cal.rad_to_ticks(q, clip=True)
+    counts_per_nm = 1 / (0.00269 * 1.07)  # 347.4 Present Current counts a N*m
+    tau = np.zeros(12)
+    tau[0], tau[1], tau[2] = 1.0, 200.0, -200.0  # 200 N*m: 69,485 counts
+    cur = cal.nm_to_current_units(tau)
+    assert cur[0] == round(counts_per_nm) and cur[1] == 32767 and cur[2] == -32768
+
+
 # Validation errors -------------------------------------------------------------------------
 def joint(data, name):
     return next(j for j in data["joints"] if j["name"] == name)
