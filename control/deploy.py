@@ -245,16 +245,6 @@ def stop_on_signals(deployment: Deployment, signals=(signal.SIGINT, signal.SIGTE
             signal.signal(s, old)
 
 
-def _first_state(body, tries: int = 3):
-    """The state the soft start begins from; a lost reply or two must not abort a start."""
-    for attempt in range(tries):
-        try:
-            return body.read()
-        except Exception:
-            if attempt == tries - 1:
-                raise
-
-
 def clock_and_sleep(realtime: bool):
     """(clock, sleep) for the loop and the safety layer: the wall clock, or simulated time."""
     if realtime:
@@ -279,7 +269,7 @@ def run_episode(deployment: Deployment, duration_s: float, clock, sleep, *,
     d.body.activate()
     try:
         with stop_on_signals(d):
-            d.safety.start(_first_state(d.body))
+            d.safety.start(d.body.read())  # the body retries what it can (one policy)
             stats = loop.run(d.tick, duration_s=max_total_s or duration_s + 30.0)
             if not d.safety.finished:  # out of time: end through damping all the same
                 d.request_stop("incomplete", "the episode ran out of time")

@@ -100,27 +100,14 @@ def test_bad_deploy_input_is_a_clear_error(trained, capsys):
 
 
 @pytest.mark.parametrize("protocol", ["dynamixel", "board"])
-def test_deploy_over_serial_to_the_virtual_robot(trained, protocol, capsys):
+def test_deploy_over_serial_to_the_virtual_robot(trained, protocol, capsys, virtual_robot):
     """`gaitforge virtual-robot` in its own process, then `deploy --hw` through the pty: the
     whole byte path, with a complete episode log at the end."""
-    import os
-    import subprocess
-    import sys
-    import time
-
     bundle = trained / "tiny" / "bundle"
     if not bundle.exists():
         assert main(["export", "tiny"]) == 0
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.Popen([sys.executable, "-m", "gaitforge.cli", "virtual-robot",
-                             "--protocol", protocol, "--engine", "mujoco", "--duration", "60"],
-                            stdout=subprocess.PIPE, text=True, env=env)
-    try:
-        paths, deadline = {}, time.time() + 60
-        while "serving" not in paths and time.time() < deadline:
-            line = proc.stdout.readline()
-            key, _, value = line.partition(": ")
-            paths[key if value else "serving"] = value.strip()
+    with virtual_robot("--protocol", protocol, "--engine", "mujoco",
+                               "--duration", "60") as (_, paths):
         args = ["deploy", str(bundle), "--hw", f"servo_dog_{protocol}", "--port",
                 paths["port"], "--duration", "1", "--log-dir", str(trained / "hw-logs")]
         if protocol == "dynamixel":
@@ -128,9 +115,6 @@ def test_deploy_over_serial_to_the_virtual_robot(trained, protocol, capsys):
         assert main(args) == 0
         out = capsys.readouterr().out
         assert "end_phase          finished" in out and "'read_errors': 0" in out
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
     logs = sorted((trained / "hw-logs").glob(f"*-hw-{protocol}.gflog"))
     log = read_log(logs[-1])
     assert log.complete and log.metadata["body"].startswith(f"hw:{protocol}:")
