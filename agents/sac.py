@@ -36,7 +36,6 @@ class SACConfig:
     critic_layer_norm: bool = False  # LayerNorm after each hidden layer of the critics
     asymmetric_critic: bool = False  # critics also see critic_obs (privileged sim state)
     batch_size: int = 256
-    utd: int = 1  # updates per env step (the trainer runs them; see update_stacked)
     gamma: float = 0.99  # discount per control step
     tau: float = 0.005  # Polyak rate of the target critics
     actor_lr: float = 3e-4
@@ -56,7 +55,6 @@ class SACConfig:
         for name in ("critic_layer_norm", "asymmetric_critic", "learn_alpha", "normalize_obs"):
             check_bool(self, name)
         check_int(self, "batch_size")
-        check_int(self, "utd")
         check_number(self, "gamma", low=0.0, high=1.0)
         check_number(self, "tau", low=0.0, high=1.0)
         for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "obs_clip"):

@@ -32,7 +32,6 @@ class TD3Config:
     critic_layer_norm: bool = False  # LayerNorm after each hidden layer of the critics
     asymmetric_critic: bool = False  # critics also see critic_obs (privileged sim state)
     batch_size: int = 256
-    utd: int = 1  # updates per env step (the trainer runs them; see update_stacked)
     gamma: float = 0.99  # discount per control step
     tau: float = 0.005  # Polyak rate of the targets
     actor_lr: float = 3e-4
@@ -49,7 +48,7 @@ class TD3Config:
         check_hidden(self, "critic_hidden")
         for name in ("critic_layer_norm", "asymmetric_critic", "normalize_obs"):
             check_bool(self, name)
-        for name in ("batch_size", "utd", "policy_delay"):
+        for name in ("batch_size", "policy_delay"):
             check_int(self, name)
         check_number(self, "gamma", low=0.0, high=1.0)
         check_number(self, "tau", low=0.0, high=1.0)

@@ -50,6 +50,7 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every_steps: int = 2_000
     seed: int = 0
+    utd: int = 1  # gradient updates per env step (num_envs * utd per vectorised step)
     # Step the envs (in their worker processes) while the agent learns, instead of one after
     # the other. Needs workers >= 1 and an env with step_async/step_wait. The update of a
     # step then samples the replay before that step's transitions are added (one step later).
@@ -68,6 +69,8 @@ class TrainConfig:
         if self.workers > self.num_envs:
             raise ValueError(f"workers ({self.workers}) must not exceed num_envs "
                              f"({self.num_envs})")
+        if isinstance(self.utd, bool) or not isinstance(self.utd, int) or self.utd < 1:
+            raise ValueError(f"utd must be a positive integer, got {self.utd!r}")
         if not isinstance(self.overlap, bool):
             raise ValueError(f"overlap must be true or false, got {self.overlap!r}")
         if self.overlap and self.workers < 1:
@@ -118,7 +121,7 @@ class Trainer:
             if self._obs is None:
                 self._begin_segment()
             before = self.env_steps
-            n_updates = self.env.num_envs * self.agent.config.utd
+            n_updates = self.env.num_envs * c.utd
             if c.overlap:  # learn from the replay so far while the envs step
                 actions = self._actions()
                 self.env.step_async(actions)

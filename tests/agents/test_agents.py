@@ -63,7 +63,6 @@ def test_registry_and_unknown_names():
     (SACConfig, "tau", 2.0),
     (SACConfig, "batch_size", 0),
     (SACConfig, "batch_size", 32.0),
-    (SACConfig, "utd", 0),
     (SACConfig, "init_alpha", -1.0),
     (SACConfig, "actor_hidden", (256, 0)),
     (SACConfig, "critic_hidden", 256),
