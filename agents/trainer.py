@@ -28,11 +28,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .checkpoint import CheckpointError, _fsync_dir, load_arrays, save_arrays
 from .replay import ReplayBuffer
+
+if TYPE_CHECKING:
+    from . import Agent
 
 FORMAT = "gaitforge.trainer/1"
 
@@ -84,9 +88,10 @@ def segment_seed(seed: int, env_steps: int) -> int:
 
 
 class Trainer:
-    def __init__(self, agent, env, config: TrainConfig, checkpoint_dir: str | os.PathLike,
+    def __init__(self, agent: Agent, env, config: TrainConfig, checkpoint_dir: str | os.PathLike,
                  *, evaluate: Callable[[object], dict] | None = None, logger=None):
-        """agent: SAC/TD3 (act, observe, update_stacked, get_state/set_state, config).
+        """agent: an `Agent` (gaitforge.agents): act, observe, update_stacked,
+        get_state/set_state, config.batch_size, critic_obs_dim.
         evaluate(agent) -> dict of numbers, run every eval_every_steps.
         logger: object with scalar(tag, value, step) and flush(), or None."""
         self.agent, self.env, self.config = agent, env, config
