@@ -9,12 +9,13 @@ RunConfig; unknown keys anywhere are rejected with their dotted path and the fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from gaitforge import configs
+from gaitforge.agents.config import SACConfig, TD3Config
 from gaitforge.agents.trainer import TrainConfig
 from gaitforge.robots.configio import (
     ConfigError,
@@ -49,24 +50,22 @@ class EvalConfig:
 class RunConfig:
     env: EnvConfig = EnvConfig()
     env_id: str = ""  # "": the locomotion env above; else "gym:<id>" or "dmc:<domain>-<task>"
-    agent: dict = field(default_factory=lambda: {"name": "sac"})  # name + that agent's config
+    # `agent: {name: sac | td3, ...that agent's fields}`, flat; `name` picks the class
+    agent: SACConfig | TD3Config = SACConfig()
     train: TrainConfig = TrainConfig()
     evaluation: EvalConfig = EvalConfig()
 
-    def __post_init__(self):
-        if "name" not in self.agent:
-            raise ValueError("agent.name is required (sac or td3)")
 
-
-def agent_config(run: RunConfig, source: str = "config"):
-    """(name, the agent's frozen config) from the `agent` section; unknown keys are errors."""
-    from gaitforge.agents import config_class, known_agents
-
-    params = dict(run.agent)
-    name = params.pop("name")
-    if name not in known_agents():
-        raise ConfigError(f"{source}: unknown agent '{name}' (known: {', '.join(known_agents())})")
-    return name, from_dict(config_class(name), params, source=source, prefix="agent")
+def upgrade_saved_config(data: dict) -> dict:
+    """A run config saved before `utd` moved from `agent:` to `train:`, moved (so older run
+    folders still evaluate, export and resume). A config without `agent.utd` is returned as is."""
+    agent = data.get("agent")
+    if not isinstance(agent, dict) or "utd" not in agent:
+        return data
+    agent = dict(agent)
+    utd = agent.pop("utd")
+    train = data.get("train") if isinstance(data.get("train"), dict) else {}
+    return {**data, "agent": agent, "train": {"utd": utd, **train}}
 
 
 def _name(data: dict, path: tuple[str, ...], default: str) -> str:
