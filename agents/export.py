@@ -29,19 +29,20 @@ class ExportError(RuntimeError):
 class ExportedActor(tf.Module):
     """obs (batch, obs_dim) float32 -> {"action": (batch, act_dim)}, normaliser included."""
 
-    def __init__(self, agent):
+    def __init__(self, policy):
+        """policy: an agent's `deterministic_actor()`."""
         super().__init__(name="actor")
-        # Tracking the networks and the normaliser saves their variables with the model.
-        self.actor, self.obs_norm = agent.actor, agent.obs_norm
-        self._act_mean = agent._act_mean
+        # Tracking the network and the normaliser saves their variables with the model.
+        self.actor, self.obs_norm = policy.actor, policy.obs_norm
+        self._action = policy.action  # traced into `serve` (one flat graph, no nested call)
         self.serve = tf.function(
-            lambda obs: {"action": self._act_mean(obs)},
-            input_signature=[tf.TensorSpec([None, agent.obs_dim], tf.float32, name="obs")])
+            lambda obs: {"action": self._action(obs)},
+            input_signature=[tf.TensorSpec([None, policy.obs_dim], tf.float32, name="obs")])
 
 
 def write_models(agent, folder: Path) -> None:
     """folder/saved_model/ and folder/policy.tflite for the agent's deterministic actor."""
-    module = ExportedActor(agent)
+    module = ExportedActor(agent.deterministic_actor())
     saved = folder / SAVED_MODEL
     tf.saved_model.save(module, str(saved), signatures={"serving_default": module.serve})
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved))
@@ -50,7 +51,7 @@ def write_models(agent, folder: Path) -> None:
 
 
 def actor_outputs_tf(agent, observations: np.ndarray) -> np.ndarray:
-    return agent._fns["act_mean"](tf.constant(observations, tf.float32)).numpy()
+    return agent.deterministic_actor()(tf.constant(observations, tf.float32)).numpy()
 
 
 def check_parity(agent, tflite_path: Path, observations: np.ndarray,
@@ -83,10 +84,11 @@ def check_parity(agent, tflite_path: Path, observations: np.ndarray,
 def random_observations(agent, n: int, seed: int = 0) -> np.ndarray:
     """n observations around the normaliser's statistics (2 sigma wide, so clipping is hit)."""
     rng = np.random.default_rng(seed)
-    norm = agent.obs_norm
-    std = np.sqrt(norm.var_np) if norm.enabled else np.ones(agent.obs_dim)
-    mean = norm.mean_np if norm.enabled else np.zeros(agent.obs_dim)
-    return (mean + 2.0 * std * rng.standard_normal((n, agent.obs_dim))).astype(np.float32)
+    policy = agent.deterministic_actor()
+    norm, obs_dim = policy.obs_norm, policy.obs_dim
+    std = np.sqrt(norm.var_np) if norm.enabled else np.ones(obs_dim)
+    mean = norm.mean_np if norm.enabled else np.zeros(obs_dim)
+    return (mean + 2.0 * std * rng.standard_normal((n, obs_dim))).astype(np.float32)
 
 
 def export_actor(agent, folder: str | os.PathLike, observations: np.ndarray) -> dict:
@@ -98,6 +100,6 @@ def export_actor(agent, folder: str | os.PathLike, observations: np.ndarray) -> 
 
 def normalizer_record(agent) -> dict:
     """The normaliser statistics for bundle.json (already baked into the models)."""
-    norm = agent.obs_norm
+    norm = agent.deterministic_actor().obs_norm
     return {"enabled": bool(norm.enabled), "clip": norm.clip, "count": norm.count,
             "mean": norm.mean.numpy().tolist(), "inv_std": norm.inv_std.numpy().tolist()}

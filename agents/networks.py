@@ -1,5 +1,5 @@
-"""Building blocks shared by SAC and TD3: MLPs, an Adam optimiser, Polyak averaging, and the
-checks that both agents' config dataclasses run in `__post_init__`.
+"""Building blocks shared by SAC and TD3: MLPs, an Adam optimiser and Polyak averaging (the twin
+critics built from them are in critics.py, the config checks in config.py).
 
 Networks are plain `tf.Variable`s in a `tf.Module`, not Keras layers: the compiled train step
 is then nothing but matmuls, bias adds and activations, and every variable has a stable name
@@ -21,7 +21,7 @@ the kernel Keras 2 used), so its slots and step counter are plain named variable
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import tensorflow as tf
 
@@ -143,39 +143,10 @@ class Adam(tf.Module):
         self.step.assign_add(1)
 
 
-# --- checks shared by the config dataclasses (each raises ValueError naming the field) ---
-
-def check_number(obj, name: str, *, low: float | None = None, high: float | None = None,
-                 low_open: bool = True, high_open: bool = False) -> None:
-    """`obj.<name>` must be a real number in the (by default) half-open range (low, high]."""
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or math.isnan(value):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {value!r}")
-    if high is not None and (value >= high if high_open else value > high):
-        raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}, got {value!r}")
+def named_variables(nets: Mapping[str, MLP]) -> dict[str, tf.Variable]:
+    """{"<net>/<param>": variable} over several networks: the names checkpoints use."""
+    return {f"{name}/{k}": v for name, net in nets.items() for k, v in net.params.items()}
 
 
-def check_int(obj, name: str, *, low: int = 1) -> None:
-    value = getattr(obj, name)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-
-
-def check_bool(obj, name: str) -> None:
-    if not isinstance(getattr(obj, name), bool):
-        raise ValueError(f"{name} must be true or false, got {getattr(obj, name)!r}")
-
-
-def check_hidden(obj, name: str) -> None:
-    """Hidden layer sizes: a tuple of positive ints (a YAML list is turned into a tuple)."""
-    value = getattr(obj, name)
-    if not isinstance(value, list | tuple):
-        raise ValueError(f"{name} must be a list of layer sizes, got {value!r}")
-    for size in value:
-        if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
-            raise ValueError(f"{name} must hold positive integers, got {list(value)!r}")
-    object.__setattr__(obj, name, tuple(value))
+def prefixed(prefix: str, variables: Mapping[str, tf.Variable]) -> dict[str, tf.Variable]:
+    return {f"{prefix}/{k}": v for k, v in variables.items()}

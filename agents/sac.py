@@ -1,11 +1,13 @@
 """Soft Actor-Critic (Haarnoja et al. 2018, with the learned temperature of the second paper).
 
-Reading order: config -> pure functions (the maths, each testable on its own) -> the agent,
-whose `_train_step` is the one compiled update (no I/O, no Python side effects).
+Reading order: pure functions (the maths, each testable on its own) -> the agent, whose
+`_train_step` is the one compiled update (no I/O, no Python side effects). The config,
+`SACConfig`, is in config.py (fields shared with TD3 in `AgentConfig`); what both agents share
+(construction, act, checkpoints) is in base.py, the twin critics in critics.py.
 
 - Actor: a tanh-squashed Gaussian; the network outputs mean and log-std per action.
-- Critics: two Q networks Q(s, a) and a Polyak-averaged target copy of each; the TD target
-  bootstraps from the smaller target Q (clipped double Q).
+- Critics: two Q networks Q(s, a) and a Polyak-averaged target copy of each (TwinCritics);
+  the soft TD target bootstraps from the smaller target Q (clipped double Q).
 - Temperature alpha: learned so that the policy entropy tracks `target_entropy`
   (default -act_dim).
 - Observations pass through a running normaliser owned by the agent (the trainer feeds it
@@ -18,53 +20,18 @@ whose `_train_step` is the one compiled update (no I/O, no Python side effects).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import tensorflow as tf
 
-from .base import OffPolicyAgent, named_variables
-from .networks import MLP, Adam, check_bool, check_hidden, check_int, check_number, polyak_update
+from .base import OffPolicyAgent
+from .config import SACConfig
+from .critics import TwinCritics
+from .networks import MLP, Adam, prefixed
 
 LOG_2PI = math.log(2.0 * math.pi)
 LOG_2 = math.log(2.0)
 
-
-@dataclass(frozen=True)
-class SACConfig:
-    actor_hidden: tuple[int, ...] = (256, 256)
-    critic_hidden: tuple[int, ...] = (256, 256)
-    critic_layer_norm: bool = False  # LayerNorm after each hidden layer of the critics
-    asymmetric_critic: bool = False  # critics also see critic_obs (privileged sim state)
-    batch_size: int = 256
-    utd: int = 1  # updates per env step (the trainer runs them; see update_stacked)
-    gamma: float = 0.99  # discount per control step
-    tau: float = 0.005  # Polyak rate of the target critics
-    actor_lr: float = 3e-4
-    critic_lr: float = 3e-4
-    alpha_lr: float = 3e-4
-    init_alpha: float = 1.0
-    learn_alpha: bool = True
-    target_entropy: float | None = None  # None: -act_dim
-    log_std_min: float = -5.0
-    log_std_max: float = 2.0
-    normalize_obs: bool = True
-    obs_clip: float = 10.0  # normalised observations are clipped to [-obs_clip, obs_clip]
-
-    def __post_init__(self):
-        check_hidden(self, "actor_hidden")
-        check_hidden(self, "critic_hidden")
-        for name in ("critic_layer_norm", "asymmetric_critic", "learn_alpha", "normalize_obs"):
-            check_bool(self, name)
-        check_int(self, "batch_size")
-        check_int(self, "utd")
-        check_number(self, "gamma", low=0.0, high=1.0)
-        check_number(self, "tau", low=0.0, high=1.0)
-        for name in ("actor_lr", "critic_lr", "alpha_lr", "init_alpha", "obs_clip"):
-            check_number(self, name, low=0.0)
-        if self.target_entropy is not None:
-            check_number(self, "target_entropy")
-        check_number(self, "log_std_min")
-        check_number(self, "log_std_max", low=self.log_std_min)
+__all__ = ["SAC", "SACConfig"]
 
 
 # ---------------------------------------------------------------------------- pure functions
@@ -93,38 +60,30 @@ def sample_action(actor: MLP, obs: tf.Tensor, noise: tf.Tensor, bounds: tuple[fl
     return squashed_gaussian(mean, log_std, noise)
 
 
-def q_values(critics, q_obs: tf.Tensor, action: tf.Tensor) -> list[tf.Tensor]:
-    """[Q1(s, a), Q2(s, a)], each of shape [B]."""
-    x = tf.concat([q_obs, action], axis=-1)
-    return [tf.squeeze(q(x), -1) for q in critics]
-
-
-def soft_td_target(reward, terminated, next_q1, next_q2, next_logp, alpha, gamma):
-    """y = r + gamma * (1 - terminated) * (min(Q1', Q2') - alpha * log pi(a'|s'))."""
-    soft_value = tf.minimum(next_q1, next_q2) - alpha * next_logp
+def soft_td_target(reward, terminated, next_q, next_logp, alpha, gamma):
+    """y = r + gamma * (1 - terminated) * (Q'(s', a') - alpha * log pi(a'|s')), where
+    Q' = min(Q1', Q2') of the target critics (TwinCritics.min_q)."""
+    soft_value = next_q - alpha * next_logp
     return reward + gamma * (1.0 - terminated) * soft_value
 
 
-def critic_loss(actor, critics, target_critics, batch, alpha, gamma, noise, bounds):
+def critic_loss(actor: MLP, critics: TwinCritics, batch, alpha, gamma, noise, bounds):
     """Sum over both critics of the mean squared TD error. Returns (loss, mean Q1).
 
     batch: obs / next_obs (actor input), q_obs / next_q_obs (critic state input), action,
     reward, terminated; all already normalised. noise: standard normal [B, act_dim] for a'.
     """
     next_action, next_logp = sample_action(actor, batch["next_obs"], noise, bounds)
-    next_q1, next_q2 = q_values(target_critics, batch["next_q_obs"], next_action)
-    y = tf.stop_gradient(soft_td_target(batch["reward"], batch["terminated"], next_q1,
-                                        next_q2, next_logp, alpha, gamma))
-    q1, q2 = q_values(critics, batch["q_obs"], batch["action"])
-    loss = tf.reduce_mean(tf.square(q1 - y)) + tf.reduce_mean(tf.square(q2 - y))
-    return loss, tf.reduce_mean(q1)
+    next_q = critics.min_q(batch["next_q_obs"], next_action, target=True)
+    y = tf.stop_gradient(soft_td_target(batch["reward"], batch["terminated"], next_q,
+                                        next_logp, alpha, gamma))
+    return critics.td_loss(batch["q_obs"], batch["action"], y)
 
 
-def actor_loss(actor, critics, obs, q_obs, alpha, noise, bounds):
+def actor_loss(actor: MLP, critics: TwinCritics, obs, q_obs, alpha, noise, bounds):
     """mean(alpha * log pi(a|s) - min(Q1, Q2)(s, a)), a ~ pi(.|s). Returns (loss, log pi)."""
     action, logp = sample_action(actor, obs, noise, bounds)
-    q1, q2 = q_values(critics, q_obs, action)
-    return tf.reduce_mean(alpha * logp - tf.minimum(q1, q2)), logp
+    return tf.reduce_mean(alpha * logp - critics.min_q(q_obs, action)), logp
 
 
 def temperature_loss(log_alpha, logp, target_entropy):
@@ -132,27 +91,34 @@ def temperature_loss(log_alpha, logp, target_entropy):
     return -tf.reduce_mean(log_alpha * tf.stop_gradient(logp + target_entropy))
 
 
+def mean_action(out: tf.Tensor, bounds: tuple[float, float]) -> tf.Tensor:
+    """The deterministic action: tanh of the Gaussian's mean."""
+    mean, _ = policy_head(out, *bounds)
+    return tf.tanh(mean)
+
+
 # ---------------------------------------------------------------------------- the agent
 
 class SAC(OffPolicyAgent):
     algo = "sac"
+    metric_names = ("critic_loss", "actor_loss", "alpha_loss", "alpha", "entropy", "q_mean")
 
     def __init__(self, config: SACConfig, obs_dim: int, act_dim: int, critic_obs_dim: int = 0,
                  seed: int = 0):
-        c = self.config = config
-        self._init_common(config, obs_dim, act_dim, critic_obs_dim, seed, self._build_actor)
-        self.target_entropy = float(-act_dim if c.target_entropy is None else c.target_entropy)
-        self.bounds = (c.log_std_min, c.log_std_max)
-        self.log_alpha = tf.Variable(math.log(c.init_alpha), dtype=tf.float32, name="log_alpha")
-        self.actor_opt = Adam(named_variables({"actor": self.actor}), c.actor_lr)
-        self.alpha_opt = Adam({"log_alpha": self.log_alpha}, c.alpha_lr)
-        self.update_step = tf.Variable(tf.constant(0, tf.int64), trainable=False)
-
-        self._compile(self._act_sample)
-
-    def _build_actor(self, rng) -> None:
+        super().__init__(config, obs_dim, act_dim, critic_obs_dim, seed)
         c = self.config
-        self.actor = MLP(self.obs_dim, c.actor_hidden, 2 * self.act_dim, rng=rng, name="actor")
+        self.target_entropy = float(-act_dim if c.target_entropy is None else c.target_entropy)
+        self.log_alpha = tf.Variable(math.log(c.init_alpha), dtype=tf.float32, name="log_alpha")
+        self.alpha_opt = Adam({"log_alpha": self.log_alpha}, c.alpha_lr)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(log_std_min, log_std_max) of the Gaussian policy."""
+        return (self.config.log_std_min, self.config.log_std_max)
+
+    def _build_actor(self, rng) -> MLP:
+        return MLP(self.obs_dim, self.config.actor_hidden, 2 * self.act_dim, rng=rng,
+                   name="actor")
 
     # --- the compiled update ---
     def _train_step(self, batch):
@@ -160,12 +126,12 @@ class SAC(OffPolicyAgent):
         b = self._inputs(batch)
         alpha = tf.exp(self.log_alpha)
         next_noise, pi_noise = tf.unstack(self._rng.normal([2, c.batch_size, self.act_dim]))
-        critic_vars = self.critics[0].weights + self.critics[1].weights
+        critic_vars = self.critics.weights
 
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(critic_vars)
-            c_loss, q_mean = critic_loss(self.actor, self.critics, self.target_critics, b,
-                                         alpha, c.gamma, next_noise, self.bounds)
+            c_loss, q_mean = critic_loss(self.actor, self.critics, b, alpha, c.gamma,
+                                         next_noise, self.bounds)
         critic_grads = tape.gradient(c_loss, critic_vars)
 
         with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -178,29 +144,20 @@ class SAC(OffPolicyAgent):
             t_loss = temperature_loss(self.log_alpha, logp, self.target_entropy)
         alpha_grads = tape.gradient(t_loss, [self.log_alpha])
 
-        self.critic_opt.apply(critic_grads)
+        self.critics.apply_gradients(critic_grads)
         self.actor_opt.apply(actor_grads)
         if c.learn_alpha:
             self.alpha_opt.apply(alpha_grads)
-        for target, critic in zip(self.target_critics, self.critics, strict=True):
-            polyak_update(target.weights, critic.weights, c.tau)
+        self.critics.update_targets(c.tau)
         self.update_step.assign_add(1)
         return {"critic_loss": c_loss, "actor_loss": a_loss, "alpha_loss": t_loss,
                 "alpha": alpha, "entropy": -tf.reduce_mean(logp), "q_mean": q_mean}
 
-    def _train_steps(self, batches):
-        metrics = {k: tf.constant(0.0) for k in ("critic_loss", "actor_loss", "alpha_loss",
-                                                  "alpha", "entropy", "q_mean")}
-        for i in tf.range(tf.shape(batches["obs"])[0]):
-            metrics = self._train_step({k: v[i] for k, v in batches.items()})
-        return metrics
-
     # --- acting ---
-    def _act_mean(self, obs):
-        mean, _ = policy_head(self.actor(self.obs_norm.normalize_tf(obs)), *self.bounds)
-        return tf.tanh(mean)
+    def _action_head(self, out):
+        return mean_action(out, self.bounds)
 
-    def _act_sample(self, obs):
+    def _explore(self, obs):
         mean, log_std = policy_head(self.actor(self.obs_norm.normalize_tf(obs)), *self.bounds)
         action, _ = squashed_gaussian(mean, log_std, self._act_rng.normal(tf.shape(mean)))
         return action
@@ -209,14 +166,6 @@ class SAC(OffPolicyAgent):
     def alpha(self) -> float:
         return float(tf.exp(self.log_alpha))
 
-    def _variables(self) -> dict[str, tf.Variable]:
-        nets = {"actor": self.actor, "critic1": self.critics[0], "critic2": self.critics[1],
-                "target1": self.target_critics[0], "target2": self.target_critics[1]}
-        out = named_variables(nets)
-        out["log_alpha"] = self.log_alpha
-        for name, opt in (("opt_actor", self.actor_opt), ("opt_critic", self.critic_opt),
-                          ("opt_alpha", self.alpha_opt)):
-            out.update({f"{name}/{k}": v for k, v in opt.state_variables().items()})
-        out["update_step"] = self.update_step
-        out["rng/update"], out["rng/act"] = self._rng.state, self._act_rng.state
-        return out
+    def _extra_variables(self) -> dict[str, tf.Variable]:
+        return {"log_alpha": self.log_alpha,
+                **prefixed("opt_alpha", self.alpha_opt.state_variables())}

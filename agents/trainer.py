@@ -28,11 +28,15 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .checkpoint import CheckpointError, _fsync_dir, load_arrays, save_arrays
 from .replay import ReplayBuffer
+
+if TYPE_CHECKING:
+    from . import Agent
 
 FORMAT = "gaitforge.trainer/1"
 
@@ -48,14 +52,16 @@ class TrainConfig:
     keep_checkpoints: int = 2
     log_every_steps: int = 2_000
     seed: int = 0
+    utd: int = 1  # gradient updates per env step (num_envs * utd per vectorised step)
     # Step the envs (in their worker processes) while the agent learns, instead of one after
-    # the other. Needs workers >= 1 and an env with step_async/step_wait. The update of a
-    # step then samples the replay before that step's transitions are added (one step later).
+    # the other. Needs vec_env.workers >= 1 (checked by the run config) and an env with
+    # step_async/step_wait. The update of a step then samples the replay before that step's
+    # transitions are added (one step later).
     overlap: bool = False
 
     def __post_init__(self):
         for name in ("total_env_steps", "replay_capacity", "eval_every_steps",
-                     "checkpoint_every_steps", "keep_checkpoints", "log_every_steps"):
+                     "checkpoint_every_steps", "keep_checkpoints", "log_every_steps", "utd"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -73,9 +79,10 @@ def segment_seed(seed: int, env_steps: int) -> int:
 
 
 class Trainer:
-    def __init__(self, agent, env, config: TrainConfig, checkpoint_dir: str | os.PathLike,
+    def __init__(self, agent: Agent, env, config: TrainConfig, checkpoint_dir: str | os.PathLike,
                  *, evaluate: Callable[[object], dict] | None = None, logger=None):
-        """agent: SAC/TD3 (act, observe, update_stacked, get_state/set_state, config).
+        """agent: an `Agent` (gaitforge.agents): act, observe, update_stacked,
+        get_state/set_state, config.batch_size, critic_obs_dim.
         evaluate(agent) -> dict of numbers, run every eval_every_steps.
         logger: object with scalar(tag, value, step) and flush(), or None."""
         self.agent, self.env, self.config = agent, env, config
@@ -110,7 +117,7 @@ class Trainer:
             if self._obs is None:
                 self._begin_segment()
             before = self.env_steps
-            n_updates = self.env.num_envs * self.agent.config.utd
+            n_updates = self.env.num_envs * c.utd
             if c.overlap:  # learn from the replay so far while the envs step
                 actions = self._actions()
                 self.env.step_async(actions)

@@ -137,12 +137,13 @@ def bench_inference(agent, bundle: Path, rounds: int, calls: int, tf_calls: int)
         raise SystemExit(f"NumPy actor differs from LiteRT by {diff:.3g} (> 1e-5)")
     batches = obs[:, None, :]
     tf_obs = [tf.constant(b) for b in batches]
+    eager_actor = agent.deterministic_actor().action  # the same computation, not compiled
     fns = {  # name -> (call(i), calls per round)
         "litert": (lambda i: litert.act(obs[i]), calls),
         "tf.lite": (lambda i: tflite.act(obs[i]), calls),
         "numpy": (lambda i: np_act(obs[i]), calls),
         "tf act (compiled)": (lambda i: agent.act(batches[i], deterministic=True), tf_calls),
-        "tf eager": (lambda i: agent._act_mean(tf_obs[i]).numpy(), tf_calls),
+        "tf eager": (lambda i: eager_actor(tf_obs[i]).numpy(), tf_calls),
     }
     for fn, _ in fns.values():  # warm-up (tracing, allocation)
         for i in range(20):

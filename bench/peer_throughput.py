@@ -101,14 +101,13 @@ def run_ours(algo: str, a: argparse.Namespace, out: Path) -> None:
     workers = 1 if a.overlap else 0
     env = VecEnv([factory], workers=workers)
     hp = SAC_HP if algo == "sac" else TD3_HP
-    agent_cfg = dict(actor_hidden=(256, 256), critic_hidden=(256, 256), batch_size=256, utd=1,
-                     **hp)
+    agent_cfg = dict(actor_hidden=(256, 256), critic_hidden=(256, 256), batch_size=256, **hp)
     agent = make_agent(algo, agent_cfg, env.single_observation_space.shape[0],
                        env.single_action_space.shape[0], seed=a.seed)
     cfg = TrainConfig(total_env_steps=a.steps, overlap=a.overlap, warmup_steps=a.warmup,
                       replay_capacity=1_000_000, eval_every_steps=a.eval_every,
                       eval_episodes=a.eval_episodes, checkpoint_every_steps=10**12,
-                      seed=a.seed)
+                      seed=a.seed, utd=1)
     evaluate = lambda ag: evaluate_returns(  # noqa: E731
         lambda o: ag.act(o, deterministic=True), factory, episodes=a.eval_episodes)
     with tempfile.TemporaryDirectory(prefix="peer-tp-") as ckpt:
@@ -133,7 +132,7 @@ def run_ours(algo: str, a: argparse.Namespace, out: Path) -> None:
         "threads": {"os.cpu_count": os.cpu_count(),
                     "tf.intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                     "tf.inter_op": tf.config.threading.get_inter_op_parallelism_threads()},
-        "hyperparams": {**{k: getattr(agent.config, k) for k in agent_cfg},
+        "hyperparams": {**{k: getattr(agent.config, k) for k in agent_cfg}, "utd": cfg.utd,
                         "normalize_obs": agent.config.normalize_obs, "buffer_size": 1_000_000},
         "env_only": env_only,
         "train": {

@@ -2,6 +2,11 @@
 
 This is the lowest layer every other package may import, so the loader lives here.
 Errors name the dotted field path and the file it came from.
+
+A field typed as a union of dataclasses that each declare `name: Literal["..."]` is a tagged
+union: the mapping's `name` picks the class (`agent: {name: td3, gamma: 0.98}`), an unknown
+name is an error listing the known ones, and a mapping without `name` takes the class of the
+field's default (an error if the field has no such default).
 """
 
 from __future__ import annotations
@@ -53,7 +58,7 @@ def from_dict(cls: type[T], data: Any, *, source: str = "<config>", prefix: str 
     kwargs = {}
     for name, value in data.items():
         path = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _coerce(hints[name], value, source, path)
+        kwargs[name] = _coerce(hints[name], value, source, path, default=_default(fields[name]))
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -64,13 +69,26 @@ def from_dict(cls: type[T], data: Any, *, source: str = "<config>", prefix: str 
         raise ConfigError(f"{source}: {prefix + ': ' if prefix else ''}{err}") from err
 
 
-def _coerce(tp: Any, value: Any, source: str, path: str) -> Any:
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
+def _coerce(tp: Any, value: Any, source: str, path: str, default: Any = dataclasses.MISSING) -> Any:
+    """`value` as type `tp`; `default` is the field's default (it picks the member of a tagged
+    union when the mapping does not name one)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
+        tagged = _tagged_members(inner)
+        if tagged:
+            return _coerce_tagged(tagged, value, source, path, default)
         return _coerce(inner[0], value, source, path)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
@@ -113,6 +131,47 @@ def _coerce(tp: Any, value: Any, source: str, path: str) -> Any:
             raise ConfigError(f"{source}: '{path}' must be a string, got {value!r}")
         return value
     return value
+
+
+# --- tagged unions: `A | B` of dataclasses that each declare `name: Literal["a"]` ---
+
+def _tagged_members(members: list) -> dict[str, type]:
+    """{name: dataclass} when every member of a union (two or more) is a dataclass whose `name`
+    field is a Literal; {} otherwise (then the union is not a tagged one)."""
+    table: dict[str, type] = {}
+    if len(members) < 2:
+        return {}
+    for member in members:
+        if not dataclasses.is_dataclass(member):
+            return {}
+        hint = typing.get_type_hints(member).get("name")
+        if typing.get_origin(hint) is not typing.Literal:
+            return {}
+        table.update({value: member for value in typing.get_args(hint)})
+    return table
+
+
+def _coerce_tagged(table: dict[str, type], value: Any, source: str, path: str,
+                   default: Any) -> Any:
+    """Build the member that `value["name"]` names; without a name, the member the field's
+    default is an instance of (no default of a member: the name is required)."""
+    if isinstance(value, tuple(table.values())):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{source}: '{path}' must be a mapping")
+    kind = path.rsplit(".", 1)[-1].split("[", 1)[0]
+    known = ", ".join(sorted(table))
+    if "name" in value:
+        name = value["name"]
+        if not isinstance(name, str) or name not in table:
+            raise ConfigError(f"{source}: '{path}.name': unknown {kind} {name!r} "
+                              f"(known: {known})")
+        cls = table[name]
+    elif isinstance(default, tuple(table.values())):
+        cls = type(default)
+    else:
+        raise ConfigError(f"{source}: '{path}.name' is required (known: {known})")
+    return from_dict(cls, value, source=source, prefix=path)
 
 
 def _number_or_same(text: str) -> Any:

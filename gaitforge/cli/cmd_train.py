@@ -8,7 +8,7 @@ from pathlib import Path
 
 from gaitforge.robots.configio import ConfigError, apply_overrides, deep_merge, from_dict, load_yaml
 
-from .run_config import RunConfig, agent_config, compose, env_fns, evaluator
+from .run_config import RunConfig, compose, env_fns, evaluator, upgrade_saved_config
 from .run_folders import (
     RunLogger,
     append_jsonl,
@@ -76,17 +76,17 @@ def _build(run: RunConfig, run_dir: Path, source: str):
     from gaitforge.sim.vec_env import VecEnv
 
     configure_tensorflow()
-    name, agent_cfg = agent_config(run, source)
+    agent_cfg = run.agent
     factory, _ = env_fns(run)
     t, v = run.train, run.vec_env
     env = VecEnv([factory] * v.num_envs, workers=v.workers)
     critic_space = env.single_critic_observation_space
     critic_dim = critic_space.shape[0] if critic_space is not None else 0
-    if getattr(agent_cfg, "asymmetric_critic", False) and not critic_dim:
+    if agent_cfg.asymmetric_critic and not critic_dim:
         env.close()
         raise ConfigError(f"{source}: agent.asymmetric_critic needs privileged state "
                           "(critic_obs), which only the locomotion env provides")
-    agent = make_agent(name, agent_cfg, env.single_observation_space.shape[0],
+    agent = make_agent(agent_cfg.name, agent_cfg, env.single_observation_space.shape[0],
                        env.single_action_space.shape[0],
                        critic_obs_dim=critic_dim if agent_cfg.asymmetric_critic else 0,
                        seed=t.seed)
@@ -99,7 +99,7 @@ def _build(run: RunConfig, run_dir: Path, source: str):
 def _resumed_config(run_dir: Path, config_path: str | None, overrides: list[str]) -> dict:
     """The saved config with the user's changes; only the step budget may change on resume
     (to train longer): anything else would make the resumed run a different experiment."""
-    saved = load_config(run_dir)
+    saved = upgrade_saved_config(load_config(run_dir))
     data = deep_merge(saved, load_yaml(config_path)) if config_path else saved
     data = apply_overrides(data, overrides)
     diff = [d for d in config_differences(saved, data)
@@ -121,14 +121,13 @@ def train(config_path: str | None, overrides: list[str], resume: str | None,
     else:
         data = compose(config_path, overrides)
         source = str(config_path or "configs/default.yaml")
-    run = from_dict(RunConfig, data, source=source)
-    _, agent_cfg = agent_config(run, source)  # reject bad input before creating anything
-    if run.train.replay_capacity < agent_cfg.batch_size:
+    run = from_dict(RunConfig, data, source=source)  # rejects bad input before anything exists
+    if run.train.replay_capacity < run.agent.batch_size:
         raise ConfigError(f"{source}: train.replay_capacity ({run.train.replay_capacity}) is "
-                          f"smaller than agent.batch_size ({agent_cfg.batch_size})")
+                          f"smaller than agent.batch_size ({run.agent.batch_size})")
     if not resume:
         _, stem = env_fns(run)
-        run_dir = new_run_dir(name, f"{stem}-{run.agent['name']}")
+        run_dir = new_run_dir(name, f"{stem}-{run.agent.name}")
         save_config(run_dir, data)
     trainer, env, logger = _build(run, run_dir, source)
     try:

@@ -9,12 +9,13 @@ RunConfig; unknown keys anywhere are rejected with their dotted path and the fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 from gaitforge import configs
+from gaitforge.agents.config import SACConfig, TD3Config
 from gaitforge.agents.trainer import TrainConfig
 from gaitforge.robots.configio import (
     ConfigError,
@@ -50,28 +51,31 @@ class EvalConfig:
 class RunConfig:
     env: EnvConfig = EnvConfig()
     env_id: str = ""  # "": the locomotion env above; else "gym:<id>" or "dmc:<domain>-<task>"
-    agent: dict = field(default_factory=lambda: {"name": "sac"})  # name + that agent's config
+    # `agent: {name: sac | td3, ...that agent's fields}`, flat; `name` picks the class
+    agent: SACConfig | TD3Config = SACConfig()
     vec_env: VecEnvConfig = VecEnvConfig()  # how many envs collect, in how many processes
     train: TrainConfig = TrainConfig()
     evaluation: EvalConfig = EvalConfig()
 
     def __post_init__(self):
-        if "name" not in self.agent:
-            raise ValueError("agent.name is required (sac or td3)")
         if self.train.overlap and self.vec_env.workers < 1:
             raise ValueError("train.overlap needs vec_env.workers >= 1 (the envs step in their "
                              "processes while the agent learns)")
 
 
-def agent_config(run: RunConfig, source: str = "config"):
-    """(name, the agent's frozen config) from the `agent` section; unknown keys are errors."""
-    from gaitforge.agents import config_class, known_agents
-
-    params = dict(run.agent)
-    name = params.pop("name")
-    if name not in known_agents():
-        raise ConfigError(f"{source}: unknown agent '{name}' (known: {', '.join(known_agents())})")
-    return name, from_dict(config_class(name), params, source=source, prefix="agent")
+def upgrade_saved_config(data: dict) -> dict:
+    """A run config saved by an older gaitforge, with its keys moved to where they live now
+    (so older run folders still evaluate, export and resume): `agent.utd` -> `train.utd`,
+    `train.num_envs` / `train.workers` -> `vec_env.`. Anything else is returned as is."""
+    moves = {("agent", "utd"): ("train", "utd"), ("train", "num_envs"): ("vec_env", "num_envs"),
+             ("train", "workers"): ("vec_env", "workers")}
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for (section, key), (to_section, to_key) in moves.items():
+        if isinstance(out.get(section), dict) and key in out[section]:
+            value = out[section].pop(key)
+            target = out.get(to_section) if isinstance(out.get(to_section), dict) else {}
+            out[to_section] = {to_key: value, **target}
+    return out
 
 
 def _name(data: dict, path: tuple[str, ...], default: str) -> str:

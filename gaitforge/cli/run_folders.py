@@ -128,18 +128,17 @@ def load_run_agent(run: str, engine: str | None = None):
     from gaitforge.agents.checkpoint import load_arrays
     from gaitforge.agents.trainer import latest_checkpoint
 
-    from .run_config import RunConfig, agent_config
+    from .run_config import RunConfig, upgrade_saved_config
 
     configure_tensorflow()
     run_dir = resolve_run(run)
-    data = load_config(run_dir)
+    data = upgrade_saved_config(load_config(run_dir))
     if engine:
         data.setdefault("env", {}).setdefault("sim", {})["engine"] = engine
     cfg = from_dict(RunConfig, data, source=str(run_dir / "config.yaml"))
     folder = latest_checkpoint(run_dir / "checkpoints")
     state = load_arrays(folder / "agent.npz")
-    name, agent_cfg = agent_config(cfg)
     dims = [int(d) for d in state["meta/dims"]]
-    agent = make_agent(name, agent_cfg, dims[0], dims[1], critic_obs_dim=dims[2])
+    agent = make_agent(cfg.agent.name, cfg.agent, dims[0], dims[1], critic_obs_dim=dims[2])
     agent.set_state(state, source=str(folder / "agent.npz"))
     return run_dir, cfg, agent, folder

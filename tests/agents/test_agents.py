@@ -1,15 +1,18 @@
-"""SAC and TD3 as whole agents: registry, config checks, act(), checkpoint round trip,
-seeds that reproduce, and stacked updates equal to one-by-one updates."""
+"""SAC and TD3 as whole agents: registry, config checks, the Agent protocol, act(), the
+deterministic actor, checkpoint round trip, seeds that reproduce, and stacked updates equal to
+one-by-one updates."""
 
 import dataclasses
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from gaitforge.agents import config_class, known_agents, make_agent
+from gaitforge.agents import Agent, config_class, known_agents, make_agent
 from gaitforge.agents.checkpoint import CheckpointError
-from gaitforge.agents.sac import SACConfig
-from gaitforge.agents.td3 import TD3Config
+from gaitforge.agents.config import AgentConfig
+from gaitforge.agents.sac import SAC, SACConfig
+from gaitforge.agents.td3 import TD3, TD3Config
 
 OBS, ACT, PRIV, B = 5, 2, 3, 16
 SMALL = {"actor_hidden": (16, 16), "critic_hidden": (16, 16), "batch_size": B}
@@ -31,7 +34,7 @@ def batches(n, seed=0, critic_obs_dim=0, stacked=None):
 
 
 def params(agent):
-    return {k: v.numpy().copy() for k, v in agent._variables().items()}
+    return {k: v.numpy().copy() for k, v in agent.state_variables().items()}
 
 
 # ------------------------------------------------------------------ registry and configs
@@ -63,7 +66,6 @@ def test_registry_and_unknown_names():
     (SACConfig, "tau", 2.0),
     (SACConfig, "batch_size", 0),
     (SACConfig, "batch_size", 32.0),
-    (SACConfig, "utd", 0),
     (SACConfig, "init_alpha", -1.0),
     (SACConfig, "actor_hidden", (256, 0)),
     (SACConfig, "critic_hidden", 256),
@@ -81,6 +83,56 @@ def test_bad_hyperparameters_name_the_field(cls, field, value):
     name = "sac" if cls is SACConfig else "td3"
     with pytest.raises(ValueError, match=field):
         make_agent(name, {field: value}, OBS, ACT)
+
+
+def test_configs_share_one_base_and_name_themselves():
+    for cls, name in ((SACConfig, "sac"), (TD3Config, "td3")):
+        assert issubclass(cls, AgentConfig) and config_class(name) is cls
+        assert cls().name == name
+        with pytest.raises(ValueError, match=f"name of a {cls.__name__} must be '{name}'"):
+            cls(name="ppo")
+    shared = {f.name for f in dataclasses.fields(AgentConfig)}
+    assert {"batch_size", "gamma", "tau", "critic_hidden", "obs_clip"} <= shared
+    assert SACConfig(gamma=0.9).gamma == TD3Config(gamma=0.9).gamma == 0.9
+    with pytest.raises(ValueError, match="AgentConfig names no agent: build one of SACConfig"):
+        AgentConfig()  # the base is not an agent's config
+    # utd is the trainer's (TrainConfig.utd), not an agent's
+    with pytest.raises(ValueError, match="unknown key 'utd' in SACConfig"):
+        make_agent("sac", {"utd": 2}, OBS, ACT)
+
+
+# ------------------------------------------------------------------ the Agent protocol
+
+@pytest.mark.parametrize("name, cls", [("sac", SAC), ("td3", TD3)])
+def test_both_agents_satisfy_the_protocol(name, cls):
+    agent = make_agent(name, SMALL, OBS, ACT, seed=0)
+    assert isinstance(agent, Agent) and isinstance(agent, cls)
+    assert agent.algo == name and agent.config.name == name
+    assert (agent.obs_dim, agent.act_dim, agent.critic_obs_dim) == (OBS, ACT, 0)
+    policy = agent.deterministic_actor()
+    assert isinstance(policy, tf.Module)
+    assert (policy.obs_dim, policy.act_dim) == (OBS, ACT)
+    assert policy.obs_norm is agent.obs_norm  # the normaliser is inside, not a copy
+    assert not isinstance(object(), Agent)
+
+
+@pytest.mark.parametrize("name", ["sac", "td3"])
+def test_deterministic_actor_matches_act(name):
+    agent = make_agent(name, SMALL, OBS, ACT, seed=2)
+    rng = np.random.default_rng(1)
+    agent.observe(rng.normal(0.5, 3.0, (200, OBS)))  # a normaliser far from the identity
+    for b in batches(3, seed=3):
+        agent.update(b)  # trained weights, not the initial ones
+    obs = rng.normal(0.5, 3.0, (9, OBS)).astype(np.float32)
+    policy = agent.deterministic_actor()
+    expected = agent.act(obs, deterministic=True)
+    np.testing.assert_array_equal(policy(tf.constant(obs)).numpy(), expected)
+    np.testing.assert_allclose(policy.action(tf.constant(obs)).numpy(), expected, atol=1e-6)
+    # it follows the agent: after another update and more observations, still equal
+    agent.update(batches(1, seed=4)[0])
+    agent.observe(rng.normal(size=(10, OBS)))
+    np.testing.assert_array_equal(policy(tf.constant(obs)).numpy(),
+                                  agent.act(obs, deterministic=True))
 
 
 # ------------------------------------------------------------------ acting
@@ -195,12 +247,12 @@ def test_update_checks_the_batch():
 def test_asymmetric_critic_sees_privileged_state_and_actor_does_not():
     agent = make_agent("sac", {**SMALL, "asymmetric_critic": True}, OBS, ACT,
                        critic_obs_dim=PRIV)
-    assert agent.critics[0].in_dim == OBS + PRIV + ACT
+    assert agent.critics.online[0].in_dim == OBS + PRIV + ACT
     assert agent.actor.in_dim == OBS
     b = batches(1, critic_obs_dim=PRIV)[0]
     q = agent.update(b)["q_mean"]
     assert np.isfinite(q)
     cfg = dataclasses.replace(agent.config, asymmetric_critic=False)
     plain = make_agent("sac", cfg, OBS, ACT, critic_obs_dim=PRIV)  # privileged dims ignored
-    assert plain.critics[0].in_dim == OBS + ACT
+    assert plain.critics.online[0].in_dim == OBS + ACT
     plain.update(b)  # extra fields are ignored

@@ -11,14 +11,62 @@ import pytest
 import tensorflow as tf
 
 from gaitforge.agents import make_agent, sac, td3
+from gaitforge.agents.critics import TwinCritics
 from gaitforge.agents.networks import MLP
 
 
-def linear(in_dim, out_dim, w, b, name="net"):
-    net = MLP(in_dim, (), out_dim, rng=tf.random.Generator.from_seed(0), name=name)
-    net.params["l0/w"].assign(np.array(w, np.float32).reshape(in_dim, out_dim))
-    net.params["l0/b"].assign(np.array(b, np.float32).reshape(out_dim))
+def set_linear(net, w, b):
+    net.params["l0/w"].assign(np.array(w, np.float32).reshape(net.in_dim, net.out_dim))
+    net.params["l0/b"].assign(np.array(b, np.float32).reshape(net.out_dim))
     return net
+
+
+def linear(in_dim, out_dim, w, b, name="net"):
+    return set_linear(MLP(in_dim, (), out_dim, rng=tf.random.Generator.from_seed(0), name=name),
+                      w, b)
+
+
+def twin(online, targets=(([[0.0], [0.0]], [0.0]),) * 2):
+    """TwinCritics over (s, a) in 1 + 1 dims, its four networks linear with hand weights:
+    online = ((w1, b1), (w2, b2)) for Q1, Q2; targets likewise for Q1', Q2'."""
+    critics = TwinCritics(2, (), rng=tf.random.Generator.from_seed(0), lr=1e-3)
+    for net, (w, b) in zip(critics.online + critics.targets, [*online, *targets], strict=True):
+        set_linear(net, w, b)
+    return critics
+
+
+# Q(s, a) = w_s * s + w_a * a + b: the critics and targets of the loss tests below
+CRITICS = (([[1.0], [1.0]], [0.0]), ([[0.0], [2.0]], [0.5]))  # Q1 = s + a, Q2 = 2a + 0.5
+TARGETS = (([[1.0], [2.0]], [0.0]), ([[0.5], [-1.0]], [1.0]))  # Q1' = s + 2a, Q2' = s/2 - a + 1
+
+
+def test_twin_critics_q_values_min_and_td_loss():
+    critics = twin(CRITICS, TARGETS)
+    s, a, y = f32([[1.0], [-1.0]]), f32([[0.5], [2.0]]), f32([1.0, 0.0])
+    q1, q2 = critics.q_values(s, a)
+    np.testing.assert_allclose(q1.numpy(), [1.5, 1.0])  # s + a
+    np.testing.assert_allclose(q2.numpy(), [1.5, 4.5])  # 2a + 0.5
+    t1, t2 = critics.q_values(s, a, target=True)
+    np.testing.assert_allclose(t1.numpy(), [2.0, 3.0])  # s + 2a
+    np.testing.assert_allclose(t2.numpy(), [1.0, -1.5])  # s/2 - a + 1
+    np.testing.assert_allclose(critics.min_q(s, a).numpy(), [1.5, 1.0])
+    np.testing.assert_allclose(critics.min_q(s, a, target=True).numpy(), [1.0, -1.5])
+    loss, q_mean = critics.td_loss(s, a, y)
+    # mean((Q1 - y)^2) + mean((Q2 - y)^2) = (0.25 + 1) / 2 + (0.25 + 20.25) / 2 = 10.875
+    assert float(loss) == pytest.approx(10.875, rel=1e-6)
+    assert float(q_mean) == pytest.approx(1.25, rel=1e-6)
+
+
+def test_twin_critics_polyak_and_checkpoint_names():
+    critics = twin(CRITICS, TARGETS)
+    critics.update_targets(0.25)
+    # target <- 0.75 * target + 0.25 * critic: Q1' weights (1, 2) -> (1, 1.75)
+    np.testing.assert_allclose(critics.targets[0].params["l0/w"].numpy()[:, 0], [1.0, 1.75])
+    np.testing.assert_allclose(critics.targets[1].params["l0/b"].numpy(), [0.875])
+    nets = {f"{net}/l0/{p}" for net in ("critic1", "critic2", "target1", "target2")
+            for p in "wb"}
+    slots = {f"opt_critic/{slot}/critic{i}/l0/{p}" for slot in "mv" for i in (1, 2) for p in "wb"}
+    assert set(critics.state_variables()) == nets | slots | {"opt_critic/step"}
 
 
 def f32(x):
@@ -57,9 +105,9 @@ def test_squashed_gaussian_matches_hand_formula():
 
 
 def test_soft_td_target_plain_numbers():
-    # y = r + gamma * (1 - d) * (min(q1', q2') - alpha * logp')
+    # y = r + gamma * (1 - d) * (min(q1', q2') - alpha * logp'); the min is TwinCritics.min_q
     y = sac.soft_td_target(reward=f32([1.0, 1.0]), terminated=f32([0.0, 1.0]),
-                           next_q1=f32([5.0, 5.0]), next_q2=f32([4.0, 4.0]),
+                           next_q=f32([4.0, 4.0]),  # min(q1' = 5, q2' = 4)
                            next_logp=f32([-2.0, -2.0]), alpha=0.5, gamma=0.9)
     # row 0: 1 + 0.9 * (min(5, 4) - 0.5 * -2) = 1 + 0.9 * 5 = 5.5 ; row 1 is terminal: 1
     np.testing.assert_allclose(y.numpy(), [5.5, 1.0], rtol=1e-6)
@@ -68,15 +116,14 @@ def test_soft_td_target_plain_numbers():
 def test_sac_critic_loss_on_linear_networks():
     actor = sac_actor()
     # critics and targets: Q(s, a) = w_s * s + w_a * a + b
-    critics = [linear(2, 1, [[1.0], [1.0]], [0.0]), linear(2, 1, [[0.0], [2.0]], [0.5])]
-    targets = [linear(2, 1, [[1.0], [2.0]], [0.0]), linear(2, 1, [[0.5], [-1.0]], [1.0])]
+    critics = twin(CRITICS, TARGETS)
     s, s_next, a, r, d = [1.0, -1.0], [2.0, 0.0], [0.5, -0.2], [1.0, -0.5], [0.0, 1.0]
     noise = [0.5, -1.0]
     alpha, gamma = 0.2, 0.9
     batch = {"obs": f32([[x] for x in s]), "next_obs": f32([[x] for x in s_next]),
              "q_obs": f32([[x] for x in s]), "next_q_obs": f32([[x] for x in s_next]),
              "action": f32([[x] for x in a]), "reward": f32(r), "terminated": f32(d)}
-    loss, q_mean = sac.critic_loss(actor, critics, targets, batch, alpha, gamma,
+    loss, q_mean = sac.critic_loss(actor, critics, batch, alpha, gamma,
                                    f32([[x] for x in noise]), BOUNDS)
 
     q1_sq, q2_sq, q1_sum = 0.0, 0.0, 0.0
@@ -97,7 +144,7 @@ def test_sac_critic_loss_on_linear_networks():
 
 def test_sac_actor_loss_on_linear_networks():
     actor = sac_actor()
-    critics = [linear(2, 1, [[1.0], [1.0]], [0.0]), linear(2, 1, [[0.0], [2.0]], [0.5])]
+    critics = twin(CRITICS)
     s, noise, alpha = [1.0, -2.0], [0.3, -0.7], 0.1
     obs = f32([[x] for x in s])
     loss, logp = sac.actor_loss(actor, critics, obs, obs, alpha, f32([[x] for x in noise]),
@@ -131,11 +178,11 @@ def test_sac_update_moves_targets_by_polyak_tau():
     batch = {"obs": rng.normal(size=(4, 3)), "action": rng.uniform(-1, 1, (4, 2)),
              "reward": rng.normal(size=4), "next_obs": rng.normal(size=(4, 3)),
              "terminated": np.array([0, 0, 1, 0])}
-    old_target = agent.target_critics[0].params["l0/w"].numpy()
+    old_target = agent.critics.targets[0].params["l0/w"].numpy()
     agent.update(batch)
-    new_critic = agent.critics[0].params["l0/w"].numpy()
+    new_critic = agent.critics.online[0].params["l0/w"].numpy()
     # target <- 0.75 * target + 0.25 * critic (the critic after this update)
-    np.testing.assert_allclose(agent.target_critics[0].params["l0/w"].numpy(),
+    np.testing.assert_allclose(agent.critics.targets[0].params["l0/w"].numpy(),
                                0.75 * old_target + 0.25 * new_critic, rtol=1e-5, atol=1e-7)
 
 
@@ -155,15 +202,14 @@ def test_td3_target_smoothing_clips_noise_and_action():
 
 def test_td3_critic_loss_on_linear_networks():
     target_actor = linear(1, 1, [[1.0]], [0.0])
-    critics = [linear(2, 1, [[1.0], [1.0]], [0.0]), linear(2, 1, [[0.0], [2.0]], [0.5])]
-    targets = [linear(2, 1, [[1.0], [2.0]], [0.0]), linear(2, 1, [[0.5], [-1.0]], [1.0])]
+    critics = twin(CRITICS, TARGETS)
     s, s_next, a, r, d, noise = [1.0, -1.0], [0.5, 2.0], [0.5, -0.2], [1.0, -0.5], [0.0, 0.0], \
         [3.0, -0.5]
     gamma = 0.9
     batch = {"obs": f32([[x] for x in s]), "next_obs": f32([[x] for x in s_next]),
              "q_obs": f32([[x] for x in s]), "next_q_obs": f32([[x] for x in s_next]),
              "action": f32([[x] for x in a]), "reward": f32(r), "terminated": f32(d)}
-    loss, _ = td3.critic_loss(target_actor, critics, targets, batch, gamma,
+    loss, _ = td3.critic_loss(target_actor, critics, batch, gamma,
                               f32([[x] for x in noise]), 0.2, 0.5)
     expected = 0.0
     for i in range(2):
@@ -195,15 +241,15 @@ def test_td3_policy_delay():
 
     changed = []
     for _ in range(7):
-        before = [snapshot(n) for n in (agent.actor, agent.target_actor, agent.critics[0],
-                                        agent.target_critics[0])]
+        before = [snapshot(n) for n in (agent.actor, agent.target_actor,
+                                        agent.critics.online[0], agent.critics.targets[0])]
         metrics = agent.update({"obs": rng.normal(size=(8, 3)),
                                 "action": rng.uniform(-1, 1, (8, 2)),
                                 "reward": rng.normal(size=8),
                                 "next_obs": rng.normal(size=(8, 3)),
                                 "terminated": np.zeros(8)})
-        after = [snapshot(n) for n in (agent.actor, agent.target_actor, agent.critics[0],
-                                       agent.target_critics[0])]
+        after = [snapshot(n) for n in (agent.actor, agent.target_actor,
+                                       agent.critics.online[0], agent.critics.targets[0])]
         changed.append([not np.array_equal(b, a) for b, a in zip(before, after, strict=True)])
         assert metrics["actor_updated"] == (1.0 if changed[-1][0] else 0.0)
     # updates 1..7: the critic learns every time; actor and both targets on updates 3 and 6

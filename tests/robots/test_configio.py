@@ -202,3 +202,94 @@ def test_deep_merge_and_to_dict_round_trip():
     assert plain["pair"] == [1.0, 2.0] and plain["inner"] == {"count": 1, "rate": 0.5,
                                                               "enabled": True}
     assert build(plain) == cfg
+
+
+# --- tagged unions: a Union of dataclasses that each declare `name: Literal[...]` ---
+
+@dataclass(frozen=True)
+class Base:
+    name: str = ""
+    rate: float = 1.0
+
+
+@dataclass(frozen=True)
+class Walker(Base):
+    name: Literal["walker"] = "walker"
+    legs: int = 2
+
+
+@dataclass(frozen=True)
+class Roller(Base):
+    name: Literal["roller", "wheel"] = "roller"
+    wheels: int = 4
+
+
+@dataclass(frozen=True)
+class Machine:
+    body: Walker | Roller = Roller()  # without a name: a Roller, as the default says
+    spare: Walker | Roller | None = None
+    pair: tuple[Walker | Roller, ...] = ()  # no field default to fall back on
+
+
+def machine(data):
+    return from_dict(Machine, data, source=SOURCE)
+
+
+def test_tagged_union_is_resolved_by_name():
+    m = machine({"body": {"name": "walker", "legs": 6, "rate": 2}})
+    assert m.body == Walker(legs=6, rate=2.0) and type(m.body.rate) is float
+    assert machine({"body": {"name": "wheel"}}).body == Roller(name="wheel")
+    assert machine({"body": {"name": "roller", "wheels": 3}}).body == Roller(wheels=3)
+    assert machine({"spare": None}).spare is None
+    assert machine({"spare": {"name": "walker"}}).spare == Walker()
+    assert machine({"pair": [{"name": "walker"}, {"name": "roller"}]}).pair == (Walker(),
+                                                                               Roller())
+    assert machine({"body": Walker(legs=4)}).body == Walker(legs=4)  # already built
+    # the YAML stays flat, and to_dict writes it back that way
+    m = machine({"body": {"name": "walker", "legs": 3}})
+    assert to_dict(m)["body"] == {"name": "walker", "rate": 1.0, "legs": 3}
+    assert machine(to_dict(m)) == m
+
+
+def test_tagged_union_without_a_name_takes_the_default_class():
+    assert machine({}).body == Roller()
+    assert machine({"body": {"wheels": 6}}).body == Roller(wheels=6)
+    # the default picks the class; the other class's fields are then unknown keys
+    with pytest.raises(ConfigError, match=r"unknown key 'body.legs' in Roller"):
+        machine({"body": {"legs": 6}})
+
+
+def test_tagged_union_without_a_name_or_a_default_is_an_error():
+    for data, path in (({"spare": {"legs": 2}}, "spare.name"),
+                       ({"pair": [{"name": "walker"}, {"legs": 2}]}, "pair[1].name")):
+        with pytest.raises(ConfigError) as err:
+            machine(data)
+        message = str(err.value)
+        assert f"'{path}' is required (known: roller, walker, wheel)" in message, message
+        assert SOURCE in message
+
+
+@pytest.mark.parametrize("name", ["runner", 3, None, ""])
+def test_tagged_union_unknown_name_lists_the_known_ones(name):
+    with pytest.raises(ConfigError) as err:
+        machine({"body": {"name": name, "legs": 2}})
+    message = str(err.value)
+    assert "'body.name'" in message and SOURCE in message
+    assert f"unknown body {name!r} (known: roller, walker, wheel)" in message, message
+
+
+def test_tagged_union_other_errors_keep_their_paths():
+    with pytest.raises(ConfigError, match=r"'body' must be a mapping"):
+        machine({"body": [1, 2]})
+    with pytest.raises(ConfigError, match=r"'body.legs' must be an integer"):
+        machine({"body": {"name": "walker", "legs": "six"}})
+
+
+def test_a_union_that_is_not_tagged_keeps_the_old_rule():
+    """Not every member has a Literal `name` (Base's is a str): the first member is used."""
+
+    @dataclass(frozen=True)
+    class Loose:
+        part: Walker | Base = Walker()
+
+    assert from_dict(Loose, {"part": {"legs": 3}}).part == Walker(legs=3)
