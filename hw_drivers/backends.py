@@ -61,6 +61,7 @@ from .transport import TransportError
 
 PRESENT_START, PRESENT_BYTES = CT.PRESENT_CURRENT, 10  # current(2) velocity(4) position(4)
 POSITION_MODE = 3
+DEFAULT_POSITION_P_GAIN = 640  # X series factory value; HwConfig.position_p_gain sets it
 # A lost or mangled reply costs the bus one reply timeout: keep it short (a status packet
 # takes 0.2 ms at 1 Mbps) and retry more, so a tick survives a few damaged replies.
 REPLY_TIMEOUT_S, REPLY_RETRIES = 0.005, 3
@@ -108,10 +109,12 @@ class JointBackend(Protocol):
 class DynamixelJoints:
     """The joints' servos on one bus, in spec order: configure, read, goals, torque, damping."""
 
-    def __init__(self, bus: DynamixelBus, cal: JointCalibration, *, watchdog_ms: int):
+    def __init__(self, bus: DynamixelBus, cal: JointCalibration, *, watchdog_ms: int,
+                 p_gain: int = DEFAULT_POSITION_P_GAIN):
         self.bus, self.cal, self.watchdog_ms = bus, cal, watchdog_ms
         self.ids = cal.ids  # spec order
-        self.p_gain = {}
+        self.p_gain = p_gain  # written at configure, never read back: a servo left damped
+        # (P gain 0) by the last episode would otherwise hand its 0 on as the normal gain
 
     def configure(self) -> None:
         for i in self.ids:
@@ -120,7 +123,7 @@ class DynamixelJoints:
             self.bus.write_item(i, CT.BUS_WATCHDOG, 0)  # clears a previous trip
             self.bus.write_item(i, CT.RETURN_DELAY_TIME, 0)
             self.bus.write_item(i, CT.OPERATING_MODE, POSITION_MODE)
-            self.p_gain[i] = self.bus.read_item(i, CT.POSITION_P_GAIN)
+            self.bus.write_item(i, CT.POSITION_P_GAIN, self.p_gain)
             self.bus.write_item(i, CT.BUS_WATCHDOG, max(1, round(self.watchdog_ms / 20)))
 
     def read(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -144,16 +147,17 @@ class DynamixelJoints:
         self._all(CT.TORQUE_ENABLE, [int(on)] * len(self.ids))
 
     def damping(self, on: bool) -> None:
-        self._all(CT.POSITION_P_GAIN, [0 if on else self.p_gain[i] for i in self.ids])
+        self._all(CT.POSITION_P_GAIN, [0 if on else self.p_gain] * len(self.ids))
 
 
 class DynamixelBackend:
     """Servos on a Dynamixel bus, the IMU from a board on its own port (see the module)."""
 
     def __init__(self, transport, imu_transport, cal: JointCalibration, *, watchdog_ms: int,
-                 timeout_s: float, state_timeout_s: float, clock: Callable[[], float]):
+                 timeout_s: float, state_timeout_s: float, clock: Callable[[], float],
+                 p_gain: int = DEFAULT_POSITION_P_GAIN):
         self.bus = DynamixelBus(transport, timeout_s=timeout_s, retries=REPLY_RETRIES)
-        self.joints = DynamixelJoints(self.bus, cal, watchdog_ms=watchdog_ms)
+        self.joints = DynamixelJoints(self.bus, cal, watchdog_ms=watchdog_ms, p_gain=p_gain)
         self.imu = BoardLink(imu_transport, cal.spec.n_joints)
         self.links = (transport, imu_transport)
         self.watchdog_ms, self.state_timeout_s, self.clock = watchdog_ms, state_timeout_s, clock
@@ -238,5 +242,5 @@ def make_backend(config: HwConfig, cal: JointCalibration, transport, imu_transpo
             raise ValueError("a Dynamixel bus needs imu_transport (the board on imu.port)")
         return DynamixelBackend(transport, imu_transport, cal, watchdog_ms=watchdog_ms,
                                 timeout_s=timeout_s, state_timeout_s=state_timeout_s,
-                                clock=clock)
+                                clock=clock, p_gain=config.position_p_gain)
     return BoardBackend(transport, cal, watchdog_ms=watchdog_ms, state_timeout_s=state_timeout_s)

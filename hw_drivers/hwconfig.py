@@ -84,6 +84,8 @@ class HwConfig:
     velocity_unit_rad_s: float = 0.229 * RPM_TO_RAD_S  # Present Velocity: 0.229 rev/min a count
     current_unit_a: float = 0.00269  # Present Current: 2.69 mA a count
     torque_constant_nm_per_a: float = 1.07  # output torque per amp, see configs/hw YAML notes
+    position_p_gain: int = 640  # Dynamixel Position P Gain (84) written at configure: the
+    # X series' factory value; the servo's own value is never trusted (a damped servo reads 0)
 
     def __post_init__(self):
         if self.protocol == "dynamixel" and self.baud not in X_SERIES_BAUDS:

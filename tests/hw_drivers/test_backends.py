@@ -179,3 +179,18 @@ def test_host_and_devices_convert_commands_and_states_by_one_calibration():
     np.testing.assert_allclose(back.joint_torque_nm, tau)
     unmeasured = cal.joint_to_servo_state(dataclasses.replace(state, joint_torque_nm=None))
     assert unmeasured.joint_torque_nm is None
+
+
+def test_configure_writes_the_position_gain_a_damped_servo_lost(rig):
+    """The last episode ended damped (Position P Gain 0) and the servos stayed powered: the
+    next configure() writes the configured gain, so undamping restores stiffness, not 0."""
+    r = rig()
+    for i in r.body.cal.ids:
+        r.robot.chain.table(i).set(CT.POSITION_P_GAIN, 0)
+    r.body.configure()
+    assert all(r.robot.chain.table(i).get(CT.POSITION_P_GAIN) == 640 for i in r.body.cal.ids)
+    r.body.activate()
+    r.body.write(JointCommand(r.start_pose_rad, CommandMode.DAMPING))
+    r.body.write(JointCommand(r.start_pose_rad, CommandMode.POSITION))
+    wait_for(lambda: r.writes(CT.POSITION_P_GAIN)[-1] == {i: 640 for i in r.body.cal.ids})
+    assert all(r.robot.chain.table(i).get(CT.POSITION_P_GAIN) == 640 for i in r.body.cal.ids)
