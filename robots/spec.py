@@ -46,6 +46,27 @@ class JointSpec:
                 raise ValueError(f"joint '{self.name}': {field} must be >= 0")
 
 
+class _JointArray:
+    """A RobotSpec attribute: one JointSpec field over all joints, as a read-only float64
+    array in canonical joint order, built once per spec."""
+
+    def __init__(self, field: str):
+        self.field = field
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+
+    def __get__(self, spec, owner=None) -> np.ndarray:
+        if spec is None:
+            return self
+        cached = spec.__dict__.get(self.name)
+        if cached is None:
+            cached = np.array([getattr(j, self.field) for j in spec.joints], dtype=np.float64)
+            cached.flags.writeable = False
+            spec.__dict__[self.name] = cached  # frozen dataclass: bypass __setattr__
+        return cached
+
+
 @dataclass(frozen=True)
 class RobotSpec:
     name: str
@@ -77,42 +98,15 @@ class RobotSpec:
     def joint_names(self) -> tuple[str, ...]:
         return tuple(j.name for j in self.joints)
 
-    def _array(self, attr: str) -> np.ndarray:
-        out = np.array([getattr(j, attr) for j in self.joints], dtype=np.float64)
-        out.flags.writeable = False
-        return out
-
-    @cached_property
-    def lower_rad(self) -> np.ndarray:
-        return self._array("lower_rad")
-
-    @cached_property
-    def upper_rad(self) -> np.ndarray:
-        return self._array("upper_rad")
-
-    @cached_property
-    def default_pose_rad(self) -> np.ndarray:
-        return self._array("default_rad")
-
-    @cached_property
-    def kp(self) -> np.ndarray:
-        return self._array("kp_nm_per_rad")
-
-    @cached_property
-    def kd(self) -> np.ndarray:
-        return self._array("kd_nm_s_per_rad")
-
-    @cached_property
-    def torque_limit_nm(self) -> np.ndarray:
-        return self._array("torque_limit_nm")
-
-    @cached_property
-    def velocity_limit_rad_s(self) -> np.ndarray:
-        return self._array("velocity_limit_rad_s")
-
-    @cached_property
-    def armature_kg_m2(self) -> np.ndarray:
-        return self._array("armature_kg_m2")
+    # Per-joint arrays (read-only, float64, canonical joint order), one per JointSpec field:
+    lower_rad = _JointArray("lower_rad")
+    upper_rad = _JointArray("upper_rad")
+    default_pose_rad = _JointArray("default_rad")
+    kp = _JointArray("kp_nm_per_rad")
+    kd = _JointArray("kd_nm_s_per_rad")
+    torque_limit_nm = _JointArray("torque_limit_nm")
+    velocity_limit_rad_s = _JointArray("velocity_limit_rad_s")
+    armature_kg_m2 = _JointArray("armature_kg_m2")
 
     # Files and identity --------------------------------------------------------------------
     @cached_property
