@@ -238,6 +238,11 @@ class VirtualBoard:
         return self._stage
 
     @property
+    def fed_at_s(self) -> float:
+        """When the watchdog was last fed (a valid COMMAND, HEARTBEAT or CONFIG), board clock."""
+        return self._fed_us / 1e6
+
+    @property
     def rx_crc_errors(self) -> int:
         return self._decoder.crc_errors
 

@@ -71,6 +71,7 @@ class VirtualServo:
         self.dxl_id = dxl_id
         self.mem = bytearray(CONTROL_TABLE_SIZE)
         self.last_rx_s: float | None = None  # last instruction addressed to this servo
+        self.tripped_at_s: float | None = None  # when the bus watchdog last tripped
         self.last_error = 0  # error number of the last instruction, even when unanswered
         for item, value in _INITIAL.items():
             self.set(item, value)
@@ -241,6 +242,7 @@ class VirtualServoChain:
             armed = limit > 0 and servo.torque_enabled and servo.last_rx_s is not None
             if armed and now_s - servo.last_rx_s > limit * WATCHDOG_UNIT_S:
                 servo.trip_watchdog()
+                servo.tripped_at_s = now_s
                 tripped.append(servo.dxl_id)
         return tripped
 
