@@ -5,7 +5,7 @@
 Runs `gaitforge train` (configs/default.yaml, plus any --set) in a subprocess, with evaluation
 every --eval-every env steps over 10 episodes of 20 s at the command vx = 0.3 m/s (the
 deterministic actor, randomisation as in training). Walking means: no fall in 10 of 10
-episodes and forward-velocity tracking error < 0.1 m/s (gaitforge/evaluation.py defines the
+episodes and forward-velocity tracking error < 0.1 m/s (sim/evaluation.py defines the
 error). The clock runs from the subprocess start (imports included) to the moment the first
 walking evaluation is written, so evaluation time counts too. Stops at the first walking
 evaluation or at the budget. Prints the learning curve and writes it to the run folder.
