@@ -88,9 +88,7 @@ class PyBulletBody(SimBody):
         for joint, rotor in zip(self._joint_ids, self._rotor_ids, strict=True):
             p.changeDynamics(self.robot, rotor, maxJointVelocity=1e5)  # N x the joint's speed
             p.changeDynamics(self.robot, joint, maxJointVelocity=1e3)
-            gear = p.createConstraint(self.robot, joint, self.robot, rotor, pybullet.JOINT_GEAR,
-                                      [0, 0, 1], [0, 0, 0], [0, 0, 0])
-            p.changeConstraint(gear, gearRatio=1.0 / ROTOR_GEAR_RATIO, maxForce=1e6)
+        self._gears: dict[int, int] = {}  # joint index -> gear constraint, while armature > 0
         self._balance_inertia()
         # PyBullet's base pose and velocity are those of the base's inertial frame (centre of
         # mass, principal axes); RobotState, like MuJoCo, reports the base link frame.
@@ -224,10 +222,11 @@ class PyBulletBody(SimBody):
         p.changeDynamics(self.ground, -1, lateralFriction=params.foot_friction)
         for link in [-1, *range(p.getNumJoints(self.robot))]:
             p.changeDynamics(self.robot, link, lateralFriction=1.0)
-        inertia = np.maximum(params.joint_values("armature_kg_m2", spec) / ROTOR_GEAR_RATIO ** 2,
-                             MIN_ROTOR_INERTIA)
-        for rotor, value in zip(self._rotor_ids, inertia, strict=True):
-            p.changeDynamics(self.robot, rotor, localInertiaDiagonal=[float(value)] * 3)
+        armature = params.joint_values("armature_kg_m2", spec)
+        for i, (rotor, value) in enumerate(zip(self._rotor_ids, armature, strict=True)):
+            inertia = max(float(value) / ROTOR_GEAR_RATIO ** 2, MIN_ROTOR_INERTIA)
+            p.changeDynamics(self.robot, rotor, localInertiaDiagonal=[inertia] * 3)
+            self._gear(i, engaged=value > 0)
         p.setJointMotorControlArray(self.robot, self._joint_ids, pybullet.VELOCITY_CONTROL,
                                     targetVelocities=[0.0] * spec.n_joints,
                                     forces=params.joint_values("joint_friction_nm", spec).tolist())
@@ -237,6 +236,19 @@ class PyBulletBody(SimBody):
         # gravity moment, applied every physics step (inertial coupling is ignored).
         offset = np.asarray(params.com_offset_m, dtype=np.float64)
         self._com_weight = (offset, mass * GRAVITY_M_S2) if offset.any() else None
+
+    def _gear(self, i: int, *, engaged: bool) -> None:
+        """Joint i's rotor geared to it (armature > 0), or spinning free (no armature): a gear
+        constraint costs the solver, so a joint without armature has none."""
+        p = self.client
+        if engaged and i not in self._gears:
+            gear = p.createConstraint(self.robot, self._joint_ids[i], self.robot,
+                                      self._rotor_ids[i], pybullet.JOINT_GEAR, [0, 0, 1],
+                                      [0, 0, 0], [0, 0, 0])
+            p.changeConstraint(gear, gearRatio=1.0 / ROTOR_GEAR_RATIO, maxForce=1e6)
+            self._gears[i] = gear
+        elif not engaged and i in self._gears:
+            p.removeConstraint(self._gears.pop(i))
 
     def close(self) -> None:
         if getattr(self, "client", None) is not None:
