@@ -5,9 +5,10 @@
 Runs `gaitforge train` (configs/default.yaml, plus any --set) in a subprocess, with evaluation
 every --eval-every env steps over 10 episodes of 20 s at the command vx = 0.3 m/s (the
 deterministic actor, randomisation as in training). Walking means: no fall in 10 of 10
-episodes and forward-velocity tracking error < 0.1 m/s (sim/evaluation.py defines the
-error). The clock runs from the subprocess start (imports included) to the moment the first
-walking evaluation is written, so evaluation time counts too. Stops at the first walking
+episodes, forward and lateral tracking errors < 0.1 m/s and yaw-rate error < 0.1 rad/s
+(sim/evaluation.py defines them: a gait that walks in a circle is not walking). The clock
+runs from the subprocess start (imports included) to the moment the first walking evaluation
+is written, so evaluation time counts too. Stops at the first walking
 evaluation or at the budget. Prints the learning curve and writes it to the run folder.
 """
 
@@ -21,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from gaitforge.sim.evaluation import walking
 
 
 def main() -> None:
@@ -51,10 +54,13 @@ def main() -> None:
             rows = _rows(evals_path)
             for row in rows[seen:]:
                 minutes = (row["time"] - start) / 60
-                ok = row["fall_rate"] == 0.0 and row["vx_tracking_error"] < 0.1
+                ok = walking(row)
                 print(f"{minutes:6.1f} min  {row['env_steps']:8d} steps  return "
                       f"{row['return']:7.2f}  falls {row['fall_rate']:.1f}  vx "
-                      f"{row['vx_mean']:.3f} m/s  error {row['vx_tracking_error']:.3f} m/s"
+                      f"{row['vx_mean']:.3f} m/s  errors vx {row['vx_tracking_error']:.3f} "
+                      f"vy {row.get('vy_tracking_error', 0):.3f} m/s yaw "
+                      f"{row.get('yaw_rate_error', 0):.3f} rad/s  heading "
+                      f"{row.get('heading_change_deg', 0):+.0f} deg"
                       + ("  WALKING" if ok else ""), flush=True)
                 if ok and walked is None:
                     walked = (minutes, row["env_steps"])

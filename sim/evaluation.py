@@ -1,4 +1,4 @@
-"""Evaluation with the deterministic actor.
+"""Evaluation with the deterministic actor: does the robot follow the whole command?
 
 Locomotion metrics, per episode then averaged:
     return              sum of rewards
@@ -7,7 +7,14 @@ Locomotion metrics, per episode then averaged:
                         |window-mean forward body velocity - commanded vx|. Averaging over a
                         window keeps the stride's own speed ripple out of the figure. An
                         episode shorter than 2 s is judged on its whole mean velocity.
-    vx_mean             m/s: mean forward body velocity (after the first second)
+    vy_tracking_error   m/s: the same for the lateral body velocity against commanded vy
+    yaw_rate_error      rad/s: the same for the yaw rate against the commanded yaw rate, the
+                        yaw rate of a window being its heading change (from the IMU quaternion,
+                        as a robot measures it) over the window's duration
+    vx_mean, vy_mean, yaw_rate_mean   the means the errors are taken from
+    heading_change_deg  heading at the end minus at the start (degrees; a robot told to walk
+                        straight that walks in a circle shows it here)
+`walking(result)` is the criterion: no fall, and every error below its bound.
 """
 
 from __future__ import annotations
@@ -30,39 +37,74 @@ def evaluate_locomotion(act: Act, env_config: EnvConfig, *, episodes: int = 5,
         task = dataclasses.replace(env_config.task, episode_length_s=episode_length_s)
         env_config = dataclasses.replace(env_config, task=task)
     env = make_env(env_config, render_mode="rgb_array" if frames is not None else None)
-    per_step = round(1.0 / env_config.sim.control_dt_s)
+    per_second = round(1.0 / env_config.sim.control_dt_s)
     results = []
     try:
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep, options={"command": command})
-            total, vx, fell, done = 0.0, [], False, False
+            total, track, fell, done = 0.0, Track(), False, False
             while not done:
                 obs, reward, terminated, truncated, _ = env.step(act(obs[None])[0])
                 total += reward
-                vx.append(env.body.read().privileged.base_lin_vel_m_s[0])
+                track.add(env.body.read())
                 fell, done = terminated, terminated or truncated
-                if frames is not None and ep == 0 and len(vx) % 2 == 0:
+                if frames is not None and ep == 0 and len(track.vx) % 2 == 0:
                     frames.append(env.render())
-            error, vx_mean = vx_tracking(vx, command[0], per_step)
-            results.append({"return": total, "fell": float(fell), "vx_tracking_error": error,
-                            "vx_mean": vx_mean})
+            results.append({"return": total, "fell": float(fell),
+                            **track.judge(command, per_second)})
     finally:
         env.close()
     out = {key: float(np.mean([r[key] for r in results])) for key in results[0]}
     out["fall_rate"] = out.pop("fell")
     out["episodes"] = episodes
-    out["command_vx"] = float(command[0])
+    out["command"] = [float(c) for c in command]
     return out
 
 
-def vx_tracking(vx, command_vx: float, per_second: int) -> tuple[float, float]:
-    """(vx_tracking_error, vx_mean) of one episode's forward velocities, as defined above;
-    `per_second` samples make one second."""
-    vx = np.asarray(vx[per_second:] if len(vx) > 2 * per_second else vx, np.float64)
-    windows = vx[: len(vx) // per_second * per_second].reshape(-1, per_second).mean(axis=1)
+class Track:
+    """One episode's samples for judging tracking: true body-frame velocities (simulation)
+    and the heading from the IMU quaternion (what a robot measures)."""
+
+    def __init__(self):
+        self.vx: list[float] = []
+        self.vy: list[float] = []
+        self.heading: list[float] = []
+
+    def add(self, state) -> None:
+        v = state.privileged.base_lin_vel_m_s
+        self.vx.append(float(v[0]))
+        self.vy.append(float(v[1]))
+        self.heading.append(heading_rad(state.imu_quat_wxyz))
+
+    def judge(self, command, per_second: int) -> dict:
+        """The tracking metrics of the module docstring for this episode."""
+        out = {}
+        for name, samples, wanted in (("vx", self.vx, command[0]), ("vy", self.vy, command[1])):
+            out[f"{name}_tracking_error"], out[f"{name}_mean"] = window_error(
+                samples, wanted, per_second)
+        heading = np.unwrap(np.asarray(self.heading, np.float64))
+        rate = np.gradient(heading) * per_second if len(heading) > 1 else np.zeros(1)
+        out["yaw_rate_error"], out["yaw_rate_mean"] = window_error(rate, command[2], per_second)
+        out["heading_change_deg"] = float(np.degrees(heading[-1] - heading[0])) \
+            if len(heading) else 0.0
+        return out
+
+
+def heading_rad(quat_wxyz) -> float:
+    """Yaw of the trunk (rad): the heading of its x axis in the world's horizontal plane."""
+    w, x, y, z = (float(c) for c in quat_wxyz)
+    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+
+
+def window_error(samples, wanted: float, per_second: int) -> tuple[float, float]:
+    """(mean over 1-s windows after the first second of |window mean - wanted|, mean after
+    the first second); an episode shorter than 2 s is judged on its whole mean."""
+    x = np.asarray(samples[per_second:] if len(samples) > 2 * per_second else samples,
+                   np.float64)
+    windows = x[: len(x) // per_second * per_second].reshape(-1, per_second).mean(axis=1)
     if not windows.size:  # fell within a second or two: judge the whole episode
-        windows = vx.mean(keepdims=True)
-    return float(np.mean(np.abs(windows - command_vx))), float(vx.mean())
+        windows = x.mean(keepdims=True)
+    return float(np.mean(np.abs(windows - wanted))), float(x.mean())
 
 
 def evaluate_returns(act: Act, make: Callable, *, episodes: int = 5,
@@ -85,6 +127,12 @@ def evaluate_returns(act: Act, make: Callable, *, episodes: int = 5,
             "episodes": episodes}
 
 
-def walking(result: dict, max_error_m_s: float = 0.1) -> bool:
-    """The time-to-walk criterion: no fall in any episode and tracking error below the bound."""
-    return result["fall_rate"] == 0.0 and result["vx_tracking_error"] < max_error_m_s
+ERRORS = ("vx_tracking_error", "vy_tracking_error", "yaw_rate_error")
+
+
+def walking(result: dict, max_error_m_s: float = 0.1, max_yaw_error_rad_s: float = 0.1) -> bool:
+    """The walking criterion: no fall in any episode, forward and lateral tracking errors below
+    `max_error_m_s` and the yaw-rate error below `max_yaw_error_rad_s`."""
+    bounds = {"vx_tracking_error": max_error_m_s, "vy_tracking_error": max_error_m_s,
+              "yaw_rate_error": max_yaw_error_rad_s}
+    return result["fall_rate"] == 0.0 and all(result.get(k, 0.0) < b for k, b in bounds.items())

@@ -16,20 +16,21 @@ import time
 import numpy as np
 
 from .body import SimBody
-from .evaluation import vx_tracking
+from .evaluation import Track
 from .tasks import TerminationConfig, fall_reason
 
 
 class SimulatedRobot:
     """A SimBody as hardware would be: write() also steps physics. `observe` (the deploy
     loop's on_tick hook) records the true forward velocity and the first fall while the policy
-    drives; `report()` judges them against the velocity `command` (vx, vy, yaw rate)."""
+    drives (and the heading, from the IMU); `report()` judges them against the velocity
+    `command` (vx, vy, yaw rate)."""
 
     def __init__(self, body: SimBody, termination: TerminationConfig | None = None,
                  command=(0.0, 0.0, 0.0)):
         self.body, self.termination = body, termination or TerminationConfig()
-        self.vx: list[float] = []
-        self.vx_command = float(command[0])
+        self.track = Track()
+        self.command = tuple(float(c) for c in command)
         self.fell_at_s: float | None = None
         self.fall_reason = ""
 
@@ -56,7 +57,7 @@ class SimulatedRobot:
         if state is None or action is None:
             return
         p = state.privileged
-        self.vx.append(float(p.base_lin_vel_m_s[0]))
+        self.track.add(state)
         if self.fell_at_s is None:
             ground = self.body.ground_height(p.base_pos_m[0], p.base_pos_m[1])
             self.fall_reason = fall_reason(state, ground, self.body.spec, self.termination)
@@ -64,12 +65,11 @@ class SimulatedRobot:
                 self.fell_at_s = state.time_s
 
     def report(self) -> dict:
+        """Falls and tracking (sim/evaluation.py's metrics; the yaw rate from the IMU)."""
         per_second = round(1.0 / self.body.sim.control_dt_s)
-        error, vx_mean = (vx_tracking(self.vx, self.vx_command, per_second) if self.vx
-                          else (float("nan"), float("nan")))
+        judged = self.track.judge(self.command, per_second) if self.track.vx else {}
         return {"body": f"sim:{self.body.engine}", "fell": self.fell_at_s is not None,
-                "fall_reason": self.fall_reason, "vx_mean": vx_mean,
-                "vx_tracking_error": error}
+                "fall_reason": self.fall_reason, **judged}
 
     def close(self) -> None:
         self.body.close()

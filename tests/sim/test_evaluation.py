@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gaitforge.cli.run_config import env_config
-from gaitforge.sim.evaluation import evaluate_locomotion, walking
+from gaitforge.sim.evaluation import (
+    Track,
+    evaluate_locomotion,
+    heading_rad,
+    walking,
+    window_error,
+)
 
 
 def test_standing_still_at_a_forward_command_is_judged_as_not_walking():
@@ -18,10 +25,13 @@ def test_standing_still_at_a_forward_command_is_judged_as_not_walking():
     assert result["fall_rate"] == 0.0
     assert abs(result["vx_tracking_error"] - 0.3) < 0.02
     assert abs(result["vx_mean"]) < 0.02
-    assert result["episodes"] == 2 and result["command_vx"] == 0.3
+    assert result["episodes"] == 2 and result["command"] == [0.3, 0.0, 0.0]
+    assert result["vy_tracking_error"] < 0.02 and result["yaw_rate_error"] < 0.02
     assert not walking(result)
     assert walking({"fall_rate": 0.0, "vx_tracking_error": 0.05})
     assert not walking({"fall_rate": 0.1, "vx_tracking_error": 0.05})
+    assert not walking({"fall_rate": 0.0, "vx_tracking_error": 0.05, "vy_tracking_error": 0.0,
+                        "yaw_rate_error": 0.2})  # walks, but in a circle
 
 
 def test_an_early_fall_still_gives_a_finite_error():
@@ -39,3 +49,30 @@ def test_the_gait_prior_alone_steps_forward_without_falling():
     result = evaluate_locomotion(lambda obs: np.zeros((len(obs), 12)), cfg, episodes=1,
                                  command=(0.3, 0.0, 0.0), episode_length_s=4.0)
     assert result["fall_rate"] == 0.0 and 0.2 < result["vx_mean"] < 0.45
+
+
+def test_window_error_and_heading_against_hand_numbers():
+    # 3 s at 2 samples/s: the first second is skipped; windows [0.4, 0.2] and [0.1, 0.3]
+    # average 0.3 and 0.2, against 0.25 that is |0.05| and |-0.05|: error 0.05, mean 0.25
+    error, mean = window_error([9.0, 9.0, 0.4, 0.2, 0.1, 0.3], 0.25, per_second=2)
+    assert error == pytest.approx(0.05) and mean == pytest.approx(0.25)
+    half = np.pi / 4  # a quaternion for a yaw of +90 degrees: (cos 45, 0, 0, sin 45)
+    assert heading_rad([np.cos(half), 0, 0, np.sin(half)]) == pytest.approx(np.pi / 2)
+    assert heading_rad([1.0, 0, 0, 0]) == 0.0
+
+
+def test_a_robot_that_turns_is_judged_on_its_yaw_rate():
+    """A trunk turning at 0.5 rad/s (heading from the IMU quaternion, unwrapped past pi)
+    while commanded 0.2 rad/s: yaw-rate error 0.3, heading change 4 s x 0.5 = 2 rad."""
+    from types import SimpleNamespace
+
+    track = Track()
+    for k in range(201):  # 4 s at 50 Hz
+        yaw = 0.5 * k / 50 + 2.5  # crosses +pi
+        state = SimpleNamespace(imu_quat_wxyz=[np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)],
+                                privileged=SimpleNamespace(base_lin_vel_m_s=[0.1, 0.0, 0.0]))
+        track.add(state)
+    judged = track.judge((0.1, 0.0, 0.2), per_second=50)
+    assert judged["yaw_rate_error"] == pytest.approx(0.3, abs=1e-9)
+    assert judged["heading_change_deg"] == pytest.approx(np.degrees(2.0), abs=1e-6)
+    assert judged["vx_tracking_error"] == pytest.approx(0.0, abs=1e-12)
