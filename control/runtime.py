@@ -64,7 +64,9 @@ def load_runtime(bundle_path: str | os.PathLike, clock,
     return DeployRuntime(spec, builder, mapper, PolicyRunner(bundle),
                          SafetyLayer(spec, safety, clock=clock), bundle.control_dt_s,
                          {"kind": "policy", "bundle": str(bundle.path),
-                          "bundle_hash": bundle.sha256}, bundle)
+                          "bundle_hash": bundle.sha256,
+                          "observation_layout": bundle.observation_layout,
+                          "action_layout": bundle.action_layout}, bundle)
 
 
 def excitation_runtime(spec: RobotSpec, config: ExcitationConfig, control_dt_s: float, clock,
