@@ -1,0 +1,64 @@
+"""Fine-tuning pieces: the offline partition and symmetric sampling, critic-only updates,
+and the per-partition critic loss that changes nothing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gaitforge.agents import config_class, make_agent
+from gaitforge.agents.finetune import CriticOnly, mixed_sample, offline_replay, partition_losses
+
+OBS, ACT, CRITIC = 5, 2, 3
+
+
+def transitions(n, rng, reward=1.0):
+    return {"obs": rng.normal(size=(n, OBS)), "action": rng.uniform(-1, 1, (n, ACT)),
+            "reward": np.full(n, reward), "next_obs": rng.normal(size=(n, OBS)),
+            "terminated": np.zeros(n), "critic_obs": rng.normal(size=(n, CRITIC)),
+            "next_critic_obs": rng.normal(size=(n, CRITIC))}
+
+
+def agent():
+    cfg = config_class("sac")(actor_hidden=(16,), critic_hidden=(16,), batch_size=8,
+                              asymmetric_critic=True, critic_layer_norm=True)
+    return make_agent("sac", cfg, OBS, ACT, critic_obs_dim=CRITIC, seed=2)
+
+
+def test_minibatches_are_half_logs_half_fresh_once_there_is_fresh_data():
+    rng = np.random.default_rng(0)
+    replay = offline_replay(OBS, ACT, CRITIC, 100, transitions(30, rng, reward=1.0))
+    only_logs = mixed_sample(replay, 8, rng, 2, offline_fraction=0.5)
+    assert (only_logs["reward"] == 1.0).all()  # nothing fresh yet: all from the logs
+    fresh = transitions(20, rng, reward=-1.0)
+    replay.add(fresh["obs"], fresh["action"], fresh["reward"], fresh["next_obs"],
+               fresh["terminated"], fresh["critic_obs"], fresh["next_critic_obs"],
+               partition="online")
+    mixed = mixed_sample(replay, 8, rng, 3, offline_fraction=0.5)
+    assert mixed["reward"].shape == (3, 8)
+    assert ((mixed["reward"] == 1.0).sum(axis=1) == 4).all()  # 4 of 8 from the logs, always
+
+
+def test_critic_only_updates_leave_the_actor_and_its_state_alone():
+    a, rng = agent(), np.random.default_rng(1)
+    replay = offline_replay(OBS, ACT, CRITIC, 10, transitions(40, rng))
+    before = {k: v.numpy().copy() for k, v in a.state_variables().items()}
+    with CriticOnly(a):
+        a.update_stacked(mixed_sample(replay, 8, rng, 5, offline_fraction=1.0))
+    after = {k: v.numpy() for k, v in a.state_variables().items()}
+    changed = {k for k in before if not np.array_equal(before[k], after[k])}
+    assert changed and all(k.startswith(("critic", "target", "opt_critic")) for k in changed)
+    assert any(k.startswith("critic") for k in changed)
+
+
+def test_partition_losses_measure_without_changing_anything():
+    a, rng = agent(), np.random.default_rng(2)
+    replay = offline_replay(OBS, ACT, CRITIC, 100, transitions(40, rng))
+    fresh = transitions(20, rng, reward=5.0)
+    replay.add(*(fresh[k] for k in ("obs", "action", "reward", "next_obs", "terminated",
+                                    "critic_obs", "next_critic_obs")), partition="online")
+    before = {k: v.numpy().copy() for k, v in a.state_variables().items()}
+    losses = partition_losses(a, replay, rng)
+    assert set(losses) == {"critic_offline", "critic_online"}
+    assert losses["critic_online"] > losses["critic_offline"]  # rewards of 5 against 1
+    for k, v in a.state_variables().items():
+        np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
