@@ -15,6 +15,7 @@ killed run loses rows only past its last checkpoint, and a resumed one repeats n
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import yaml
 
+from gaitforge.agents.checkpoint import CheckpointError
 from gaitforge.agents.checkpoint_folder import chmod_like_mkdir, disk_error
 from gaitforge.control.files import (
     STAGING_MARKER,
@@ -122,14 +124,28 @@ class RunLogger:
     def __init__(self, run_dir: Path):
         import tensorflow as tf
 
-        self._tf = tf
-        self._writer = tf.summary.create_file_writer(str(run_dir / "tb"))
+        self._tf, self._tb = tf, run_dir / "tb"
+        with self._tensorboard():
+            self._writer = tf.summary.create_file_writer(str(self._tb))
         self._paths = {"metrics": run_dir / METRICS, "eval": run_dir / EVALS}
         self._pending: dict[str, list[str]] = {key: [] for key in self._paths}
         self._row: dict = {}
 
+    @contextlib.contextmanager
+    def _tensorboard(self):
+        """TensorBoard's writer fails with its own errors (a full disk: ResourceExhaustedError);
+        they become a sentence naming the folder."""
+        try:
+            yield
+        except self._tf.errors.OpError as err:
+            if "No space left on device" in str(err):
+                raise disk_error(self._tb, "could not write the TensorBoard events",
+                                 OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))) from err
+            raise CheckpointError(f"{self._tb}: could not write the TensorBoard events: "
+                                  f"{str(err).splitlines()[0]}") from err
+
     def scalar(self, tag: str, value: float, step: int) -> None:
-        with self._writer.as_default():
+        with self._tensorboard(), self._writer.as_default():
             self._tf.summary.scalar(tag, value, step=step)
         if self._row and self._row["step"] != step:
             self._end_row()
@@ -149,7 +165,8 @@ class RunLogger:
             if self._pending[key]:
                 _append_durably(path, "".join(self._pending[key]))
                 self._pending[key] = []
-        self._writer.flush()
+        with self._tensorboard():
+            self._writer.flush()
 
     def close(self, *, discard: bool = False) -> None:
         """Flush and close; with `discard` (the run is failing already) drop what waits and
@@ -159,7 +176,8 @@ class RunLogger:
                 self._writer.close()
             return
         self.flush()
-        self._writer.close()
+        with self._tensorboard():
+            self._writer.close()
 
 
 def _append_durably(path: Path, text: str) -> None:

@@ -287,3 +287,47 @@ def test_a_full_disk_while_checkpointing_is_a_sentence_and_leaves_nothing(tiny_t
     assert resumed.load_checkpoint() == ck / _step(100) and warnings == []
     resumed.train()
     verify_checkpoint(ck / _step(200))
+
+
+_KILLED_MID_WRITE = """
+import os, signal, sys
+sys.path.insert(0, {sim!r})
+import fake_envs
+from gaitforge.agents import checkpoint_folder, config_class, make_agent
+from gaitforge.agents.trainer import TrainConfig, Trainer
+from gaitforge.sim.vec_env import VecEnv
+
+real_save = checkpoint_folder.save_arrays
+def save_then_die(path, arrays):
+    real_save(path, arrays)
+    if path.parent.name.startswith(".tmp-000000000200"):
+        os.kill(os.getpid(), signal.SIGKILL)  # kill -9 halfway through the checkpoint
+checkpoint_folder.save_arrays = save_then_die
+cfg = config_class("sac")(actor_hidden=(16,), critic_hidden=(16,), batch_size=16,
+                          asymmetric_critic=True)
+agent = make_agent("sac", cfg, fake_envs.OBS_DIM, 2, critic_obs_dim=fake_envs.CRITIC_DIM, seed=1)
+env = VecEnv([fake_envs.PointMassEnv] * 2, workers=0, seed=0)
+t = TrainConfig(total_env_steps=200, warmup_steps=40, eval_every_steps=10_000,
+                checkpoint_every_steps=100, log_every_steps=50)
+Trainer(agent, env, t, {ck!r}).train()
+"""
+
+
+def test_kill_9_mid_checkpoint_leaves_a_staging_folder_the_next_start_removes(tmp_path,
+                                                                              make_trainer):
+    import os
+    import subprocess
+
+    ck = tmp_path / "ck"
+    script = _KILLED_MID_WRITE.format(sim=str(Path(fake_envs.__file__).parent), ck=str(ck))
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert done.returncode == -9, done.stderr
+    staging = list(ck.glob(f".tmp-{_step(200)}.staging-*"))
+    assert len(staging) == 1 and (staging[0] / STAGING_MARKER).is_file()
+    assert sorted(p.name for p in staging[0].iterdir()) == [STAGING_MARKER, "agent.npz"]
+    resumed, warnings = make_trainer(ck)
+    assert resumed.load_checkpoint() == ck / _step(100) and warnings == []
+    resumed.train()
+    assert sorted(p.name for p in ck.iterdir()) == [_step(100), _step(200), "latest"]
+    verify_checkpoint(ck / _step(200))

@@ -273,3 +273,32 @@ def test_the_readme_dmc_example_trains(runs, capsys):
                  "--set", "train.total_env_steps=1500"]) == 0
     assert "asymmetric_critic" not in capsys.readouterr().err
     assert latest_checkpoint(runs / "w" / "checkpoints").name == "000000001500"
+
+
+def test_a_full_disk_cuts_a_log_append_back_to_whole_lines(tiny_tmpfs):
+    """RunLogger on a real, small file system: an append that runs out of space is cut back
+    to whole lines, and TensorBoard's own error becomes a sentence too."""
+    from gaitforge.agents.checkpoint import CheckpointError
+    from gaitforge.cli.run_folders import RunLogger
+
+    run = tiny_tmpfs(256)
+    logger = RunLogger(run)
+    logger.scalar("train/episode_return", 1.0, 1)
+    logger.flush()
+    for step in range(2, 1000):  # rows wait in memory: more than the slack of the last page
+        logger.scalar("train/episode_return", float(step), step)
+    with open(run / "ballast", "wb", buffering=0) as f:  # fill the file system
+        try:
+            while True:
+                f.write(b"\0" * 4096)
+        except OSError:
+            pass
+    with pytest.raises(CheckpointError, match=f"{run / 'metrics.jsonl'}: could not write the "
+                                              "training log: the disk is full"):
+        logger.flush()
+    assert (run / "metrics.jsonl").read_text() == '{"step": 1, "train/episode_return": 1.0}\n'
+    with pytest.raises(CheckpointError, match=f"{run / 'tb'}: could not write the TensorBoard "
+                                              "events: the disk is full"):
+        for step in range(1000, 100_000):
+            logger.scalar("train/episode_return", float(step), step)
+    logger.close(discard=True)
