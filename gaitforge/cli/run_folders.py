@@ -73,7 +73,7 @@ def create_run_dir(path: Path, config: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         staging = make_staging(path.parent, path.name)
         chmod_like_mkdir(staging)
-        save_config(staging, config)
+        write_atomic(staging / "config.yaml", yaml.safe_dump(config, sort_keys=False))
         os.rename(staging, path)
         staging = None
         fsync_dir(path.parent)

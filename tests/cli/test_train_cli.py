@@ -302,3 +302,17 @@ def test_a_full_disk_cuts_a_log_append_back_to_whole_lines(tiny_tmpfs):
         for step in range(1000, 100_000):
             logger.scalar("train/episode_return", float(step), step)
     logger.close(discard=True)
+
+
+def test_a_run_folder_appears_whole_or_not_at_all(tiny_tmpfs):
+    from gaitforge.agents.checkpoint import CheckpointError
+    from gaitforge.cli.run_folders import create_run_dir
+
+    runs = tiny_tmpfs(64)
+    create_run_dir(runs / "small", {"train": {"seed": 1}})
+    assert sorted(p.name for p in (runs / "small").iterdir()) == ["config.yaml"]
+    big = {"note": "x" * 200_000}  # more than the file system holds
+    with pytest.raises(CheckpointError, match=f"{runs / 'big'}: could not create the run "
+                                              "folder: the disk is full"):
+        create_run_dir(runs / "big", big)
+    assert sorted(p.name for p in runs.iterdir()) == ["small"]  # no staging folder left
