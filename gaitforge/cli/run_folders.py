@@ -8,7 +8,7 @@
 
 A run folder appears whole: it is made as a marked staging folder holding config.yaml and
 renamed into place, so a refused or failed start leaves nothing. The two .jsonl files are
-flushed to disk before every checkpoint and cut back to the checkpoint's step on resume: a
+synced to disk before every checkpoint and cut back to the checkpoint's step on resume: a
 killed run loses rows only past its last checkpoint, and a resumed one repeats none.
 """
 
@@ -117,9 +117,9 @@ def config_differences(saved: dict, new: dict, prefix: str = "") -> list[str]:
 class RunLogger:
     """Scalars to TensorBoard (tf.summary) and to metrics.jsonl, evaluations to eval.jsonl.
 
-    Rows wait in memory until flush(), which appends them and fsyncs both files; the trainer
-    flushes before every checkpoint. A failed append (a full disk) is cut off again, so the
-    files only ever hold whole lines."""
+    Each row is appended as soon as it is complete (so `plot` and watchers see it), and
+    flush() fsyncs both files: the trainer flushes before every checkpoint. An append that
+    fails (a full disk) is cut off again, so the files only ever hold whole lines."""
 
     def __init__(self, run_dir: Path):
         import tensorflow as tf
@@ -128,7 +128,6 @@ class RunLogger:
         with self._tensorboard():
             self._writer = tf.summary.create_file_writer(str(self._tb))
         self._paths = {"metrics": run_dir / METRICS, "eval": run_dir / EVALS}
-        self._pending: dict[str, list[str]] = {key: [] for key in self._paths}
         self._row: dict = {}
 
     @contextlib.contextmanager
@@ -145,32 +144,32 @@ class RunLogger:
                                   f"{str(err).splitlines()[0]}") from err
 
     def scalar(self, tag: str, value: float, step: int) -> None:
-        with self._tensorboard(), self._writer.as_default():
-            self._tf.summary.scalar(tag, value, step=step)
         if self._row and self._row["step"] != step:
             self._end_row()
+        with self._tensorboard(), self._writer.as_default():
+            self._tf.summary.scalar(tag, value, step=step)
         self._row = {**self._row, "step": step, tag: float(value)}
 
     def evaluation(self, result: dict) -> None:
-        self._pending["eval"].append(json.dumps({"time": time.time(), **result}) + "\n")
+        _append_whole(self._paths["eval"], json.dumps({"time": time.time(), **result}) + "\n")
 
     def _end_row(self) -> None:
-        self._pending["metrics"].append(json.dumps(self._row) + "\n")
-        self._row = {}
+        row, self._row = self._row, {}
+        _append_whole(self._paths["metrics"], json.dumps(row) + "\n")
 
     def flush(self) -> None:
+        """Everything logged so far, on disk."""
         if self._row:
             self._end_row()
-        for key, path in self._paths.items():
-            if self._pending[key]:
-                _append_durably(path, "".join(self._pending[key]))
-                self._pending[key] = []
+        for path in self._paths.values():
+            if path.exists():
+                _append_whole(path, "", sync=True)
         with self._tensorboard():
             self._writer.flush()
 
     def close(self, *, discard: bool = False) -> None:
-        """Flush and close; with `discard` (the run is failing already) drop what waits and
-        raise nothing that would hide the first error."""
+        """Flush and close; with `discard` (the run is failing already) drop the row in
+        progress and raise nothing that would hide the first error."""
         if discard:
             with contextlib.suppress(Exception):
                 self._writer.close()
@@ -180,7 +179,8 @@ class RunLogger:
             self._writer.close()
 
 
-def _append_durably(path: Path, text: str) -> None:
+def _append_whole(path: Path, text: str, sync: bool = False) -> None:
+    """Append `text` (whole lines) to `path`; on failure cut the file back to where it was."""
     fd = None
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -189,7 +189,8 @@ def _append_durably(path: Path, text: str) -> None:
             data = memoryview(text.encode())
             while data:
                 data = data[os.write(fd, data):]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         except OSError:
             os.ftruncate(fd, size)  # whole lines only
             raise

@@ -284,23 +284,25 @@ def test_a_full_disk_cuts_a_log_append_back_to_whole_lines(tiny_tmpfs):
     run = tiny_tmpfs(256)
     logger = RunLogger(run)
     logger.scalar("train/episode_return", 1.0, 1)
+    logger.evaluation({"env_steps": 1, "return": 1.0})
     logger.flush()
-    for step in range(2, 1000):  # rows wait in memory: more than the slack of the last page
-        logger.scalar("train/episode_return", float(step), step)
+    metrics, evals = (run / "metrics.jsonl").read_text(), (run / "eval.jsonl").read_text()
+    assert metrics == '{"step": 1, "train/episode_return": 1.0}\n'
     with open(run / "ballast", "wb", buffering=0) as f:  # fill the file system
         try:
             while True:
                 f.write(b"\0" * 4096)
         except OSError:
             pass
-    with pytest.raises(CheckpointError, match=f"{run / 'metrics.jsonl'}: could not write the "
+    with pytest.raises(CheckpointError, match=f"{run / 'eval.jsonl'}: could not write the "
                                               "training log: the disk is full"):
-        logger.flush()
-    assert (run / "metrics.jsonl").read_text() == '{"step": 1, "train/episode_return": 1.0}\n'
+        logger.evaluation({"env_steps": 2, "note": "x" * 100_000})  # more than a page's slack
+    assert (run / "eval.jsonl").read_text() == evals
     with pytest.raises(CheckpointError, match=f"{run / 'tb'}: could not write the TensorBoard "
                                               "events: the disk is full"):
-        for step in range(1000, 100_000):
-            logger.scalar("train/episode_return", float(step), step)
+        for i in range(100_000):  # one step: TensorBoard only, the row waits in memory
+            logger.scalar(f"x/{i}", float(i), 2)
+    assert (run / "metrics.jsonl").read_text() == metrics
     logger.close(discard=True)
 
 
