@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from gaitforge.control.files import fsync_dir
+
 
 class CheckpointError(ValueError):
     """A checkpoint file or state dict is unreadable or does not fit. The message says which."""
@@ -44,21 +46,7 @@ def save_arrays(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> No
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    fsync_dir(path.parent)
 
 
 def load_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:

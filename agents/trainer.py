@@ -10,20 +10,19 @@ terminals, so nothing wrong is bootstrapped). A run resumed from that checkpoint
 envs the same way, so a resumed run and an uninterrupted one see the same transitions,
 draw the same random numbers and reach the same parameters.
 
-Checkpoint layout (`<dir>/<env_steps>/`, written into a hidden temporary folder, fsync'ed,
-then renamed into place: the rename is the commit, so every visible folder is complete;
-`<dir>/latest` names the newest for people, and resume does not depend on it):
-    agent.npz     networks, optimisers, normalisers, temperature, TF RNG (agent.get_state)
-    replay.npz    the replay buffer
-    trainer.json  counters, NumPy RNG state, config, and the sha256 of both .npz files
+Checkpoints (`<dir>/<env_steps>/`, see checkpoint_folder.py): agent.npz, replay.npz,
+trainer.json (counters, NumPy RNG state, config, evaluation history, episode bookkeeping) and
+SHA256SUMS over all three, written into a marked staging folder and renamed into place: every
+visible folder is complete, and one edited byte anywhere refuses it (resume then takes the
+previous one, saying so). `<dir>/latest` names the newest for people; resume does not depend
+on it. The logger is flushed (to disk) before each checkpoint, so a run killed at any instant
+keeps its logs up to its last checkpoint; resume cuts them back to that step.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -32,13 +31,27 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .checkpoint import CheckpointError, _fsync_dir, load_arrays, save_arrays
+from gaitforge.control.files import write_atomic
+
+from .checkpoint import CheckpointError, load_arrays
+from .checkpoint_folder import (
+    AGENT,
+    FORMAT,
+    LEGACY_FORMAT,
+    REPLAY,
+    TRAINER,
+    disk_error,
+    newest_usable,
+    prune,
+    remove_stale_staging,
+    step_folders,
+    verify_checkpoint,
+    write_checkpoint,
+)
 from .replay import ReplayBuffer
 
 if TYPE_CHECKING:
     from . import Agent
-
-FORMAT = "gaitforge.trainer/1"
 
 
 @dataclass(frozen=True)
@@ -80,14 +93,20 @@ def segment_seed(seed: int, env_steps: int) -> int:
 
 class Trainer:
     def __init__(self, agent: Agent, env, config: TrainConfig, checkpoint_dir: str | os.PathLike,
-                 *, evaluate: Callable[[object], dict] | None = None, logger=None):
+                 *, evaluate: Callable[[object], dict] | None = None, logger=None,
+                 warn: Callable[[str], None] | None = None):
         """agent: an `Agent` (gaitforge.agents): act, observe, update_stacked,
         get_state/set_state, config.batch_size, critic_obs_dim.
         evaluate(agent) -> dict of numbers, run every eval_every_steps.
-        logger: object with scalar(tag, value, step) and flush(), or None."""
+        logger: object with scalar(tag, value, step), evaluation(result) and flush() (which
+        must make everything logged so far durable: it runs before every checkpoint), or None.
+        warn(sentence): what the trainer tells people (a skipped checkpoint, a folder left
+        alone); default: printed to stderr."""
         self.agent, self.env, self.config = agent, env, config
         self.checkpoint_dir = Path(checkpoint_dir)
         self.evaluate, self.logger = evaluate, logger
+        self.warn = warn or (lambda sentence: print(sentence, file=sys.stderr))
+        self._cleaned = False
         self.batch_size = agent.config.batch_size
         if config.replay_capacity < self.batch_size:
             raise ValueError(f"replay_capacity ({config.replay_capacity}) is smaller than the "
@@ -113,6 +132,9 @@ class Trainer:
         c = self.config
         stop = min(c.total_env_steps, until_env_steps or c.total_env_steps)
         marks = {"log": time.perf_counter(), "steps": self.env_steps, "updates": self.updates}
+        if not self._cleaned:  # staging folders a crashed or killed run left behind
+            remove_stale_staging(self.checkpoint_dir, self.warn)
+            self._cleaned = True
         while self.env_steps < stop:
             if self._obs is None:
                 self._begin_segment()
@@ -223,61 +245,75 @@ class Trainer:
             for key, value in result.items():
                 if key != "env_steps" and isinstance(value, int | float):
                     self.logger.scalar(f"eval/{key}", value, self.env_steps)
+            self.logger.evaluation(result)
 
     # --- checkpoints ---
     def save_checkpoint(self) -> Path:
-        """Write a complete checkpoint atomically, then start a new segment."""
-        final = self.checkpoint_dir / f"{self.env_steps:012d}"
-        tmp = self.checkpoint_dir / f".tmp-{self.env_steps:012d}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        save_arrays(tmp / "agent.npz", self.agent.get_state())
-        save_arrays(tmp / "replay.npz", self.replay.get_state())
-        meta = {"format": FORMAT, "env_steps": self.env_steps, "updates": self.updates,
-                "episodes": self.episodes, "rng": self.rng.bit_generator.state,
-                "config": asdict(self.config), "history": self.history,
-                "sha256": {name: _sha256(tmp / name) for name in ("agent.npz", "replay.npz")}}
-        _write_atomic(tmp / "trainer.json", json.dumps(meta, indent=1))
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        _fsync_dir(self.checkpoint_dir)
-        _write_atomic(self.checkpoint_dir / "latest", final.name)
-        done = sorted(p for p in self.checkpoint_dir.glob("[0-9]*") if p.is_dir())
-        for old in done[:-self.config.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
+        """Make the logs durable, write a complete checkpoint atomically (checkpoint_folder.py),
+        name it in `latest`, drop the oldest past keep_checkpoints, start a new segment."""
+        if self.logger is not None:
+            self.logger.flush()  # the rows up to this step exist before the checkpoint does
+        final = write_checkpoint(self.checkpoint_dir, self.env_steps, self.agent.get_state(),
+                                 self.replay.get_state(), self._meta())
+        latest = self.checkpoint_dir / "latest"
+        try:
+            write_atomic(latest, final.name)
+        except OSError as err:
+            raise disk_error(latest, f"could not name {final.name} as the latest checkpoint "
+                             "(the checkpoint itself is complete)", err) from err
+        prune(self.checkpoint_dir, self.config.keep_checkpoints, self.warn)
         self._obs = None  # segment boundary: the envs restart from a seed next step
         return final
 
+    def _meta(self) -> dict:
+        """trainer.json: everything of the trainer's own a resumed run needs to continue (and
+        to log) exactly as an uninterrupted one."""
+        return {"format": FORMAT, "env_steps": self.env_steps, "updates": self.updates,
+                "episodes": self.episodes, "rng": self.rng.bit_generator.state,
+                "config": asdict(self.config), "history": self.history,
+                "finished": self._finished, "finished_terms": self._finished_terms,
+                "recent": self._recent, "last_metrics": getattr(self, "last_metrics", {})}
+
     def load_checkpoint(self, path: str | os.PathLike | None = None) -> Path:
-        """Restore from `path`, or from the newest complete checkpoint in checkpoint_dir."""
-        folder = Path(path) if path else latest_checkpoint(self.checkpoint_dir)
-        meta_path = folder / "trainer.json"
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (OSError, ValueError) as err:
-            raise CheckpointError(f"{meta_path}: unreadable checkpoint metadata: {err}") from err
-        if meta.get("format") != FORMAT:
-            raise CheckpointError(f"{meta_path}: format {meta.get('format')!r}, "
-                                  f"expected {FORMAT!r}")
-        for name, digest in meta["sha256"].items():
-            if _sha256(folder / name) != digest:
-                raise CheckpointError(f"{folder / name}: sha256 does not match trainer.json "
-                                      "(corrupt or altered)")
-        self.agent.set_state(load_arrays(folder / "agent.npz"), source=str(folder / "agent.npz"))
-        self.replay = ReplayBuffer.from_state(load_arrays(folder / "replay.npz"),
-                                              source=str(folder / "replay.npz"))
-        self.env_steps, self.updates = meta["env_steps"], meta["updates"]
-        self.episodes, self.history = meta["episodes"], meta["history"]
-        self.rng.bit_generator.state = meta["rng"]
-        self._obs = None
+        """Restore from `path`, or from the newest checkpoint in checkpoint_dir that passes its
+        check (each refused one skipped with a sentence through `warn`). Nothing changes
+        unless a checkpoint is accepted whole."""
+        if path:
+            self._restore(Path(path))
+            return Path(path)
+        folder, _ = newest_usable(self.checkpoint_dir, self._restore, self.warn)
         return folder
+
+    def _restore(self, folder: Path) -> None:
+        meta = verify_checkpoint(folder)
+        if meta.get("format") not in (FORMAT, LEGACY_FORMAT):
+            raise CheckpointError(f"{folder / TRAINER}: format {meta.get('format')!r}, "
+                                  f"expected {FORMAT!r}")
+        try:
+            counters = (int(meta["env_steps"]), int(meta["updates"]), int(meta["episodes"]))
+            rng, history = meta["rng"], list(meta["history"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"{folder / TRAINER}: lacks the trainer's counters "
+                                  f"({err!r})") from err
+        replay = ReplayBuffer.from_state(load_arrays(folder / REPLAY),
+                                         source=str(folder / REPLAY))
+        self.agent.set_state(load_arrays(folder / AGENT), source=str(folder / AGENT))
+        self.replay = replay
+        self.env_steps, self.updates, self.episodes = counters
+        self.history = history
+        self.rng.bit_generator.state = rng
+        self._finished, self._recent = meta.get("finished", []), meta.get("recent", [])
+        self._finished_terms = meta.get("finished_terms", {})
+        if meta.get("last_metrics"):
+            self.last_metrics = meta["last_metrics"]
+        self._obs = None
 
 
 def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> Path:
-    """The newest complete checkpoint: the highest step folder holding trainer.json (hidden
-    temporary folders of an interrupted write are ignored)."""
-    checkpoint_dir = Path(checkpoint_dir)
-    done = sorted(p for p in checkpoint_dir.glob("[0-9]*") if (p / "trainer.json").is_file())
+    """The newest committed checkpoint: the highest step folder holding trainer.json (hidden
+    staging folders of an interrupted write are ignored). Its files are checked when it is
+    read (`verify_checkpoint`, `Trainer.load_checkpoint`)."""
+    done = step_folders(checkpoint_dir)
     if not done:
         raise CheckpointError(f"{checkpoint_dir}: no complete checkpoint")
     return done[-1]
@@ -285,18 +321,3 @@ def latest_checkpoint(checkpoint_dir: str | os.PathLike) -> Path:
 
 def _crossed(before: int, after: int, every: int) -> bool:
     return after // every > before // every
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)

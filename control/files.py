@@ -36,14 +36,19 @@ def fsync_dir(folder: str | os.PathLike) -> None:
 
 def write_atomic(path: str | os.PathLike, data: bytes | str) -> None:
     """Write `data` to a temp file beside `path`, fsync it, rename it over `path`, fsync the
-    folder: `path` is the old content or the new one, never a mix."""
+    folder: `path` is the old content or the new one, never a mix (and on failure, such as a
+    full disk, the temp file is removed)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data.encode() if isinstance(data, str) else data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk, say: leave no temp file behind
+        tmp.unlink(missing_ok=True)
+        raise
     fsync_dir(path.parent)
 
 

@@ -3,7 +3,8 @@ into a run folder (or resume one)."""
 
 from __future__ import annotations
 
-import time
+import dataclasses
+import sys
 from pathlib import Path
 
 from gaitforge.robots.configio import ConfigError, apply_overrides, deep_merge, from_dict, load_yaml
@@ -11,12 +12,13 @@ from gaitforge.robots.configio import ConfigError, apply_overrides, deep_merge, 
 from .run_config import RunConfig, compose, env_fns, evaluator, upgrade_saved_config
 from .run_folders import (
     RunLogger,
-    append_jsonl,
     config_differences,
     configure_tensorflow,
+    create_run_dir,
+    cut_logs,
     load_config,
-    new_run_dir,
     resolve_run,
+    run_dir_for,
     save_config,
 )
 
@@ -70,30 +72,33 @@ def dynamics_overrides(path: str, config_path: str | None, user_sets: list[str])
             f"env.randomization.latency_s=[{lo - mid}, {hi - mid}]"]
 
 
-def _build(run: RunConfig, run_dir: Path, source: str):
+def _fit_to_env(data: dict, run: RunConfig, env) -> tuple[dict, RunConfig]:
+    """Settings that cannot apply to the chosen env take the value that can, said once and
+    recorded in the config the run saves: an asymmetric critic needs privileged state
+    (critic_obs), which only the locomotion env offers."""
+    if run.agent.asymmetric_critic and env.single_critic_observation_space is None:
+        print(f"gaitforge: note: agent.asymmetric_critic is off for {run.env_id}: that env "
+              "offers no privileged state for the critic (the run's config.yaml records "
+              "asymmetric_critic: false)", file=sys.stderr)
+        data = {**data, "agent": {**data.get("agent", {}), "asymmetric_critic": False}}
+        run = dataclasses.replace(run, agent=dataclasses.replace(run.agent,
+                                                                 asymmetric_critic=False))
+    return data, run
+
+
+def _build_trainer(run: RunConfig, env, run_dir: Path):
     from gaitforge.agents import make_agent
     from gaitforge.agents.trainer import Trainer
-    from gaitforge.sim.vec_env import VecEnv
 
-    configure_tensorflow()
-    agent_cfg = run.agent
-    factory, _ = env_fns(run)
-    t, v = run.train, run.vec_env
-    env = VecEnv([factory] * v.num_envs, workers=v.workers)
+    agent_cfg, t = run.agent, run.train
     critic_space = env.single_critic_observation_space
-    critic_dim = critic_space.shape[0] if critic_space is not None else 0
-    if agent_cfg.asymmetric_critic and not critic_dim:
-        env.close()
-        raise ConfigError(f"{source}: agent.asymmetric_critic needs privileged state "
-                          "(critic_obs), which only the locomotion env provides")
     agent = make_agent(agent_cfg.name, agent_cfg, env.single_observation_space.shape[0],
                        env.single_action_space.shape[0],
-                       critic_obs_dim=critic_dim if agent_cfg.asymmetric_critic else 0,
-                       seed=t.seed)
-    logger = RunLogger(run_dir)
-    trainer = Trainer(agent, env, t, run_dir / "checkpoints",
-                      evaluate=evaluator(run, t.eval_episodes), logger=logger)
-    return trainer, env, logger
+                       critic_obs_dim=critic_space.shape[0] if agent_cfg.asymmetric_critic
+                       else 0, seed=t.seed)
+    return Trainer(agent, env, t, run_dir / "checkpoints",
+                   evaluate=evaluator(run, t.eval_episodes),
+                   warn=lambda sentence: print(f"gaitforge: {sentence}", file=sys.stderr))
 
 
 def _resumed_config(run_dir: Path, config_path: str | None, overrides: list[str]) -> dict:
@@ -111,37 +116,61 @@ def _resumed_config(run_dir: Path, config_path: str | None, overrides: list[str]
     return data
 
 
+def _checked(data: dict, source: str) -> RunConfig:
+    run = from_dict(RunConfig, data, source=source)
+    if run.train.replay_capacity < run.agent.batch_size:
+        raise ConfigError(f"{source}: train.replay_capacity ({run.train.replay_capacity}) is "
+                          f"smaller than agent.batch_size ({run.agent.batch_size})")
+    return run
+
+
 def train(config_path: str | None, overrides: list[str], resume: str | None,
           name: str | None, progress: bool = True) -> Path:
+    """Train a new run into runs/, or resume one. Whatever can refuse the command (the config,
+    the run's name, the env, the checkpoint to resume from) is settled before anything is
+    written, so a refused command changes nothing on disk."""
+    from gaitforge.sim.vec_env import VecEnv
+
     if resume:
         run_dir = resolve_run(resume)
         data = _resumed_config(run_dir, config_path, overrides)
-        save_config(run_dir, data)
         source = str(run_dir / "config.yaml")
     else:
         data = compose(config_path, overrides)
         source = str(config_path or "configs/default.yaml")
-    run = from_dict(RunConfig, data, source=source)  # rejects bad input before anything exists
-    if run.train.replay_capacity < run.agent.batch_size:
-        raise ConfigError(f"{source}: train.replay_capacity ({run.train.replay_capacity}) is "
-                          f"smaller than agent.batch_size ({run.agent.batch_size})")
+    run = _checked(data, source)
     if not resume:
-        _, stem = env_fns(run)
-        run_dir = new_run_dir(name, f"{stem}-{run.agent.name}")
-        save_config(run_dir, data)
-    trainer, env, logger = _build(run, run_dir, source)
+        run_dir = run_dir_for(name, f"{env_fns(run)[1]}-{run.agent.name}")
+    configure_tensorflow()
+    env = VecEnv([env_fns(run)[0]] * run.vec_env.num_envs, workers=run.vec_env.workers)
     try:
+        data, run = _fit_to_env(data, run, env)
+        trainer = _build_trainer(run, env, run_dir)
         if resume:
             folder = trainer.load_checkpoint()
+            if data != load_config(run_dir):
+                save_config(run_dir, data)
+            cut_logs(run_dir, trainer.env_steps)
             print(f"resumed {run_dir} from {folder.name} ({trainer.env_steps} env steps)")
-        _train_with_progress(trainer, run_dir, progress)
+        else:
+            create_run_dir(run_dir, data)
+        _train_logged(trainer, run_dir, progress)
     finally:
         env.close()
-        logger.close()
     return run_dir
 
 
-def _train_with_progress(trainer, run_dir: Path, progress: bool) -> None:
+def _train_logged(trainer, run_dir: Path, progress: bool) -> None:
+    logger = trainer.logger = RunLogger(run_dir)
+    try:
+        _train_with_progress(trainer, progress)
+    except BaseException:
+        logger.close(discard=True)  # rows past the last checkpoint; resume would cut them
+        raise
+    logger.close()
+
+
+def _train_with_progress(trainer, progress: bool) -> None:
     from tqdm import tqdm
 
     total = trainer.config.total_env_steps
@@ -156,7 +185,6 @@ def _train_with_progress(trainer, run_dir: Path, progress: bool) -> None:
         bar.set_postfix_str(("" if ret is None else f"return {ret:.2f} ") + f"upd {t.updates}",
                             refresh=False)
         for result in t.history[seen_evals:]:
-            append_jsonl(run_dir / "eval.jsonl", {"time": time.time(), **result})
             bar.write("eval @ {env_steps}: ".format(**result) + ", ".join(
                 f"{k} {v:.3f}" for k, v in result.items() if k != "env_steps"))
         seen_evals = len(t.history)
