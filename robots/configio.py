@@ -45,12 +45,20 @@ def load_yaml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
                           f"offset {err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise ConfigError(f"{path}: not valid YAML{_yaml_problem(err)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """` at line L, column C: what PyYAML found` (one line), or `: its message`."""
+    mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+    if mark is None or not problem:
+        return f": {' '.join(str(err).split())}"
+    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def from_dict(cls: type[T], data: Any, *, source: str = "<config>", prefix: str = "") -> T:

@@ -340,6 +340,12 @@ def test_load_yaml_names_a_folder_and_bytes_that_are_not_utf8(tmp_path, monkeypa
         load_yaml(latin)
     assert str(err.value) == (f"{latin}: not UTF-8 text (byte 0xe9 at offset 9); save it as "
                               "UTF-8")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: 1\n  b: [2\n")
+    with pytest.raises(ConfigError) as err:
+        load_yaml(broken)
+    assert str(err.value) == (f"{broken}: not valid YAML at line 2, column 4: mapping values "
+                              "are not allowed here")  # one line: where, and what was found
     unreadable = tmp_path / "locked.yaml"
     unreadable.write_text("a: 1\n")
 
