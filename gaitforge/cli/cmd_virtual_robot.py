@@ -10,6 +10,8 @@ import threading
 
 from gaitforge.robots.configio import ConfigError
 
+from .argtypes import baud, seconds
+
 
 def register(sub) -> None:
     p = sub.add_parser("virtual-robot", help="serve a simulated robot over a serial protocol "
@@ -19,14 +21,15 @@ def register(sub) -> None:
                        "with the baud rate's wire time and optional faults.")
     p.add_argument("--robot", default="servo_dog")
     p.add_argument("--protocol", choices=["dynamixel", "board"], default="dynamixel")
-    p.add_argument("--baud", type=int, help="default: the hardware YAML's")
+    p.add_argument("--baud", type=baud, help="default: the hardware YAML's")
     p.add_argument("--engine", choices=["pybullet", "mujoco"], default="pybullet")
     p.add_argument("--hw", metavar="CONFIG", help="hardware YAML (default "
                    "configs/hw/ROBOT_PROTOCOL.yaml)")
     p.add_argument("--fault", metavar="SPEC", help="comma-separated faults: corrupt:P, "
                    "bad_crc:P, truncate:P, drop:P, late:P@MS, garbage:P, vanish:S, "
-                   "unplug:S@D, silent:ID, alert:ID@BITS (see hw_drivers/virtual.py)")
-    p.add_argument("--duration", type=float, help="stop after S seconds (default: until "
+                   "unplug:S@D, silent:ID, alert:ID@BITS, each at most once (see "
+                   "hw_drivers/virtual.py)")
+    p.add_argument("--duration", type=seconds, help="stop after S seconds (default: until "
                    "Ctrl-C / SIGTERM)")
     p.add_argument("--dynamics", metavar="FILE", help="the simulated robot runs with this "
                    "dynamics file's dynamics, not the nominal ones: a robot with a reality gap")
