@@ -103,7 +103,12 @@ def _parse_fault(name: str, arg: str, values: dict, extra: dict) -> None:
     """One `name:arg` into FaultSpec fields (`values`) or the device models' faults (`extra`)."""
     main, _, sub = arg.partition("@")
     if name in PROTOCOL_FAULTS:
-        extra[name] = (int(main, 0), int(sub, 0) if sub else None)
+        dxl_id, bits = int(main, 0), int(sub, 0) if sub else None
+        if not 0 <= dxl_id <= 252:
+            raise ValueError(f"servo id {dxl_id} outside 0..252")
+        if bits is not None and not 0 < bits <= 0xFF:
+            raise ValueError(f"Hardware Error Status bits 0x{bits:X} outside 0x01..0xFF")
+        extra[name] = (dxl_id, bits)
     elif name in BYTE_FAULTS:
         p = float(main)
         if not 0.0 <= p <= 1.0:

@@ -56,6 +56,7 @@ def run(args) -> int:
     config = load_hw_config(args.hw or f"{args.robot}_{args.protocol}", spec=spec)
     if config.protocol != args.protocol:
         raise ConfigError(f"--hw {args.hw}: protocol is {config.protocol}, not {args.protocol}")
+    check_servo_faults(faults.extra, config.protocol, config.calibration(spec).bus_ids)
     baud = args.baud or config.baud
     sim_body = make_body(spec, SimConfig(engine=args.engine), fixed_base=args.support == "hung")
     if args.dynamics:
@@ -78,3 +79,15 @@ def run(args) -> int:
         vr.close()
         body.body.close()
     return 0
+
+
+def check_servo_faults(extra: dict, protocol: str, ids) -> None:
+    """silent:ID and alert:ID@BITS name a servo of this Dynamixel bus, or are refused (they
+    would otherwise do nothing, or fail once the robot serves)."""
+    for name, (dxl_id, _) in extra.items():
+        if protocol != "dynamixel":
+            raise ConfigError(f"--fault {name}:{dxl_id}: a Dynamixel servo's fault; the "
+                              f"{protocol} protocol has no servo ids (use --protocol dynamixel)")
+        if dxl_id not in ids:
+            raise ConfigError(f"--fault {name}:{dxl_id}: no servo {dxl_id} on this bus (ids "
+                              f"{', '.join(map(str, sorted(ids)))})")

@@ -107,6 +107,10 @@ TABLE = [
      "--fault 'unplug:6@1': unplug is already given ('unplug:3@1'); each fault may appear once"),
     ("fault-time-nan", "virtual-robot --fault vanish:nan",
      "--fault 'vanish:nan': the time (s) must be a finite number, 0 or more, got 'nan'"),
+    ("fault-no-such-servo", "virtual-robot --fault alert:99",
+     "--fault alert:99: no servo 99 on this bus (ids 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12)"),
+    ("fault-servo-on-the-board", "virtual-robot --protocol board --fault silent:4",
+     "--fault silent:4: a Dynamixel servo's fault; the board protocol has no servo ids"),
 ]
 
 HW_YAML = """robot: servo_dog

@@ -60,8 +60,11 @@ def test_a_fault_given_twice_is_refused_naming_both(spec, item, first):
     ("unplug:3@inf", "the time unplugged (s) must be a finite number, 0 or more, got 'inf'"),
     ("late:0.1@nan", "the delay (ms) must be a finite number, 0 or more, got 'nan'"),
     ("drop:nan", "'drop:nan': probability outside [0, 1]"),
+    ("silent:300", "'silent:300': servo id 300 outside 0..252"),
+    ("alert:5@0x100", "'alert:5@0x100': Hardware Error Status bits 0x100 outside 0x01..0xFF"),
+    ("alert:5@0", "Hardware Error Status bits 0x0 outside 0x01..0xFF"),
 ])
-def test_fault_times_and_probabilities_are_finite(spec, message):
+def test_fault_numbers_are_finite_and_in_range(spec, message):
     with pytest.raises(ValueError) as err:
         parse_faults(spec)
     assert message in str(err.value)
