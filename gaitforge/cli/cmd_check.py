@@ -34,7 +34,7 @@ def run(args) -> int:
     hold = JointCommand(position_rad=spec.default_pose_rad)  # through the servo model
     start = body.read().privileged.base_pos_m.copy()
     fell = ""
-    for _ in range(int(round(args.duration / cfg.sim.control_dt_s))):
+    for _ in range(max(1, round(args.duration / cfg.sim.control_dt_s))):  # one tick at least
         body.write(hold)
         body.step()
         state = body.read()
