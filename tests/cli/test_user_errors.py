@@ -257,3 +257,27 @@ def test_path_problems_name_the_path():
     assert user_error_message(err) == "/srv/logs: permission denied (check its owner and mode)"
     assert user_error_message(OSError("no path")) is None  # not about a path: a bug
     assert user_error_message(RuntimeError("a bug")) is None
+
+
+def test_plot_reads_metrics_cut_short_and_names_a_bad_line(tmp_path):
+    """A run killed while writing metrics.jsonl leaves a torn last line: the rest is plotted.
+    A bad line before the end is named (file and line), not a JSONDecodeError."""
+    from gaitforge.cli.cmd_plot import read_jsonl
+    from gaitforge.robots.configio import ConfigError
+
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"ste')
+    assert read_jsonl(path) == [{"step": 1}, {"step": 2}]
+    path.write_text('{"step": 1}\nnot json\n{"step": 3}\n')
+    with pytest.raises(ConfigError) as err:
+        read_jsonl(path)
+    assert str(err.value) == f"{path}: line 2 is not a JSON record; remove it to plot the rest"
+    assert read_jsonl(tmp_path / "none.jsonl") == []
+
+
+def test_a_duration_shorter_than_one_tick_stands_one_tick(capsys):
+    """`check --duration 0.001` (below one 20 ms control period) used to crash."""
+    from gaitforge.cli import main
+
+    assert main(["check", "servo_dog", "--duration", "0.001"]) == 0
+    assert "fell          no" in capsys.readouterr().out
