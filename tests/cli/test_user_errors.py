@@ -281,3 +281,20 @@ def test_a_duration_shorter_than_one_tick_stands_one_tick(capsys):
 
     assert main(["check", "servo_dog", "--duration", "0.001"]) == 0
     assert "fell          no" in capsys.readouterr().out
+
+
+def test_hardware_errors_print_the_bodys_note_or_their_own_message():
+    from gaitforge.cli.user_errors import user_error_message
+    from gaitforge.hw_drivers.body import HardwareReadError
+    from gaitforge.hw_drivers.dynamixel import Instruction
+    from gaitforge.hw_drivers.dynamixel_bus import DxlTimeout
+    from gaitforge.hw_drivers.transport import TransportError
+
+    err = DxlTimeout([4], Instruction.PING, 4)
+    assert user_error_message(err) == "no reply from servo 4 to PING after 4 attempt(s)"
+    err.add_note("the robot did not start: no reply from servo 4 on /dev/ttyUSB0 ...")
+    assert user_error_message(err) == err.__notes__[-1]  # HardwareBody's sentence
+    assert user_error_message(TransportError("serial port 'x' vanished")) == \
+        "serial port 'x' vanished"
+    assert user_error_message(HardwareReadError("servo 5: SYNC_READ -> Alert")) == \
+        "no valid state from the robot at start: servo 5: SYNC_READ -> Alert"
