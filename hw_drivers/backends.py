@@ -203,7 +203,16 @@ class DynamixelBackend:
             bits = self.bus.hardware_error_status(err.dxl_id)
         except (DxlError, TransportError) as e2:
             return f"Hardware Error Status unreadable ({e2})"
-        return f"Hardware Error Status 0x{bits:02X} ({HardwareError(bits)!r})"
+        return f"Hardware Error Status 0x{bits:02X} ({hardware_error_names(bits)})"
+
+
+def hardware_error_names(bits: int) -> str:
+    """Hardware Error Status bits in words: `overheating, overload`; `none` for 0."""
+    names = [flag.name.lower().replace("_", " ") for flag in HardwareError if bits & flag]
+    unknown = bits & ~sum(HardwareError)
+    if unknown:
+        names.append(f"unknown bits 0x{unknown:02X}")
+    return ", ".join(names) or "none"
 
 
 class BoardBackend:

@@ -27,12 +27,19 @@ a board's STATE is never asked again. Start-up (activate(), rearm()) reads once,
 STARTUP_STATE_TIMEOUT_S (or a tick's wait, if longer) for the STATE: a start is not
 time-critical, and a STATE that is only late (a loaded host, a board busy after CONFIG) then
 still starts the robot. A start-up read that fails raises, and nothing moves.
+
+A start that fails (configure(), activate(), rearm()) raises the link's own error, with a note
+(PEP 678, `err.__notes__`) that says in one sentence which device failed and what to check:
+a servo that does not answer (its id, the port; its power, its id, the baud rate), a servo in
+Alert (its Hardware Error Status, read back and named bit by bit), a board that does not
+answer or refuses CONFIG, a port that vanished. The CLI prints that sentence.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -40,7 +47,9 @@ from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import CommandMode, JointCommand, LifecycleError, RobotState
 
 from .backends import REPLY_TIMEOUT_S, STATE_TIMEOUT_S, JointBackend, make_backend
-from .dynamixel_bus import DxlError, DxlStatusError
+from .board import BoardError, BoardTimeout
+from .dynamixel import instruction_name
+from .dynamixel_bus import DxlError, DxlStatusError, DxlTimeout
 from .hwconfig import HwConfig
 from .transport import Backoff, TransportError
 
@@ -48,6 +57,7 @@ from .transport import Backoff, TransportError
 # port, a board reply that never came, or a value the codec refused.
 LINK_ERRORS = (DxlError, TransportError, TimeoutError, ValueError)
 WRITE_ERRORS = (DxlError, TransportError, ValueError)  # a write waits for no reply
+START_ERRORS = (*LINK_ERRORS, BoardError)  # a start may also meet a board refusing CONFIG
 # Start-up reads wait this long for a board's STATE (a tick waits STATE_TIMEOUT_S): as long as
 # BoardLink.configure() waits for its CONFIG_ACK.
 STARTUP_STATE_TIMEOUT_S = 0.1
@@ -79,13 +89,15 @@ class HardwareBody:
 
     # Robot protocol ------------------------------------------------------------------------
     def configure(self) -> None:
-        self.backend.configure()
+        with self._starting():
+            self.backend.configure()
         self.configured = True
 
     def activate(self) -> None:
         if not self.configured:
             raise LifecycleError("HardwareBody: activate() before configure()")
-        self._hold_measured_pose()
+        with self._starting():
+            self._hold_measured_pose()
         self.active, self.rearm_required = True, False
 
     def deactivate(self) -> None:
@@ -136,11 +148,22 @@ class HardwareBody:
 
     def rearm(self) -> None:
         """After a reconnect: goals := measured pose, torque on; motion may resume."""
-        self._hold_measured_pose()
+        with self._starting():
+            self._hold_measured_pose()
         self.rearm_required = False
         self._event("rearm", "goals re-seeded from the measured pose")
 
     # Internals -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _starting(self) -> Iterator[None]:
+        """A start-up step: a failure keeps its type and gets a note saying what to check."""
+        try:
+            yield
+        except START_ERRORS as err:
+            why = start_failure(err, self.backend, self.config)
+            err.add_note(f"the robot did not start: {why}")
+            raise
+
     def _describe(self, err: Exception) -> str:
         """The read error's text; a device's own fault report also gets its cause and an
         event."""
@@ -180,9 +203,47 @@ class HardwareBody:
         self.rearm_required = True
         self._event("reconnected", "torque off; motion refused until rearm()")
         try:
-            self.configure()
-        except LINK_ERRORS as err:
+            self.backend.configure()
+        except START_ERRORS as err:
             self._event("reconfigure_failed", str(err))
 
     def _event(self, kind: str, detail: str) -> None:
         self.events.append((self.clock(), kind, detail))
+
+
+def _link(backend: JointBackend, index: int, port: str | None, baud: int) -> tuple[str, int]:
+    """(port, baud) of the backend's link `index` (0: the bus or the board; 1: the IMU board
+    beside a Dynamixel bus), as opened; the hardware YAML's values for an in-memory link."""
+    link = backend.links[index] if index < len(backend.links) else None
+    return getattr(link, "port", port), getattr(link, "baud", baud)
+
+
+def start_failure(err: Exception, backend: JointBackend, config: HwConfig) -> str:
+    """One sentence for a failed start: the device at fault (servo id, board, port) and what
+    to check. A servo in Alert is asked for its Hardware Error Status, which is named."""
+    port, baud = _link(backend, 0, config.port, config.baud)
+    if isinstance(err, DxlTimeout):
+        ids = ", ".join(str(i) for i in err.dxl_ids)
+        servo, its = ("servos", "their ids are") if len(err.dxl_ids) > 1 else ("servo", "its id is")
+        return (f"no reply from {servo} {ids} on {port} ({instruction_name(err.instruction)}, "
+                f"{err.attempts} attempts): check the power and the cable, that {its} {ids}, and "
+                f"that the bus runs at {baud} baud (the hardware YAML's ids and baud)")
+    if isinstance(err, DxlStatusError) and err.alert:
+        cause = backend.fault_cause(err) or "Hardware Error Status unread"
+        return (f"servo {err.dxl_id} on {port} is in Alert: {cause}; remove the cause (supply "
+                "voltage, heat, load), then power-cycle the servo to clear it")
+    if isinstance(err, DxlStatusError):
+        return (f"servo {err.dxl_id} on {port} answered {instruction_name(err.instruction)} with "
+                f"{err.name} (error byte 0x{err.error:02X}): check that it is an X-series servo "
+                "speaking Protocol 2.0, as the hardware YAML says")
+    if isinstance(err, BoardTimeout | BoardError):
+        imu = config.protocol == "dynamixel"
+        board = "the IMU board" if imu else "the board"
+        port, baud = _link(backend, 1, config.imu.port, config.imu.baud) if imu else (port, baud)
+        if isinstance(err, BoardError):
+            return f"{board} on {port} refused the start: {err}"
+        return (f"{board} on {port} did not answer ({err}): check its power and cable, the port, "
+                f"and that it runs at {baud} baud")
+    if isinstance(err, TransportError):
+        return str(err)
+    return f"{type(err).__name__}: {err}"

@@ -1,7 +1,9 @@
 """SerialTransport: a byte pipe over pyserial with explicit timeouts and reconnect with backoff.
 
 Opened from a device path (`/dev/ttyUSB0`, `/dev/pts/5`) or any pyserial URL (`loop://` in tests),
-through `serial.serial_for_url`. Every blocking call is bounded:
+through `serial.serial_for_url`; a port that does not open raises `TransportError` naming it
+and what to check (`open_problem`: no such device, a folder, not a tty, busy, permission).
+Every blocking call is bounded:
 - `read(n, timeout_s)` returns what arrived by the deadline, possibly short (never raises on a
   timeout; the protocol layer decides what a short read means);
 - `write` gives up after `write_timeout_s` and raises `TransportError`;
@@ -17,6 +19,7 @@ commands from the measured pose; the transport knows nothing about motion).
 from __future__ import annotations
 
 import contextlib
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,6 +71,35 @@ class TransportCounters:
 
 
 EventCallback = Callable[[str, str], None]
+
+_OPEN_PROBLEMS = {
+    errno.ENOENT: "no such device: is it plugged in and powered, and is the path right? "
+                  "(ls /dev/serial/by-id/)",
+    errno.EACCES: "permission denied: add your user to the group that owns the device "
+                  "(often dialout), or check its mode",
+    errno.EPERM: "permission denied: add your user to the group that owns the device "
+                 "(often dialout), or check its mode",
+    errno.EAGAIN: "busy: another program has it open and locked (another gaitforge, a "
+                  "serial monitor)",
+    errno.EBUSY: "busy: another program has it open and locked (another gaitforge, a "
+                 "serial monitor)",
+    errno.EISDIR: "is a folder, not a serial device",
+    errno.ENOTTY: "not a serial device (it takes no serial settings): check the path",
+}
+
+
+def open_problem(err: Exception, port: str | None) -> str:
+    """Why a port did not open, and what to check, from pyserial's error."""
+    if not port:
+        return "no port given"
+    if isinstance(err, ValueError):
+        return f"not a device path or a pyserial URL ({err})"
+    code = getattr(err, "errno", None)
+    if code is None and "Could not configure port" in str(err):  # pyserial drops the errno
+        code = errno.ENOTTY
+    if code in _OPEN_PROBLEMS:
+        return _OPEN_PROBLEMS[code]
+    return f"{err} (check the cable, the path, and that no other program uses it)"
 
 
 class SerialTransport:
@@ -132,7 +164,8 @@ class SerialTransport:
                 exclusive=self.exclusive,
             )
         except (OSError, ValueError) as err:  # SerialException is an OSError; bad URL: ValueError
-            raise TransportError(f"cannot open serial port {self.port!r}: {err}") from err
+            raise TransportError(f"cannot open serial port {self.port!r}: "
+                                 f"{open_problem(err, self.port)}") from err
         self._read_timeout_s = self.timeout_s
         return ser
 

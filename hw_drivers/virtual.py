@@ -24,11 +24,13 @@ probability per reply unless noted):
     vanish:S         the port disappears S seconds after start (the pty closes for good)
     unplug:S@D       the port disappears at S seconds and comes back D seconds later, at the
                      same path (a symlink re-pointed to a new pty)
+Each fault may appear once in a spec: a repeated one (two unplugs) is refused, not merged.
 Protocol-aware faults (one silent servo, the Alert bit) are options of the device models.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import tempfile
@@ -68,37 +70,67 @@ class FaultSpec:
 
 
 PROTOCOL_FAULTS = ("silent", "alert")  # handled by the device models (silent:ID, alert:ID@BITS)
+BYTE_FAULTS = ("corrupt", "bad_crc", "truncate", "drop", "late", "garbage")
+PORT_FAULTS = ("vanish", "unplug")
 
 
 def parse_faults(text: str | None) -> FaultSpec:
-    """`corrupt:0.01,late:0.05@10,unplug:3@1,silent:4` -> FaultSpec (ValueError names the item)."""
+    """`corrupt:0.01,late:0.05@10,unplug:3@1,silent:4` -> FaultSpec (ValueError names the item).
+
+    Each fault at most once: a spec that names one twice (two unplugs, two silent servos, two
+    drop rates) is refused, naming both items; a FaultSpec holds one of each, so keeping only
+    the last would silently drop the first. Probabilities lie in [0, 1]; times are finite and
+    0 or more."""
     if not text:
         return FaultSpec()
     values: dict = {}
     extra: dict = {}
-    for item in text.split(","):
-        name, _, arg = item.strip().partition(":")
+    seen: dict[str, str] = {}
+    for item in (part.strip() for part in text.split(",")):
+        name, _, arg = item.partition(":")
         try:
-            main, _, sub = arg.partition("@")
-            if name in PROTOCOL_FAULTS:
-                extra[name] = (int(main, 0), int(sub, 0) if sub else None)
-            elif name in ("corrupt", "bad_crc", "truncate", "drop", "garbage", "late"):
-                p = float(main)
-                if not 0.0 <= p <= 1.0:
-                    raise ValueError("probability outside [0, 1]")
-                values[name] = p
-                if name == "late" and sub:
-                    values["late_ms"] = float(sub)
-            elif name == "vanish":
-                values["vanish_s"] = float(main)
-            elif name == "unplug":
-                values["unplug_s"], values["replug_after_s"] = float(main), float(sub or 1.0)
-            else:
-                raise ValueError(f"unknown fault (known: corrupt, bad_crc, truncate, drop, late, "
-                                 f"garbage, vanish, unplug, {', '.join(PROTOCOL_FAULTS)})")
+            if name in seen:
+                raise ValueError(f"{name} is already given ('{seen[name]}'); each fault may "
+                                 "appear once")
+            _parse_fault(name, arg, values, extra)
+            seen[name] = item
         except ValueError as err:
-            raise ValueError(f"--fault '{item.strip()}': {err}") from None
+            raise ValueError(f"--fault '{item}': {err}") from None
     return FaultSpec(**values, extra=extra)
+
+
+def _parse_fault(name: str, arg: str, values: dict, extra: dict) -> None:
+    """One `name:arg` into FaultSpec fields (`values`) or the device models' faults (`extra`)."""
+    main, _, sub = arg.partition("@")
+    if name in PROTOCOL_FAULTS:
+        dxl_id, bits = int(main, 0), int(sub, 0) if sub else None
+        if not 0 <= dxl_id <= 252:
+            raise ValueError(f"servo id {dxl_id} outside 0..252")
+        if bits is not None and not 0 < bits <= 0xFF:
+            raise ValueError(f"Hardware Error Status bits 0x{bits:X} outside 0x01..0xFF")
+        extra[name] = (dxl_id, bits)
+    elif name in BYTE_FAULTS:
+        p = float(main)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError("probability outside [0, 1]")
+        values[name] = p
+        if name == "late" and sub:
+            values["late_ms"] = _time(sub, "the delay (ms)")
+    elif name == "vanish":
+        values["vanish_s"] = _time(main, "the time (s)")
+    elif name == "unplug":
+        values["unplug_s"] = _time(main, "the time (s)")
+        values["replug_after_s"] = _time(sub or "1.0", "the time unplugged (s)")
+    else:
+        raise ValueError(f"unknown fault (known: "
+                         f"{', '.join(BYTE_FAULTS + PORT_FAULTS + PROTOCOL_FAULTS)})")
+
+
+def _time(text: str, what: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{what} must be a finite number, 0 or more, got {text!r}")
+    return value
 
 
 def apply_byte_faults(reply: bytes, faults: FaultSpec, rng: np.random.Generator,

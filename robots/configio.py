@@ -12,6 +12,7 @@ field's default (an error if the field has no such default).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -28,18 +29,36 @@ class ConfigError(ValueError):
 
 
 def load_yaml(path: str | Path) -> dict:
+    """The mapping a YAML file holds ({} for an empty file). A missing file, a folder, a file
+    that cannot be read, text that is not UTF-8 (the byte and its offset are named), invalid
+    YAML and a top level that is not a mapping are each a ConfigError naming the file."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, expected a YAML file")
     if not path.is_file():
         raise ConfigError(f"{path}: file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot be read ({err.strerror or err})") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at "
+                          f"offset {err.start}); save it as UTF-8") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        raise ConfigError(f"{path}: not valid YAML{_yaml_problem(err)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """` at line L, column C: what PyYAML found` (one line), or `: its message`."""
+    mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+    if mark is None or not problem:
+        return f": {' '.join(str(err).split())}"
+    return f" at line {mark.line + 1}, column {mark.column + 1}: {problem}"
 
 
 def from_dict(cls: type[T], data: Any, *, source: str = "<config>", prefix: str = "") -> T:
@@ -113,11 +132,7 @@ def _coerce(tp: Any, value: Any, source: str, path: str, default: Any = dataclas
             raise ConfigError(f"{source}: '{path}' must be one of {list(args)}, got {value!r}")
         return value
     if tp is float:
-        if isinstance(value, str):  # PyYAML reads `1e-3` (no dot) as a string
-            value = _number_or_same(value)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{source}: '{path}' must be a number, got {value!r}")
-        return float(value)
+        return _coerce_float(value, source, path)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{source}: '{path}' must be an integer, got {value!r}")
@@ -174,6 +189,19 @@ def _coerce_tagged(table: dict[str, type], value: Any, source: str, path: str,
     return from_dict(cls, value, source=source, prefix=path)
 
 
+def _coerce_float(value: Any, source: str, path: str) -> float:
+    """Every float field, in a dataclass, a list or a mapping, comes through here: a number
+    (an int, or a numeric string: PyYAML reads `1e-3`, with no dot, as a string), and finite:
+    NaN and infinity (YAML's `.nan`, `.inf`, or `nan` given to --set) are never a setting."""
+    if isinstance(value, str):
+        value = _number_or_same(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{source}: '{path}' must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{source}: '{path}' must be a finite number, got {value!r}")
+    return float(value)
+
+
 def _number_or_same(text: str) -> Any:
     try:
         return float(text)
@@ -210,7 +238,12 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set: expected key=value, got {item!r}")
-        value = yaml.safe_load(raw) if raw else ""
+        try:
+            value = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError as err:
+            problem = getattr(err, "problem", None) or "unreadable"
+            raise ConfigError(f"--set {item}: the value is not valid YAML ({problem}); quote "
+                              "text, write lists as [1, 2]") from None
         if isinstance(value, str):  # `1e-3` has no dot, so YAML left it a string
             value = _number_or_same(value)
         node = {}

@@ -92,16 +92,33 @@ def hardware_body(spec, hw: str, port: str | None, imu_port: str | None,
     """A HardwareBody for a hardware YAML and its ports."""
     from gaitforge.hw_drivers.body import HardwareBody
     from gaitforge.hw_drivers.hwconfig import load_hw_config
-    from gaitforge.hw_drivers.transport import SerialTransport
 
     config = load_hw_config(hw, port=port, spec=spec)
     if imu_port:
         config = dataclasses.replace(config, imu=dataclasses.replace(config.imu, port=imu_port))
-    transport = SerialTransport(config.port, config.baud)
-    imu = SerialTransport(config.imu.port, config.imu.baud) \
-        if config.protocol == "dynamixel" else None
+    transport = open_port(config.port, config.baud,
+                          "--port" if port else f"{hw} port (no --port given)")
+    imu = None
+    if config.protocol == "dynamixel":
+        try:
+            imu = open_port(config.imu.port, config.imu.baud,
+                            "--imu-port" if imu_port else f"{hw} imu.port (no --imu-port given)")
+        except ConfigError:
+            transport.close()
+            raise
     body = HardwareBody(spec, config, transport, imu_transport=imu)
     metadata = {"body": f"hw:{config.protocol}:{config.port}", "support": support,
                 "hw_config": dataclasses.asdict(config)}
     return Body(body, metadata, f"hw-{config.protocol}",
                 closers=[t.close for t in (transport, imu) if t is not None], realtime=True)
+
+
+def open_port(port: str, baud: int, named_by: str):
+    """A SerialTransport; a port that does not open is a ConfigError that says which option
+    (or which hardware YAML) named it, the port, and what to check."""
+    from gaitforge.hw_drivers.transport import SerialTransport, TransportError
+
+    try:
+        return SerialTransport(port, baud)
+    except TransportError as err:
+        raise ConfigError(f"{named_by}: {err}") from None

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .argtypes import seconds
+
 
 def register(sub) -> None:
     p = sub.add_parser("check", help="stand a robot in its default pose and report how it stood")
     p.add_argument("robot", help="robot name (see `gaitforge envs`)")
     p.add_argument("--engine", choices=["pybullet", "mujoco"], default="pybullet")
     p.add_argument("--terrain", choices=["flat", "rough"], default="flat")
-    p.add_argument("--duration", type=float, default=2.0, help="seconds to stand (default 2)")
+    p.add_argument("--duration", type=seconds, default=2.0, help="seconds to stand (default 2)")
     p.set_defaults(func=run)
 
 
@@ -32,7 +34,7 @@ def run(args) -> int:
     hold = JointCommand(position_rad=spec.default_pose_rad)  # through the servo model
     start = body.read().privileged.base_pos_m.copy()
     fell = ""
-    for _ in range(int(round(args.duration / cfg.sim.control_dt_s))):
+    for _ in range(max(1, round(args.duration / cfg.sim.control_dt_s))):  # one tick at least
         body.write(hold)
         body.step()
         state = body.read()

@@ -12,10 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from gaitforge.robots.configio import ConfigError
-
+from .argtypes import seconds, velocity_command
 from .bodies import add_body_arguments, make_body
 
 
@@ -26,11 +23,14 @@ def register(sub) -> None:
                        "DURATION s of policy, then damping and torque off. Every tick is "
                        "logged (see `gaitforge logs inspect`). Exit 0 only when the episode "
                        "ran its full duration under the policy; otherwise exit 1 and the "
-                       "outcome says why (fell, estop, watchdog, lost_link, interrupted, ...).")
+                       "outcome says why (fell, estop, watchdog, lost_link, interrupted, ...). "
+                       "Exit 2: bad input, or a robot that did not start (a port that does "
+                       "not open, a servo that does not answer or is in Alert); one sentence "
+                       "says what to check.")
     p.add_argument("bundle", help="policy bundle folder (from `gaitforge export`)")
-    p.add_argument("--duration", type=float, default=10.0,
+    p.add_argument("--duration", type=seconds, default=10.0,
                    help="seconds of policy control after the soft start (default 10)")
-    p.add_argument("--command", default="0.3,0,0", metavar="VX,VY,YAW",
+    p.add_argument("--command", type=velocity_command, default="0.3,0,0", metavar="VX,VY,YAW",
                    help="velocity command, m/s, m/s, rad/s (default 0.3,0,0)")
     p.add_argument("--log-dir", help="where episode logs go (default: next to the bundle, "
                    "deploy-logs/)")
@@ -41,11 +41,9 @@ def register(sub) -> None:
 def run(args) -> int:
     from gaitforge.control.runtime import load_runtime
 
-    command = parse_command(args.command)
-    positive_seconds("--duration", args.duration)
     runtime = load_runtime(args.bundle, clock_for(args)[0])
     folder = Path(args.log_dir) if args.log_dir else runtime.bundle.path.parent / "deploy-logs"
-    return run_episode_and_report(args, runtime, folder, args.duration, command)
+    return run_episode_and_report(args, runtime, folder, args.duration, args.command)
 
 
 def clock_for(args):
@@ -80,18 +78,3 @@ def run_episode_and_report(args, runtime, log_folder: Path, duration_s: float,
         print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
     return 0 if report["outcome"] == "completed" else 1
 
-
-def positive_seconds(flag: str, value: float) -> float:
-    if not (np.isfinite(value) and value > 0):
-        raise ConfigError(f"{flag}: expected a positive number of seconds, got {value}")
-    return value
-
-
-def parse_command(text: str) -> tuple[float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3 or not all(np.isfinite(values)):
-        raise ConfigError(f"--command: expected vx,vy,yaw (three numbers), got '{text}'")
-    return values

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from .argtypes import count
+
 
 def register(sub) -> None:
     p = sub.add_parser("eval", help="evaluate a run's last checkpoint with the deterministic "
                        "actor: tracking error, fall rate, mean return")
     p.add_argument("run", help="run name under runs/, or its folder")
-    p.add_argument("--episodes", type=int, default=5)
+    p.add_argument("--episodes", type=count, default=5,
+                   help="episodes to evaluate (default 5)")
     p.add_argument("--engine", choices=["pybullet", "mujoco"],
                    help="evaluate in this engine instead of the one trained in")
     p.add_argument("--video", action="store_true",

@@ -8,21 +8,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .argtypes import count0, positive, seconds
 from .bodies import add_body_arguments
-from .cmd_deploy import clock_for, positive_seconds, run_episode_and_report
+from .cmd_deploy import clock_for, run_episode_and_report
 
 
 def register(sub) -> None:
     p = sub.add_parser("excite", help="run an identification routine (chirps and steps) on a "
                        "body and log it, for replay and system identification")
     p.add_argument("--robot", default="servo_dog", help="robot name (default servo_dog)")
-    p.add_argument("--duration", type=float, default=30.0,
+    p.add_argument("--duration", type=seconds, default=30.0,
                    help="seconds of excitation, ramps included (default 30)")
-    p.add_argument("--amplitude", type=float, metavar="RAD", help="largest joint excursion "
+    p.add_argument("--amplitude", type=positive, metavar="RAD", help="largest joint excursion "
                    "from the default pose (default 0.4 hung, 0.1 on the ground; cut to fit the "
                    "limits and the rate limit)")
-    p.add_argument("--seed", type=int, default=0, help="order of the step levels")
-    p.add_argument("--control-dt", type=float, default=0.02, metavar="S",
+    p.add_argument("--seed", type=count0, default=0,
+                   help="order of the step levels (0 or more; default 0)")
+    p.add_argument("--control-dt", type=seconds, default=0.02, metavar="S",
                    help="control period (default 0.02 s)")
     p.add_argument("--log-dir", default="excite-logs", help="where the logs go "
                    "(default excite-logs/)")
@@ -36,8 +38,6 @@ def run(args) -> int:
     from gaitforge.robots.configio import ConfigError
     from gaitforge.robots.spec import load_robot_spec
 
-    positive_seconds("--duration", args.duration)
-    positive_seconds("--control-dt", args.control_dt)
     amplitude = args.amplitude or (0.4 if args.support == "hung" else 0.1)
     try:
         config = ExcitationConfig(duration_s=args.duration, amplitude_rad=amplitude,

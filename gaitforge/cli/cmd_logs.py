@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-from gaitforge.robots.configio import ConfigError
-
 
 def register(sub) -> None:
     p = sub.add_parser("logs", help="episode logs written by `gaitforge deploy`")
@@ -16,9 +12,10 @@ def register(sub) -> None:
 
 
 def run_inspect(args) -> int:
-    from gaitforge.control.logger import read_log, summarize
+    from gaitforge.control.logger import summarize
 
-    if not os.path.exists(args.path):
-        raise ConfigError(f"{args.path}: no such log")
-    print(summarize(read_log(args.path)))
+    from .logs_in import load_logs
+
+    (entry,) = load_logs([args.path])  # refuses a folder, a missing file, a corrupt log
+    print(summarize(entry.log))
     return 0

@@ -23,6 +23,25 @@ def run(args) -> int:
     return 0
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The records of a JSON-lines file ([] if there is none). A last line cut short (a run
+    killed while writing it) is left out; a bad line elsewhere is a ConfigError naming it."""
+    if not path.is_file():
+        return []
+    lines = [(n, line) for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+             if line.strip()]
+    out = []
+    for n, line in lines:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            if n == lines[-1][0]:
+                break
+            raise ConfigError(f"{path}: line {n} is not a JSON record; remove it to plot the "
+                              "rest") from None
+    return out
+
+
 def plot_run(run: str) -> Path:
     import matplotlib
 
@@ -30,10 +49,7 @@ def plot_run(run: str) -> Path:
     import matplotlib.pyplot as plt
 
     run_dir = resolve_run(run)
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-            if line.strip()] if (run_dir / "metrics.jsonl").exists() else []
-    evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines()
-             if line.strip()] if (run_dir / "eval.jsonl").exists() else []
+    rows, evals = read_jsonl(run_dir / "metrics.jsonl"), read_jsonl(run_dir / "eval.jsonl")
     if not rows and not evals:
         raise ConfigError(f"{run_dir}: nothing to plot yet (no metrics.jsonl or eval.jsonl)")
     panels = [("train/episode_return", "training episode return"),

@@ -12,6 +12,8 @@ import numpy as np
 
 from gaitforge.robots.configio import ConfigError
 
+from .argtypes import count, count0, nonnegative
+
 
 def register(sub) -> None:
     from gaitforge.sim.sysid import DEFAULT_FIT
@@ -26,12 +28,13 @@ def register(sub) -> None:
     p.add_argument("--engine", choices=["pybullet", "mujoco"], default="mujoco")
     p.add_argument("--out", default="dynamics.yaml", help="dynamics file to write "
                    "(default dynamics.yaml)")
-    p.add_argument("--workers", type=int, default=2, help="replay processes (default 2)")
-    p.add_argument("--generations", type=int, default=25, help="CMA-ES generations before "
+    p.add_argument("--workers", type=count0, default=2, help="replay processes (default 2; "
+                   "0: replay in this process)")
+    p.add_argument("--generations", type=count, default=25, help="CMA-ES generations before "
                    "the least-squares polish (default 25)")
-    p.add_argument("--max-latency", type=float, default=0.04, metavar="S",
+    p.add_argument("--max-latency", type=nonnegative, default=0.04, metavar="S",
                    help="largest latency searched (default 0.04 s)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=count0, default=0, help="CMA-ES seed (0 or more)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -42,6 +45,9 @@ def run(args) -> int:
     from gaitforge.sim.replay import LogCommands, support_of
     from gaitforge.sim.sysid import FITTABLE, IdentificationError, Problem, fit
 
+    if Path(args.out).is_dir():  # refused now, not after minutes of fitting
+        raise ConfigError(f"--out {args.out}: is a folder; give the dynamics file's name "
+                          f"(e.g. {Path(args.out) / 'dynamics.yaml'})")
     names = [n.strip() for n in args.fit.split(",") if n.strip()]
     unknown = [n for n in names if n not in FITTABLE]
     if unknown or not names:

@@ -10,6 +10,8 @@ import threading
 
 from gaitforge.robots.configio import ConfigError
 
+from .argtypes import baud, seconds
+
 
 def register(sub) -> None:
     p = sub.add_parser("virtual-robot", help="serve a simulated robot over a serial protocol "
@@ -19,14 +21,15 @@ def register(sub) -> None:
                        "with the baud rate's wire time and optional faults.")
     p.add_argument("--robot", default="servo_dog")
     p.add_argument("--protocol", choices=["dynamixel", "board"], default="dynamixel")
-    p.add_argument("--baud", type=int, help="default: the hardware YAML's")
+    p.add_argument("--baud", type=baud, help="default: the hardware YAML's")
     p.add_argument("--engine", choices=["pybullet", "mujoco"], default="pybullet")
     p.add_argument("--hw", metavar="CONFIG", help="hardware YAML (default "
                    "configs/hw/ROBOT_PROTOCOL.yaml)")
     p.add_argument("--fault", metavar="SPEC", help="comma-separated faults: corrupt:P, "
                    "bad_crc:P, truncate:P, drop:P, late:P@MS, garbage:P, vanish:S, "
-                   "unplug:S@D, silent:ID, alert:ID@BITS (see hw_drivers/virtual.py)")
-    p.add_argument("--duration", type=float, help="stop after S seconds (default: until "
+                   "unplug:S@D, silent:ID, alert:ID@BITS, each at most once (see "
+                   "hw_drivers/virtual.py)")
+    p.add_argument("--duration", type=seconds, help="stop after S seconds (default: until "
                    "Ctrl-C / SIGTERM)")
     p.add_argument("--dynamics", metavar="FILE", help="the simulated robot runs with this "
                    "dynamics file's dynamics, not the nominal ones: a robot with a reality gap")
@@ -53,6 +56,7 @@ def run(args) -> int:
     config = load_hw_config(args.hw or f"{args.robot}_{args.protocol}", spec=spec)
     if config.protocol != args.protocol:
         raise ConfigError(f"--hw {args.hw}: protocol is {config.protocol}, not {args.protocol}")
+    check_servo_faults(faults.extra, config.protocol, config.calibration(spec).bus_ids)
     baud = args.baud or config.baud
     sim_body = make_body(spec, SimConfig(engine=args.engine), fixed_base=args.support == "hung")
     if args.dynamics:
@@ -75,3 +79,15 @@ def run(args) -> int:
         vr.close()
         body.body.close()
     return 0
+
+
+def check_servo_faults(extra: dict, protocol: str, ids) -> None:
+    """silent:ID and alert:ID@BITS name a servo of this Dynamixel bus, or are refused (they
+    would otherwise do nothing, or fail once the robot serves)."""
+    for name, (dxl_id, _) in extra.items():
+        if protocol != "dynamixel":
+            raise ConfigError(f"--fault {name}:{dxl_id}: a Dynamixel servo's fault; the "
+                              f"{protocol} protocol has no servo ids (use --protocol dynamixel)")
+        if dxl_id not in ids:
+            raise ConfigError(f"--fault {name}:{dxl_id}: no servo {dxl_id} on this bus (ids "
+                              f"{', '.join(map(str, sorted(ids)))})")

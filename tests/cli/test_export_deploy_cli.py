@@ -119,3 +119,31 @@ def test_deploy_over_serial_to_the_virtual_robot(trained, protocol, capsys, virt
     log = read_log(logs[-1])
     assert log.complete and log.metadata["body"].startswith(f"hw:{protocol}:")
     assert len(log.ticks["tick"]) > 50 + 100  # 1 s of policy after a 2 s soft start, 50 Hz
+
+
+def test_deploy_over_serial_names_a_silent_servo_and_a_port_that_does_not_open(
+        trained, capsys, virtual_robot, tmp_path):
+    """`deploy --hw` refuses to start with exit status 2 and one sentence: servo 4 of the
+    virtual robot never answers (its id, the port; power, id, baud), or the port is missing.
+    A loaded machine can starve the virtual servos past the 5 ms reply timeout (then another
+    servo is named): such a run is repeated, at most three times in all."""
+    bundle = trained / "tiny" / "bundle"
+    if not bundle.exists():
+        assert main(["export", "tiny"]) == 0
+    capsys.readouterr()
+    for _ in range(3):
+        with virtual_robot("--protocol", "dynamixel", "--engine", "mujoco", "--fault",
+                           "silent:4", "--duration", "60") as (_, paths):
+            code = main(["deploy", str(bundle), "--hw", "servo_dog_dynamixel", "--port",
+                         paths["port"], "--imu-port", paths["imu_port"], "--duration", "1",
+                         "--log-dir", str(tmp_path / "hw-logs")])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("gaitforge: error: the robot did not start: "), err
+        if "no reply from servo 4 " in err:
+            break
+    assert f"no reply from servo 4 on {paths['port']} (PING, 4 attempts): check the power " \
+           "and the cable, that its id is 4, and that the bus runs at 1000000 baud" in err
+    assert main(["deploy", str(bundle), "--hw", "servo_dog_board", "--port",
+                 str(tmp_path / "ttyACM7"), "--duration", "1"]) == 2
+    assert f"--port: cannot open serial port '{tmp_path / 'ttyACM7'}': no such device" in \
+        capsys.readouterr().err

@@ -36,6 +36,40 @@ def test_parse_faults():
         parse_faults("drop:x")
 
 
+@pytest.mark.parametrize(("spec", "item", "first"), [
+    ("unplug:3@1,unplug:6@1", "unplug:6@1", "unplug:3@1"),  # kept only the last, before
+    ("silent:4, silent:5", "silent:5", "silent:4"),
+    ("alert:5@0x20,alert:5@0x04", "alert:5@0x04", "alert:5@0x20"),
+    ("drop:0.1,corrupt:0.2,drop:0.3", "drop:0.3", "drop:0.1"),
+    ("late:0.5@10,late:0.5@20", "late:0.5@20", "late:0.5@10"),
+    ("vanish:2,vanish:2", "vanish:2", "vanish:2"),
+])
+def test_a_fault_given_twice_is_refused_naming_both(spec, item, first):
+    """The fault injector means what it says: a FaultSpec holds one of each fault, so a spec
+    that names one twice is refused, not silently cut to its last item."""
+    name = item.split(":")[0]
+    with pytest.raises(ValueError) as err:
+        parse_faults(spec)
+    assert str(err.value) == (f"--fault '{item}': {name} is already given ('{first}'); each "
+                              "fault may appear once")
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("vanish:nan", "'vanish:nan': the time (s) must be a finite number, 0 or more, got 'nan'"),
+    ("unplug:-1", "'unplug:-1': the time (s) must be a finite number, 0 or more, got '-1'"),
+    ("unplug:3@inf", "the time unplugged (s) must be a finite number, 0 or more, got 'inf'"),
+    ("late:0.1@nan", "the delay (ms) must be a finite number, 0 or more, got 'nan'"),
+    ("drop:nan", "'drop:nan': probability outside [0, 1]"),
+    ("silent:300", "'silent:300': servo id 300 outside 0..252"),
+    ("alert:5@0x100", "'alert:5@0x100': Hardware Error Status bits 0x100 outside 0x01..0xFF"),
+    ("alert:5@0", "Hardware Error Status bits 0x0 outside 0x01..0xFF"),
+])
+def test_fault_numbers_are_finite_and_in_range(spec, message):
+    with pytest.raises(ValueError) as err:
+        parse_faults(spec)
+    assert message in str(err.value)
+
+
 def test_byte_faults_each_do_what_they_say():
     rng, reply = np.random.default_rng(0), bytes(range(1, 21))
     counts: dict[str, int] = {}

@@ -293,3 +293,72 @@ def test_a_union_that_is_not_tagged_keeps_the_old_rule():
         part: Walker | Base = Walker()
 
     assert from_dict(Loose, {"part": {"legs": 3}}).part == Walker(legs=3)
+
+
+# --- every error a user can cause is a sentence naming the file and the field ---
+
+@pytest.mark.parametrize(("data", "path", "shown"), [
+    ({"inner": {"rate": float("nan")}}, "inner.rate", "nan"),  # a float field in a section
+    ({"pair": [1.0, float("inf")]}, "pair[1]", "inf"),  # a fixed tuple of floats
+    ({"maybe": float("-inf")}, "maybe", "-inf"),  # an optional float
+    ({"table": {"a": float("nan")}}, "table.a", "nan"),  # a dict of floats
+    ({"inner": {"rate": "nan"}}, "inner.rate", "nan"),  # what `--set inner.rate=nan` gives
+    ({"inner": {"rate": "inf"}}, "inner.rate", "inf"),
+    ({"inner": {"rate": "1e400"}}, "inner.rate", "inf"),  # overflows to infinity
+])
+def test_non_finite_numbers_are_refused_in_every_float_field(data, path, shown):
+    with pytest.raises(ConfigError) as err:
+        build(data)
+    message = str(err.value)
+    assert f"'{path}' must be a finite number, got {shown}" in message, message
+    assert SOURCE in message
+
+
+def test_non_finite_numbers_from_yaml_and_set_are_refused(tmp_path):
+    """YAML's `.nan` / `.inf` are floats; `nan` after --set is a string float() reads."""
+    path = tmp_path / "c.yaml"
+    path.write_text("inner:\n  rate: .nan\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: 'inner.rate' must be a finite number, got nan"):
+        from_dict(Outer, load_yaml(path), source=str(path))
+    path.write_text("pair: [0, -.inf]\n")
+    with pytest.raises(ConfigError, match=r"'pair\[1\]' must be a finite number, got -inf"):
+        from_dict(Outer, load_yaml(path), source=str(path))
+    for item in ("inner.rate=nan", "inner.rate=.inf", "maybe=-inf"):
+        with pytest.raises(ConfigError, match="must be a finite number"):
+            build(apply_overrides({}, [item]))
+    assert build(apply_overrides({}, ["inner.rate=1e3"])).inner.rate == 1000.0  # finite: fine
+
+
+def test_load_yaml_names_a_folder_and_bytes_that_are_not_utf8(tmp_path, monkeypatch):
+    folder = tmp_path / "config.yaml"
+    folder.mkdir()
+    with pytest.raises(ConfigError, match=r"config.yaml: is a folder, expected a YAML file"):
+        load_yaml(folder)
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("name: caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as err:
+        load_yaml(latin)
+    assert str(err.value) == (f"{latin}: not UTF-8 text (byte 0xe9 at offset 9); save it as "
+                              "UTF-8")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: 1\n  b: [2\n")
+    with pytest.raises(ConfigError) as err:
+        load_yaml(broken)
+    assert str(err.value) == (f"{broken}: not valid YAML at line 2, column 4: mapping values "
+                              "are not allowed here")  # one line: where, and what was found
+    unreadable = tmp_path / "locked.yaml"
+    unreadable.write_text("a: 1\n")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(type(unreadable), "read_bytes", denied)
+    with pytest.raises(ConfigError, match=r"locked.yaml: cannot be read \(Permission denied\)"):
+        load_yaml(unreadable)
+
+
+@pytest.mark.parametrize("item", ["a.b=[1,", "a.b={x", "a.b=x: y: z"])
+def test_apply_overrides_names_a_value_that_is_not_yaml(item):
+    with pytest.raises(ConfigError) as err:
+        apply_overrides({}, [item])
+    assert str(err.value).startswith(f"--set {item}: the value is not valid YAML (")
