@@ -100,6 +100,8 @@ class SimBody(Lifecycle, abc.ABC):
     def step(self, n_substeps: int | None = None) -> None:
         """Advance physics by n_substeps physics steps (default: one control period)."""
         n = self.sim.substeps if n_substeps is None else n_substeps
+        if n <= 0:  # nothing to advance (a replayed write that landed on a tick boundary)
+            return
         torque = self.actuator.torque
         for _ in range(n):
             q, dq = self._joint_state()

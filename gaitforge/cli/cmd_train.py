@@ -186,7 +186,8 @@ def _train_with_progress(trainer, progress: bool) -> None:
                             refresh=False)
         for result in t.history[seen_evals:]:
             bar.write("eval @ {env_steps}: ".format(**result) + ", ".join(
-                f"{k} {v:.3f}" for k, v in result.items() if k != "env_steps"))
+                f"{k} {v:.3f}" for k, v in result.items()
+                if k != "env_steps" and isinstance(v, int | float)))
         seen_evals = len(t.history)
 
     trainer.train(progress=tick)
