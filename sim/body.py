@@ -11,6 +11,7 @@ import abc
 
 import numpy as np
 
+from gaitforge.robots.kinematics import quat_to_matrix  # noqa: F401 - sim.body.quat_to_matrix
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import (
     JointCommand,
@@ -31,16 +32,6 @@ GRAVITY_M_S2 = 9.81
 def hang_height(spec: RobotSpec) -> float:
     """Where a hung robot's trunk is held (m): high enough that no foot reaches the ground."""
     return 3.0 * spec.standing_height_m
-
-
-def quat_to_matrix(q_wxyz: np.ndarray) -> np.ndarray:
-    """Rotation matrix R (body -> world) of a unit quaternion (w, x, y, z)."""
-    w, x, y, z = (float(c) for c in q_wxyz)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
 
 
 class SimBody(Lifecycle, abc.ABC):
