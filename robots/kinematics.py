@@ -192,9 +192,12 @@ class LegKinematics:
     def foot_motion(self, q, dq) -> tuple[np.ndarray, np.ndarray]:
         """(positions (n_feet, 3) m, velocities relative to the trunk (n_feet, 3) m/s =
         J(q) dq), trunk frame, at joint angles q (rad) and rates dq (rad/s)."""
-        feet, cols = self._columns(q)
-        rates = np.asarray(dq, dtype=np.float64)[self.joint_index]  # (F, K)
-        return feet, np.einsum("fkc,fk->fc", cols, rates)
+        feet, axes, origins = self._frames(q)
+        rates = np.asarray(dq, dtype=np.float64)[self.joint_index] * self.mask  # (F, K)
+        # sum over the chain of (axis_k dq_k) x (p - o_k), in one contraction
+        rel = np.einsum("ijk,fn,fnj,fnk->fi", _LEVI_CIVITA, rates, axes,
+                        feet[:, None, :] - origins)
+        return feet, rel
 
 
 def load_leg_kinematics(spec: RobotSpec) -> LegKinematics:
