@@ -11,7 +11,7 @@ import abc
 
 import numpy as np
 
-from gaitforge.robots.kinematics import quat_to_matrix  # noqa: F401 - sim.body.quat_to_matrix
+from gaitforge.robots.kinematics import quat_to_matrix
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import (
     JointCommand,
@@ -24,6 +24,7 @@ from gaitforge.robots.types import (
 from .actuator import ServoActuator
 from .config import SimConfig
 from .dynamics import DynamicsParams
+from .tasks import collision_links
 from .terrain import Heightfield, ground_height, make_heightfield
 
 GRAVITY_M_S2 = 9.81
@@ -84,6 +85,8 @@ class SimBody(Lifecycle, abc.ABC):
                 foot_contact=feet,
                 friction=self.params.foot_friction,
                 trunk_contact=trunk,
+                base_height_m=float(pos[2] - self.ground_height(pos[0], pos[1])),
+                collisions=float(len(collision_links(self.spec, touching))),
             ),
         )
 
