@@ -222,3 +222,18 @@ def test_vector_layout_and_config_refusals():
             EstimatorConfig(**bad)
     with pytest.raises(ValueError, match="needs a gait"):
         VelocityEstimator(SPEC, None, EstimatorConfig(contact="gait"))
+
+
+@pytest.mark.parametrize("robot", ["a1", "mini_cheetah"])
+def test_robots_without_a_gait_stand_still_on_their_knee_torques(robot):
+    spec = load_robot_spec(robot)
+    est = VelocityEstimator(spec)
+    tau = np.zeros(12)
+    tau[[2, 5, 8, 11]] = 0.5 * spec.torque_limit_nm[2]  # every knee loaded: all four stand
+    for i in range(5):
+        e = est.update(RobotState(i * DT, spec.default_pose_rad, np.zeros(12),
+                                  np.array([1.0, 0, 0, 0]), np.zeros(3), np.array([0, 0, 9.81]),
+                                  joint_torque_nm=tau))
+        np.testing.assert_array_equal(e.foot_contact, [True] * 4)
+        np.testing.assert_array_equal(e.lin_vel_m_s, 0.0)
+    assert est.var < P0 / 4  # four feet a tick
