@@ -92,8 +92,11 @@ class SimBody(Lifecycle, abc.ABC):
 
     # Simulation ----------------------------------------------------------------------------
     def step(self, n_substeps: int | None = None) -> None:
-        """Advance physics by n_substeps physics steps (default: one control period)."""
+        """Advance physics by n_substeps physics steps (default: one control period); 0 does
+        nothing (replay asks for it when a logged command was written at a tick's end)."""
         n = self.sim.substeps if n_substeps is None else n_substeps
+        if n <= 0:
+            return
         torque = self.actuator.torque
         for _ in range(n):
             q, dq = self._joint_state()
