@@ -47,7 +47,7 @@ TIMING_FIELDS = ("deadline_s", "lateness_s", "work_s", "skipped")
 TERMINAL_EVENT_KINDS = ("tilt_estop", "non_finite")  # latched: the episode ends there
 STATE_FIELDS = ("time_s", "joint_pos_rad", "joint_vel_rad_s", "joint_torque_nm",
                 "imu_quat_wxyz", "gyro_rad_s", "accel_m_s2")
-ESTIMATE_FIELDS = ("est_lin_vel_m_s", "est_foot_contact")  # body frame m/s; 1 = stance foot
+ESTIMATE_FIELDS = ("est_lin_vel_m_s", "est_foot_contact")  # body m/s; 1: a stance foot used
 TRUTH_FIELDS = ("true_lin_vel_m_s", "true_ang_vel_rad_s", "true_foot_contact",  # body frame
                 "true_base_height_m", "true_collisions")  # above the local ground; link count
 MODE_CODES = {CommandMode.POSITION: 0, CommandMode.DAMPING: 1, CommandMode.OFF: 2}
