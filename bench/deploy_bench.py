@@ -66,8 +66,10 @@ def table(title: str, header: list[str], rows: list[list]) -> None:
 
 
 # ---- the bundle ---------------------------------------------------------------------------
-def make_bundle(root: Path):
-    """(agent, bundle path): an untrained default-size SAC actor for servo_dog, exported."""
+def make_bundle(root: Path, output_scale: float = 0.1):
+    """(agent, bundle path): an untrained default-size SAC actor for servo_dog, exported, its
+    output layer's weights scaled by `output_scale` (0: the actor outputs zeros, and the gait
+    prior alone walks; bench/estimator_bench.py)."""
     from gaitforge.agents import config_class, make_agent
     from gaitforge.agents.export import export_actor, normalizer_record, random_observations
     from gaitforge.cli.run_config import compose, load_run_config
@@ -81,7 +83,7 @@ def make_bundle(root: Path):
     mapper = ActionMapper(spec, cfg.env.action)
     agent = make_agent("sac", config_class("sac")(), builder.size, spec.n_joints, seed=0)
     out_w = agent.actor.params[f"l{agent.actor.n_layers - 1}/w"]
-    out_w.assign(out_w * 0.1)  # see the module docstring
+    out_w.assign(out_w * output_scale)  # see the module docstring
     agent.observe(np.random.default_rng(0).normal(0.2, 2.0, (2000, builder.size)))
     staging = root / "staging"
     staging.mkdir()

@@ -2,7 +2,10 @@
 
 Every tick, at the bundle's control period on absolute deadlines (`loop.FixedRateLoop`):
 
-    read -> observation -> actor -> action mapper -> safety -> write -> log
+    read -> estimate -> observation -> actor -> action mapper -> safety -> write -> log
+
+(estimate: the trunk-velocity estimator of control/estimator.py, on every state read, logged
+with the tick; nothing of the policy's depends on it.)
 
 The body is anything that follows the `Robot` protocol: a simulated body (sim-to-sim), a
 virtual device over a pseudo-terminal, or the robot. The observation builder and action
@@ -31,6 +34,7 @@ import numpy as np
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import CommandMode, JointCommand, Robot
 
+from .estimator import VelocityEstimate, VelocityEstimator
 from .logger import EpisodeLogger
 from .loop import FixedRateLoop, LoopStats, TickInfo, timing_dict
 from .policy_io import ActionMapper, ObservationBuilder
@@ -86,8 +90,12 @@ class Deployment:
     def __init__(self, body: Robot, runner: PolicyRunner, builder: ObservationBuilder,
                  mapper: ActionMapper, safety: SafetyLayer, *, control_dt_s: float,
                  command=(0.0, 0.0, 0.0), logger: EpisodeLogger | None = None,
-                 on_tick: Callable | None = None):
+                 on_tick: Callable | None = None, estimator: VelocityEstimator | None = None):
         runner.check_body(builder.spec, control_dt_s, builder.layout, mapper.layout)
+        if estimator is not None and logger is not None and logger.n_feet != estimator.n_feet:
+            raise ValueError(f"the logger has n_feet={logger.n_feet}, the estimator "
+                             f"{estimator.n_feet} feet: build it with the spec's")
+        self.estimator = estimator
         self.body, self.runner, self.builder, self.mapper = body, runner, builder, mapper
         self.safety, self.logger, self.on_tick = safety, logger, on_tick
         self.control_dt_s = control_dt_s
@@ -133,6 +141,7 @@ class Deployment:
 
     def _policy_tick(self, info: TickInfo, t_start: float) -> None:
         state = self._read(info)
+        estimate = self._estimate(state)
         obs = action = proposed = None
         if self.safety.policy_active and state is not None and not self.shutting_down:
             obs = self.builder.build(state, self.last_action, self.command)
@@ -143,7 +152,7 @@ class Deployment:
         if action is not None:
             self.last_action = np.clip(np.nan_to_num(action), -1.0, 1.0)
             self.result.policy_ticks += 1
-        self._log(info, state, obs, action, command, time.perf_counter() - t_start)
+        self._log(info, state, obs, action, command, time.perf_counter() - t_start, estimate)
         return state, action, command
 
     def _safe_tick(self, info: TickInfo, t_start: float) -> None:
@@ -172,16 +181,21 @@ class Deployment:
                 self.logger.log_event(info.index, "read_error", repr(err), info.start_s)
             return None
 
+    def _estimate(self, state) -> VelocityEstimate | None:
+        if self.estimator is None or state is None:
+            return None
+        return self.estimator.update(state)
+
     def _write(self, command) -> None:
         self._written = True
         self.result.ticks += 1
         self.body.write(command)
 
-    def _log(self, info, state, obs, action, command, work_s: float) -> None:
+    def _log(self, info, state, obs, action, command, work_s: float, estimate=None) -> None:
         events = self.safety.drain_events()
         if self.logger:  # the logged work is read..write; the result's includes the logging
             self.logger.log_tick(info.index, state, obs, action, command,
-                                 timing_dict(info, work_s))
+                                 timing_dict(info, work_s), estimate)
             for e in events:
                 self.logger.log_event(info.index, e.kind, e.detail, e.time_s)
 

@@ -10,7 +10,12 @@ skipped; a bad frame followed by more data is corruption and raises ``LogFormatE
 The control tick only packs a copy of its arrays into one vector and puts it on a SimpleQueue;
 a daemon thread frames, writes, flushes to the OS every ``flush_every_s`` and fsyncs on close.
 A writer error is kept and raised by the next ``log_tick``/``log_event``/``close``.
-Only the hardware-measurable ``RobotState`` fields are logged, never privileged sim state.
+Logged: the hardware-measurable ``RobotState`` fields; with ``n_feet`` (the deploy runtime
+passes the spec's), also the velocity estimator's output every tick (``est_*``, see
+control/estimator.py) and, next to it, the simulator's truth (``true_*`` = TRUTH_FIELDS, from
+``RobotState.privileged``; NaN on hardware, where there is none). The truth is there to
+measure the estimator and the rewards recomputed from logs against; it is never an input of
+a policy. A log's metadata lists its tick fields, so logs without these fields still read.
 Suggested caller metadata keys (shown by ``summarize``): ``robot``, ``body``, ``bundle_hash``.
 """
 
@@ -42,6 +47,9 @@ TIMING_FIELDS = ("deadline_s", "lateness_s", "work_s", "skipped")
 TERMINAL_EVENT_KINDS = ("tilt_estop", "non_finite")  # latched: the episode ends there
 STATE_FIELDS = ("time_s", "joint_pos_rad", "joint_vel_rad_s", "joint_torque_nm",
                 "imu_quat_wxyz", "gyro_rad_s", "accel_m_s2")
+ESTIMATE_FIELDS = ("est_lin_vel_m_s", "est_foot_contact")  # body m/s; 1: a stance foot used
+TRUTH_FIELDS = ("true_lin_vel_m_s", "true_ang_vel_rad_s", "true_foot_contact",  # body frame
+                "true_base_height_m", "true_collisions")  # above the local ground; link count
 MODE_CODES = {CommandMode.POSITION: 0, CommandMode.DAMPING: 1, CommandMode.OFF: 2}
 _U32 = struct.Struct("<I")
 _STOP = object()
@@ -65,10 +73,10 @@ FRAME_OVERHEAD = 13  # length, its CRC, kind byte, payload CRC
 
 
 def check_free_space(folder: str | Path, n_ticks: int, n_joints: int, obs_dim: int,
-                     margin: float = 2.0) -> None:
+                     margin: float = 2.0, *, n_feet: int = 0) -> None:
     """Refuse (LogSpaceError) a folder without room for `n_ticks` ticks (x `margin`, plus
     64 KiB for metadata and events)."""
-    width = sum(size for _, size, _ in tick_fields(n_joints, obs_dim))
+    width = sum(size for _, size, _ in tick_fields(n_joints, obs_dim, n_feet))
     need = int(margin * n_ticks * (8 * width + FRAME_OVERHEAD)) + 65536
     free = shutil.disk_usage(folder).free
     if free < need:
@@ -77,9 +85,14 @@ def check_free_space(folder: str | Path, n_ticks: int, n_joints: int, obs_dim: i
                             "choose another --log-dir")
 
 
-def tick_fields(n_joints: int, obs_dim: int) -> list[tuple[str, int, str]]:
-    """(name, size, dtype) of each slice of a tick vector, in order. Actions have n_joints."""
-    n = n_joints
+def tick_fields(n_joints: int, obs_dim: int, n_feet: int = 0) -> list[tuple[str, int, str]]:
+    """(name, size, dtype) of each slice of a tick vector, in order. Actions have n_joints;
+    with n_feet > 0, the estimate and the truth follow (contacts and counts as 0/1 floats)."""
+    n, f = n_joints, n_feet
+    feet = [("est_lin_vel_m_s", 3, "float64"), ("est_foot_contact", f, "float64"),
+            ("true_lin_vel_m_s", 3, "float64"), ("true_ang_vel_rad_s", 3, "float64"),
+            ("true_foot_contact", f, "float64"), ("true_base_height_m", 1, "float64"),
+            ("true_collisions", 1, "float64")] if f > 0 else []
     return [("tick", 1, "int64"), ("deadline_s", 1, "float64"), ("lateness_s", 1, "float64"),
             ("work_s", 1, "float64"), ("skipped", 1, "int64"), ("state_valid", 1, "bool"),
             ("time_s", 1, "float64"), ("joint_pos_rad", n, "float64"),
@@ -88,7 +101,8 @@ def tick_fields(n_joints: int, obs_dim: int) -> list[tuple[str, int, str]]:
             ("accel_m_s2", 3, "float64"), ("observation", obs_dim, "float64"),
             ("action", n, "float64"), ("command_position_rad", n, "float64"),
             ("command_mode", 1, "int64"), ("command_kp_nm_per_rad", n, "float64"),
-            ("command_kd_nm_s_per_rad", n, "float64"), ("command_torque_ff_nm", n, "float64")]
+            ("command_kd_nm_s_per_rad", n, "float64"), ("command_torque_ff_nm", n, "float64"),
+            *feet]
 
 
 def _json(obj) -> bytes:
@@ -115,22 +129,26 @@ class EpisodeLogger:
     """Writes one episode log. ``log_tick`` never touches the disk; see the module docstring."""
 
     def __init__(self, path: str | Path, metadata: dict, *, n_joints: int, obs_dim: int,
-                 flush_every_s: float = 0.2):
+                 n_feet: int = 0, flush_every_s: float = 0.2):
+        """n_feet: the robot's (its spec's feet), to log the velocity estimate and the truth;
+        0 logs neither."""
         if n_joints < 1:
             raise ValueError(f"n_joints must be >= 1, got {n_joints}")
+        if n_feet < 0:
+            raise ValueError(f"n_feet must be >= 0, got {n_feet}")
         if obs_dim < 1:
             raise ValueError(f"obs_dim must be >= 1, got {obs_dim}")
         if not flush_every_s > 0:
             raise ValueError(f"flush_every_s must be > 0, got {flush_every_s}")
-        fields = tick_fields(n_joints, obs_dim)
+        fields = tick_fields(n_joints, obs_dim, n_feet)
         added = {"format_version": FORMAT_VERSION, "start_time": _now_iso(),
-                 "n_joints": n_joints, "obs_dim": obs_dim,
+                 "n_joints": n_joints, "obs_dim": obs_dim, "n_feet": n_feet,
                  "tick_fields": [{"name": f, "size": s, "dtype": d} for f, s, d in fields]}
         clash = sorted(set(metadata) & set(added))
         if clash:
             raise ValueError(f"metadata keys {clash} are reserved for the logger")
         self.path = Path(path)
-        self.n_joints, self.obs_dim = n_joints, obs_dim
+        self.n_joints, self.obs_dim, self.n_feet = n_joints, obs_dim, n_feet
         self._slices, start = {}, 0
         for name, size, _ in fields:
             self._slices[name] = slice(start, start + size)
@@ -173,8 +191,9 @@ class EpisodeLogger:
 
     def log_tick(self, tick: int, state: RobotState | None, observation: np.ndarray | None,
                  action: np.ndarray | None, command: JointCommand,
-                 timing: dict[str, float]) -> None:
-        """Copy one tick into a vector and queue it. ``None`` parts are logged as NaN."""
+                 timing: dict[str, float], estimate=None) -> None:
+        """Copy one tick into a vector and queue it. ``None`` parts are logged as NaN.
+        estimate: the tick's `control.estimator.VelocityEstimate` (needs n_feet)."""
         self._check()
         buf = np.full(self._width, np.nan)
         s = self._slices
@@ -196,8 +215,24 @@ class EpisodeLogger:
         self._put(buf, "command_kp_nm_per_rad", command.kp_nm_per_rad)
         self._put(buf, "command_kd_nm_s_per_rad", command.kd_nm_s_per_rad)
         self._put(buf, "command_torque_ff_nm", command.torque_ff_nm)
+        if self.n_feet:
+            self._put_feet(buf, state, estimate)
+        elif estimate is not None:
+            raise ValueError("an estimate was given, but this log has no estimate fields "
+                             "(EpisodeLogger(..., n_feet=0))")
         self._n_ticks += 1
         self._queue.put((b"T", buf))
+
+    def _put_feet(self, buf: np.ndarray, state: RobotState | None, estimate) -> None:
+        if estimate is not None:
+            self._put(buf, "est_lin_vel_m_s", estimate.lin_vel_m_s)
+            self._put(buf, "est_foot_contact", estimate.foot_contact)
+        truth = None if state is None else state.privileged
+        if truth is not None:  # simulation only
+            for name, value in zip(TRUTH_FIELDS, (
+                    truth.base_lin_vel_m_s, truth.base_ang_vel_rad_s, truth.foot_contact,
+                    [truth.base_height_m], [truth.collisions]), strict=True):
+                self._put(buf, name, value)
 
     def log_event(self, tick: int, kind: str, detail: str, time_s: float) -> None:
         """Queue a safety (or other) event that happened at ``tick``."""

@@ -27,6 +27,7 @@ from gaitforge.robots.types import Robot
 
 from .bundle import BundleError, PolicyBundle, load_bundle
 from .deploy import Deployment, EpisodeResult, run_episode
+from .estimator import EstimatorConfig, VelocityEstimator
 from .excitation import ExcitationActor, ExcitationConfig, excitation_targets
 from .logger import EpisodeLogger, check_free_space
 from .policy_io import ActionMapper, ObservationBuilder
@@ -37,7 +38,8 @@ from .safety import SafetyConfig, SafetyLayer, rate_limit_for
 @dataclass
 class DeployRuntime:
     """What a deployment needs: built from a bundle alone (`load_runtime`), or from an
-    excitation routine (`excitation_runtime`). `metadata` goes into every episode log."""
+    excitation routine (`excitation_runtime`). `metadata` goes into every episode log.
+    `estimator`: the trunk-velocity estimator run (and logged) every tick."""
 
     spec: RobotSpec
     builder: ObservationBuilder
@@ -47,12 +49,14 @@ class DeployRuntime:
     control_dt_s: float
     metadata: dict
     bundle: PolicyBundle | None = None
+    estimator: VelocityEstimator | None = None
 
 
-def load_runtime(bundle_path: str | os.PathLike, clock,
-                 safety: SafetyConfig | None = None) -> DeployRuntime:
+def load_runtime(bundle_path: str | os.PathLike, clock, safety: SafetyConfig | None = None,
+                 estimator: EstimatorConfig | None = None) -> DeployRuntime:
     """Load and verify the bundle; rebuild its policy I/O from the recorded layouts; the LiteRT
-    runner; a safety layer on `clock` (default: rate limit from the servo speed)."""
+    runner; a safety layer on `clock` (default: rate limit from the servo speed); the velocity
+    estimator for the bundle's robot, its contacts from the action layout's gait."""
     bundle = load_bundle(bundle_path)
     spec = load_robot_spec(bundle.robot)
     try:
@@ -61,12 +65,13 @@ def load_runtime(bundle_path: str | os.PathLike, clock,
     except ValueError as err:
         raise BundleError(f"bundle {bundle.path}: {err}") from None
     safety = safety or SafetyConfig(max_step_rad=rate_limit_for(spec, bundle.control_dt_s))
+    velocity = VelocityEstimator(spec, mapper.config.gait, estimator or EstimatorConfig())
     return DeployRuntime(spec, builder, mapper, PolicyRunner(bundle),
                          SafetyLayer(spec, safety, clock=clock), bundle.control_dt_s,
                          {"kind": "policy", "bundle": str(bundle.path),
                           "bundle_hash": bundle.sha256,
                           "observation_layout": bundle.observation_layout,
-                          "action_layout": bundle.action_layout}, bundle)
+                          "action_layout": bundle.action_layout}, bundle, velocity)
 
 
 def excitation_runtime(spec: RobotSpec, config: ExcitationConfig, control_dt_s: float, clock,
@@ -80,7 +85,8 @@ def excitation_runtime(spec: RobotSpec, config: ExcitationConfig, control_dt_s: 
     actor = ExcitationActor(spec, targets, amplitude)
     meta = {"kind": "excitation", "excitation": asdict(config), "amplitude_rad": amplitude}
     runtime = DeployRuntime(spec, ObservationBuilder(spec), actor.mapper(), actor,
-                            SafetyLayer(spec, safety, clock=clock), control_dt_s, meta)
+                            SafetyLayer(spec, safety, clock=clock), control_dt_s, meta,
+                            estimator=VelocityEstimator(spec))  # no gait: torque contact
     return runtime, actor.duration_ticks * control_dt_s
 
 
@@ -92,13 +98,21 @@ def deploy(runtime: DeployRuntime, body: Robot, *, duration_s: float, command, c
     dt = rt.control_dt_s
     cfg = rt.safety.config
     ticks = (duration_s + cfg.soft_start_s + cfg.exit_damping_s + cfg.estop_off_after_s) / dt
-    check_free_space(Path(log_path).parent, int(ticks) + 50, rt.spec.n_joints, rt.builder.size)
+    n_feet = len(rt.spec.feet)
+    check_free_space(Path(log_path).parent, int(ticks) + 50, rt.spec.n_joints, rt.builder.size,
+                     n_feet=n_feet)
     meta = {"robot": rt.spec.name, "command": [float(c) for c in command], "control_dt_s": dt,
             "duration_s": float(duration_s), "safety": dict(cfg.__dict__), **rt.metadata,
             **metadata}
-    logger = EpisodeLogger(log_path, meta, n_joints=rt.spec.n_joints, obs_dim=rt.builder.size)
+    if rt.estimator is not None:  # every episode starts at rest
+        rt.estimator.reset()
+        meta["estimator"] = {**asdict(rt.estimator.config),
+                             "contact_source": rt.estimator.contact_source}
+    logger = EpisodeLogger(log_path, meta, n_joints=rt.spec.n_joints, obs_dim=rt.builder.size,
+                           n_feet=n_feet)
     deployment = Deployment(body, rt.runner, rt.builder, rt.mapper, rt.safety,
-                            control_dt_s=dt, command=command, logger=logger, on_tick=on_tick)
+                            control_dt_s=dt, command=command, logger=logger, on_tick=on_tick,
+                            estimator=rt.estimator)
     result = None
     try:
         result = run_episode(deployment, duration_s, clock, sleep)

@@ -6,6 +6,7 @@ Units are SI throughout: seconds, radians, metres, newton-metres. Quaternions ar
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -30,6 +31,8 @@ class PrivilegedState:
     foot_contact: np.ndarray  # (n_feet,) bool
     friction: float  # ground friction coefficient
     trunk_contact: bool  # trunk or a non-foot link touches the ground
+    base_height_m: float = math.nan  # trunk (base link origin) above the ground under it
+    collisions: float = math.nan  # how many links other than feet and trunk touch the ground
 
     @staticmethod
     def size(n_feet: int) -> int:
@@ -37,7 +40,7 @@ class PrivilegedState:
         return 8 + n_feet
 
     def vector(self) -> np.ndarray:
-        """Float32: base height, body-frame lin vel, ang vel, foot contacts, friction."""
+        """Float32: base height (world z), body-frame lin vel, ang vel, foot contacts, friction."""
         return np.concatenate(
             [
                 self.base_pos_m[2:3],

@@ -11,6 +11,7 @@ import abc
 
 import numpy as np
 
+from gaitforge.robots.kinematics import quat_to_matrix
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import (
     JointCommand,
@@ -23,6 +24,7 @@ from gaitforge.robots.types import (
 from .actuator import ServoActuator
 from .config import SimConfig
 from .dynamics import DynamicsParams
+from .tasks import collision_links
 from .terrain import Heightfield, ground_height, make_heightfield
 
 GRAVITY_M_S2 = 9.81
@@ -31,16 +33,6 @@ GRAVITY_M_S2 = 9.81
 def hang_height(spec: RobotSpec) -> float:
     """Where a hung robot's trunk is held (m): high enough that no foot reaches the ground."""
     return 3.0 * spec.standing_height_m
-
-
-def quat_to_matrix(q_wxyz: np.ndarray) -> np.ndarray:
-    """Rotation matrix R (body -> world) of a unit quaternion (w, x, y, z)."""
-    w, x, y, z = (float(c) for c in q_wxyz)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-    ])
 
 
 class SimBody(Lifecycle, abc.ABC):
@@ -93,12 +85,15 @@ class SimBody(Lifecycle, abc.ABC):
                 foot_contact=feet,
                 friction=self.params.foot_friction,
                 trunk_contact=trunk,
+                base_height_m=float(pos[2] - self.ground_height(pos[0], pos[1])),
+                collisions=float(len(collision_links(self.spec, touching))),
             ),
         )
 
     # Simulation ----------------------------------------------------------------------------
     def step(self, n_substeps: int | None = None) -> None:
-        """Advance physics by n_substeps physics steps (default: one control period)."""
+        """Advance physics by n_substeps physics steps (default: one control period); 0 does
+        nothing (replay asks for it when a logged command was written at a tick's end)."""
         n = self.sim.substeps if n_substeps is None else n_substeps
         if n <= 0:  # nothing to advance (a replayed write that landed on a tick boundary)
             return

@@ -9,6 +9,10 @@ each step from the state the env hands it. `info` carries:
                   in `critic_observation_space`
     command       (3,) vx m/s, vy m/s, yaw rad/s
     fell          1.0 when the episode terminated this step (trunk contact, tilt, height)
+    estimate      float32 (3 + n_feet,): the trunk-velocity estimator's output for the state
+                  beside it (control/estimator.py, the one the deploy tick runs and logs),
+                  `VelocityEstimate.vector()`: body-frame velocity m/s, then 1.0 per stance
+                  foot. It is fed the same noisy state the observation is built from.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 
+from gaitforge.control.estimator import VelocityEstimator
 from gaitforge.control.policy_io import (
     ActionConfig,
     ActionMapper,
@@ -79,6 +84,7 @@ class LocomotionEnv(gym.Env):
         self.task = Task(config.task, spec, config.sim.control_dt_s)
         self.obs_builder = ObservationBuilder(spec, config.observation, config.action.gait)
         self.action_mapper = ActionMapper(spec, config.action)
+        self.estimator = VelocityEstimator(spec, config.action.gait)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_builder.size,),
                                                 np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (spec.n_joints,), np.float32)
@@ -97,8 +103,10 @@ class LocomotionEnv(gym.Env):
         self.task.reset(rng, (options or {}).get("command"))
         self.last_action = np.zeros(spec.n_joints)
         self.steps = 0
+        self.estimator.reset()
         state = self._obs_state = body.read()
-        return self._observe(state), self._info(state, {}, False)
+        obs = self._observe(state)
+        return obs, self._info(state, {}, False)
 
     def step(self, action):
         action = np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
@@ -118,8 +126,8 @@ class LocomotionEnv(gym.Env):
             link_contacts=body.link_contacts() if self.task.needs_link_contacts else frozenset())
         truncated = (not terminated) and self.steps >= self.task.max_steps
         self.last_action = action
-        return (self._observe(state), reward, terminated, truncated,
-                self._info(state, terms, terminated))
+        obs = self._observe(state)  # before _info: it also runs the estimator
+        return obs, reward, terminated, truncated, self._info(state, terms, terminated)
 
     def render(self):
         if self.render_mode != "rgb_array":
@@ -142,7 +150,9 @@ class LocomotionEnv(gym.Env):
         self.task.hold_command(command)
 
     def _observe(self, state) -> np.ndarray:
+        """The observation of `state`, with sensor noise; the estimator sees the same noise."""
         noisy = add_sensor_noise(self.config.randomization, state, self.np_random)
+        self._estimate = self.estimator.update(noisy)
         return self.obs_builder.build(noisy, self.last_action, self.command)
 
     def _info(self, state, terms: dict, fell: bool) -> dict:
@@ -151,6 +161,7 @@ class LocomotionEnv(gym.Env):
             "critic_obs": state.privileged.vector(),
             "command": self.command.astype(np.float32),
             "fell": float(fell),
+            "estimate": self._estimate.vector(),
         }
 
 

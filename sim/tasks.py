@@ -157,10 +157,14 @@ def feet_air_time(c: StepContext) -> float:
     return float(np.sum((c.air_time_s - c.air_time_target_s) * c.first_contact))
 
 
+def collision_links(spec: RobotSpec, link_contacts: AbstractSet[str]) -> AbstractSet[str]:
+    """The links on the ground other than feet and trunk (knees, shins)."""
+    return link_contacts - {*spec.feet, spec.base_link}
+
+
 def collision(c: StepContext) -> float:
     """Links other than feet and trunk on the ground (knees, shins)."""
-    allowed = {*c.spec.feet, c.spec.base_link}
-    return float(len(c.link_contacts - allowed))
+    return float(len(collision_links(c.spec, c.link_contacts)))
 
 
 def alive(c: StepContext) -> float:

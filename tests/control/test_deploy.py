@@ -11,7 +11,14 @@ import pytest
 
 from gaitforge.control.bundle import BundleError
 from gaitforge.control.deploy import Deployment, VirtualClock, run_episode
-from gaitforge.control.logger import EpisodeLogger, LogWriteError, read_log, transitions
+from gaitforge.control.estimator import VelocityEstimator
+from gaitforge.control.logger import (
+    TRUTH_FIELDS,
+    EpisodeLogger,
+    LogWriteError,
+    read_log,
+    transitions,
+)
 from gaitforge.control.policy_io import ActionConfig, ActionMapper, ObservationBuilder
 from gaitforge.control.runner import PolicyRunner
 from gaitforge.control.safety import SafetyConfig, SafetyLayer
@@ -61,16 +68,18 @@ class MockBody:
 
 
 def _deploy(bundle_dir, tmp_path, body, duration_s=1.0, mapper=None, runner=None,
-            logger_cls=EpisodeLogger, on_tick=None):
+            logger_cls=EpisodeLogger, on_tick=None, estimator=None):
     clock = VirtualClock()
     cfg = SafetyConfig(soft_start_s=0.5, exit_damping_s=0.1)
     safety = SafetyLayer(SPEC, cfg, clock=clock)
     builder = ObservationBuilder(SPEC)
     mapper = mapper or ActionMapper(SPEC, ActionConfig(scale_rad=0.3))
     logger = logger_cls(tmp_path / "ep.gflog", {"robot": "servo_dog", "body": "mock"},
-                        n_joints=12, obs_dim=builder.size)
+                        n_joints=12, obs_dim=builder.size,
+                        n_feet=0 if estimator is None else len(SPEC.feet))
     d = Deployment(body, runner or PolicyRunner(bundle_dir), builder, mapper, safety,
-                   control_dt_s=DT, command=(0.3, 0.0, 0.0), logger=logger, on_tick=on_tick)
+                   control_dt_s=DT, command=(0.3, 0.0, 0.0), logger=logger, on_tick=on_tick,
+                   estimator=estimator)
     result = run_episode(d, duration_s, clock, clock.sleep)
     if d.logger is not None:
         logger.close()
@@ -221,3 +230,25 @@ def test_sigint_and_sigterm_end_through_damping(bundle_dir, tmp_path):
         assert result.policy_ticks < 20
         assert signal.getsignal(sig) is not None  # the handlers are restored
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_the_estimate_is_logged_every_tick_and_the_truth_is_nan_on_a_real_body(bundle_dir,
+                                                                              tmp_path):
+    """The mock body is upright and still (the accelerometer reads g) and measures no torque:
+    the estimator (torque contact: the bundle has no gait) sees no feet and predicts 0."""
+    body = MockBody(fail_reads_from=60)
+    estimator = VelocityEstimator(SPEC)
+    result, log = _deploy(bundle_dir, tmp_path, body, estimator=estimator)
+    t = log.ticks
+    assert len(log) == result.ticks and result.read_errors > 0
+    valid = t["state_valid"]
+    assert valid[:50].all() and not valid.all()
+    np.testing.assert_array_equal(t["est_lin_vel_m_s"][valid], 0.0)
+    np.testing.assert_array_equal(t["est_foot_contact"][valid], 0.0)
+    assert np.isnan(t["est_lin_vel_m_s"][~valid]).all()  # no state read: no estimate
+    for name in TRUTH_FIELDS:
+        assert np.isnan(t[name]).all(), name
+    assert log.metadata["n_feet"] == 4
+    with pytest.raises(ValueError, match="n_feet=0"):
+        _deploy(bundle_dir, tmp_path, MockBody(), estimator=estimator,
+                logger_cls=lambda *a, n_feet, **kw: EpisodeLogger(*a, n_feet=0, **kw))

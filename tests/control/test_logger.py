@@ -407,3 +407,45 @@ def test_free_space_is_checked_before_an_episode(tiny_tmpfs):
     with pytest.raises(LogSpaceError, match=f"{folder}: 0.26 MB free, but an episode of 1000 "
                                             "ticks needs about 2.64 MB"):
         check_free_space(folder, 1000, n_joints=12, obs_dim=45)
+
+
+def test_estimate_and_truth_fields_round_trip_and_truth_is_nan_without_privileged_state(
+        tmp_path):
+    from gaitforge.control.estimator import VelocityEstimate
+    from gaitforge.control.logger import ESTIMATE_FIELDS, TRUTH_FIELDS, tick_fields
+
+    sizes = {name: size for name, size, _ in tick_fields(2, 3, n_feet=4)}
+    assert [n for n, *_ in tick_fields(2, 3, n_feet=4)][-7:] == [*ESTIMATE_FIELDS, *TRUTH_FIELDS]
+    assert [sizes[n] for n in (*ESTIMATE_FIELDS, *TRUTH_FIELDS)] == [3, 4, 3, 3, 4, 1, 1]
+    assert tick_fields(2, 3) == tick_fields(2, 3, n_feet=0)  # without feet: as before
+    path = tmp_path / "est.gflog"
+    logger = EpisodeLogger(path, {"robot": "servo_dog"}, n_joints=2, obs_dim=3, n_feet=4)
+    sim, hw, cmd, timing = (*tick_values(6, 2, 3)[:1], tick_values(8, 2, 3)[0],
+                            *tick_values(6, 2, 3)[3:])
+    sim.privileged = PrivilegedState(np.array([1.0, 2.0, 0.3]), np.array([0.3, -0.1, 0.02]),
+                                     np.array([0.1, 0.2, -0.5]),
+                                     np.array([True, False, False, True]), 0.8, True,
+                                     base_height_m=0.25, collisions=2.0)
+    estimate = VelocityEstimate(np.array([0.28, -0.12, 0.0]), np.array([1, 0, 0, 1], bool))
+    logger.log_tick(0, sim, None, None, cmd, timing, estimate)
+    logger.log_tick(1, hw, None, None, cmd, timing, estimate)  # hardware: no truth
+    logger.log_tick(2, None, None, None, cmd, timing)  # no state, no estimate
+    logger.close()
+    log = read_log(path)
+    assert log.metadata["n_feet"] == 4
+    t = log.ticks
+    np.testing.assert_array_equal(t["est_lin_vel_m_s"][:2], [[0.28, -0.12, 0.0]] * 2)
+    np.testing.assert_array_equal(t["est_foot_contact"][:2], [[1, 0, 0, 1]] * 2)
+    np.testing.assert_array_equal(t["true_lin_vel_m_s"][0], [0.3, -0.1, 0.02])
+    np.testing.assert_array_equal(t["true_ang_vel_rad_s"][0], [0.1, 0.2, -0.5])
+    np.testing.assert_array_equal(t["true_foot_contact"][0], [1, 0, 0, 1])
+    assert t["true_base_height_m"][0] == 0.25 and t["true_collisions"][0] == 2.0
+    for name in TRUTH_FIELDS:
+        assert np.isnan(t[name][1:]).all(), name
+    assert np.isnan(t["est_lin_vel_m_s"][2]).all() and np.isnan(t["est_foot_contact"][2]).all()
+    # a log without feet refuses an estimate rather than dropping it
+    with (EpisodeLogger(tmp_path / "no_feet.gflog", {}, n_joints=2, obs_dim=3) as bare,
+          pytest.raises(ValueError, match="no estimate fields")):
+        bare.log_tick(0, sim, None, None, cmd, timing, estimate)
+    with pytest.raises(ValueError, match="n_feet"):
+        EpisodeLogger(tmp_path / "x.gflog", {}, n_joints=2, obs_dim=3, n_feet=-1)

@@ -84,3 +84,18 @@ def test_other_dynamics_show_as_a_gap_and_a_later_response_as_lag(tmp_path):
     assert min(rmse) > 1e-3  # 6 ms of latency, +20 % kp, friction: not a small difference
     # the log's servos answer 6 ms later: on average its motion lags the replay
     assert np.mean([j["lag_ms"] for j in gap["joints"].values()]) > 1.0
+
+
+@pytest.mark.parametrize("engine", ["mujoco", "pybullet"])
+def test_stepping_zero_physics_steps_changes_nothing(engine):
+    """Replay steps 0 physics steps when a logged command was written at the end of a tick."""
+    body = make_replay_body(SPEC, engine, DT, "hung", DYNAMICS)
+    body.step()
+    before = body.read()
+    body.step(0)
+    after = body.read()
+    assert after.time_s == before.time_s
+    np.testing.assert_array_equal(after.joint_pos_rad, before.joint_pos_rad)
+    np.testing.assert_array_equal(after.accel_m_s2, before.accel_m_s2)
+    np.testing.assert_array_equal(after.joint_torque_nm, before.joint_torque_nm)
+    body.close()
