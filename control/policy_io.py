@@ -263,3 +263,19 @@ def _same_layout(what: str, ours, recorded) -> None:
             name = (b or a or {}).get("name", i)
             raise ValueError(f"{what} term '{name}' is recorded as {b!r}; this gaitforge "
                              f"builds {a!r}")
+
+
+def limit_targets(target: np.ndarray, previous: np.ndarray, lower: np.ndarray,
+                  upper: np.ndarray, max_step_rad: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the deploy-time safety layer lets a position target be, one tick after `previous`:
+    clamped into [lower, upper] (the joint limits minus its margin), then moved at most
+    `max_step_rad` from `previous`. Returns (sent, clamped joints, rate-limited joints).
+    `previous` lies inside the box, so the result satisfies both. The safety layer and the
+    training env's action path both call this: training sees what deployment enforces."""
+    clamped = np.clip(target, lower, upper)
+    delta = clamped - previous
+    # 1e-12 slack: float residue of repeated steps is not worth counting as a limit
+    limited = np.abs(delta) > max_step_rad + 1e-12
+    sent = np.where(limited, previous + np.sign(delta) * max_step_rad, clamped)
+    return sent, clamped != target, limited

@@ -28,7 +28,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from gaitforge.control.policy_io import trunk_tilt_rad
+from gaitforge.control.policy_io import limit_targets, trunk_tilt_rad
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import CommandMode, JointCommand, RobotState
 
@@ -278,10 +278,14 @@ class SafetyLayer:
         if proposed.mode is CommandMode.OFF:
             return self._safe(CommandMode.OFF)
         wanted = np.asarray(proposed.position_rad, dtype=np.float64)
-        clamped = np.clip(wanted, self._lo, self._hi)
-        if (moved := clamped != wanted).any():
-            self._record("clamp", ", ".join(self._names[moved]), now)
-        sent = self._rate_limited(clamped, now)
+        sent, clamped, limited = limit_targets(wanted, self._target, self._lo, self._hi,
+                                               self.config.max_step_rad)
+        if clamped.any():
+            self._record("clamp", ", ".join(self._names[clamped]), now)
+        if limited.any():
+            self._record("rate_limit", ", ".join(self._names[limited]), now)
+        self._target = sent
+        sent = sent.copy()
         kp, kd, tau = proposed.kp_nm_per_rad, proposed.kd_nm_s_per_rad, proposed.torque_ff_nm
         limit = self.spec.torque_limit_nm
         return self._position(
@@ -291,12 +295,10 @@ class SafetyLayer:
             None if tau is None else np.clip(np.asarray(tau, dtype=np.float64), -limit, limit))
 
     def _rate_limited(self, target: np.ndarray, now: float) -> np.ndarray:
-        step, delta = self.config.max_step_rad, target - self._target
-        # 1e-12 slack: float residue of repeated steps is not worth a rate_limit event
-        moved = np.abs(delta) > step + 1e-12
-        sent = np.where(moved, self._target + np.sign(delta) * step, target)
-        if moved.any():
-            self._record("rate_limit", ", ".join(self._names[moved]), now)
+        sent, _, limited = limit_targets(target, self._target, self._lo, self._hi,
+                                         self.config.max_step_rad)
+        if limited.any():
+            self._record("rate_limit", ", ".join(self._names[limited]), now)
         self._target = sent
         return sent.copy()
 

@@ -29,7 +29,9 @@ from gaitforge.control.policy_io import (
     ActionMapper,
     ObservationBuilder,
     ObservationConfig,
+    limit_targets,
 )
+from gaitforge.control.safety import SafetyConfig, rate_limit_for
 from gaitforge.robots.spec import RobotSpec, load_robot_spec
 from gaitforge.robots.types import PrivilegedState
 
@@ -58,6 +60,10 @@ class EnvConfig:
     # friction and latency; `gaitforge train --dynamics FILE` fills it from a dynamics file.
     dynamics: dict = field(default_factory=dict)
     dynamics_source: str = ""  # where `dynamics` came from (file and sha256), for people
+    # Apply what the deploy-time safety layer enforces on every position target (the joint
+    # limits minus its margin, and its per-tick rate limit) in the training action path too,
+    # by the same function (control.policy_io.limit_targets), so training sees it.
+    deploy_limits: bool = True
 
 
 def make_body(spec: RobotSpec, sim: SimConfig, *, fixed_base: bool = False) -> SimBody:
@@ -81,6 +87,11 @@ class LocomotionEnv(gym.Env):
         self.body.configure()
         self.body.activate()
         self.nominal_dynamics = nominal_dynamics(spec, config.sim, config.dynamics)
+        safety = SafetyConfig()  # the deploy defaults (control.runtime.load_runtime's)
+        self._limits = (spec.lower_rad + safety.limit_margin_rad,
+                        spec.upper_rad - safety.limit_margin_rad,
+                        rate_limit_for(spec, config.sim.control_dt_s)) \
+            if config.deploy_limits else None
         self.task = Task(config.task, spec, config.sim.control_dt_s)
         self.obs_builder = ObservationBuilder(spec, config.observation, config.action.gait)
         self.action_mapper = ActionMapper(spec, config.action)
@@ -102,6 +113,8 @@ class LocomotionEnv(gym.Env):
         body.reset_standing(quat, q)
         self.task.reset(rng, (options or {}).get("command"))
         self.last_action = np.zeros(spec.n_joints)
+        self._target = np.clip(q, *self._limits[:2]) if self._limits else None
+        self._rate_limited = False
         self.steps = 0
         self.estimator.reset()
         state = self._obs_state = body.read()
@@ -116,7 +129,13 @@ class LocomotionEnv(gym.Env):
         if push is not None:
             body.push(push)
         # the action answers the last observation: it is timed by the state that one showed
-        body.write(self.action_mapper.command(action, self._obs_state.time_s, self.command))
+        command = self.action_mapper.command(action, self._obs_state.time_s, self.command)
+        self._rate_limited = False
+        if self._limits:
+            command.position_rad, _, hit = limit_targets(command.position_rad, self._target,
+                                                         *self._limits)
+            self._target, self._rate_limited = command.position_rad, bool(hit.any())
+        body.write(command)
         body.step()
         self.steps += 1
         state = self._obs_state = body.read()
@@ -162,6 +181,7 @@ class LocomotionEnv(gym.Env):
             "command": self.command.astype(np.float32),
             "fell": float(fell),
             "estimate": self._estimate.vector(),
+            "rate_limited": float(self._rate_limited),  # the deploy rate limit held this action
         }
 
 
