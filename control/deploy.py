@@ -143,8 +143,9 @@ class Deployment:
         state = self._read(info)
         estimate = self._estimate(state)
         obs = action = proposed = None
-        if self.safety.policy_active and state is not None and not self.shutting_down:
+        if state is not None:  # logged every tick: the last policy step has its next observation
             obs = self.builder.build(state, self.last_action, self.command)
+        if self.safety.policy_active and obs is not None and not self.shutting_down:
             action = self.runner.act(obs)
             proposed = self.mapper.command(action, state.time_s, self.command)
         command = self.safety.filter(state, obs, proposed)

@@ -5,8 +5,10 @@ builds it with the same code). Action: [-1, 1]^n through `control.policy_io.Acti
 The task (`sim.tasks.Task`) keeps the episode's command and the feet's air time, and judges
 each step from the state the env hands it. `info` carries:
     reward_terms  dict name -> weighted reward of this step (sums to the reward)
-    critic_obs    privileged extras for an asymmetric critic (see PrivilegedState.vector),
-                  in `critic_observation_space`
+    critic_obs    extras for an asymmetric critic, in `critic_observation_space`: the
+                  privileged simulator state (PrivilegedState.vector; `critic_inputs:
+                  privileged`) or what a robot's log also holds, the velocity estimator's
+                  output (`critic_inputs: estimated`; what fine-tuning from logs uses)
     command       (3,) vx m/s, vy m/s, yaw rad/s
     fell          1.0 when the episode terminated this step (trunk contact, tilt, height)
     estimate      float32 (3 + n_feet,): the trunk-velocity estimator's output for the state
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -64,6 +67,7 @@ class EnvConfig:
     # limits minus its margin, and its per-tick rate limit) in the training action path too,
     # by the same function (control.policy_io.limit_targets), so training sees it.
     deploy_limits: bool = True
+    critic_inputs: Literal["privileged", "estimated"] = "privileged"  # see critic_obs above
 
 
 def make_body(spec: RobotSpec, sim: SimConfig, *, fixed_base: bool = False) -> SimBody:
@@ -99,8 +103,10 @@ class LocomotionEnv(gym.Env):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_builder.size,),
                                                 np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (spec.n_joints,), np.float32)
-        self.critic_observation_space = gym.spaces.Box(
-            -np.inf, np.inf, (PrivilegedState.size(len(spec.feet)),), np.float32)
+        critic_size = PrivilegedState.size(len(spec.feet)) \
+            if config.critic_inputs == "privileged" else 3 + len(spec.feet)
+        self.critic_observation_space = gym.spaces.Box(-np.inf, np.inf, (critic_size,),
+                                                       np.float32)
         self.render_mode = render_mode
         self.metadata = {**self.metadata, "render_fps": round(1 / config.sim.control_dt_s)}
 
@@ -177,7 +183,8 @@ class LocomotionEnv(gym.Env):
     def _info(self, state, terms: dict, fell: bool) -> dict:
         return {
             "reward_terms": {name: terms.get(name, 0.0) for name in self.task.weights},
-            "critic_obs": state.privileged.vector(),
+            "critic_obs": state.privileged.vector() if self.config.critic_inputs == "privileged"
+            else self._estimate.vector(),
             "command": self.command.astype(np.float32),
             "fell": float(fell),
             "estimate": self._estimate.vector(),

@@ -121,7 +121,10 @@ def test_soft_start_then_policy_then_damping_then_off(bundle_dir, tmp_path):
     _check_commands(body.commands)
     assert not body.active
     pairs = transitions(log)
-    assert len(pairs["obs"]) == 49 and not pairs["done"].any()
+    # every policy tick is a transition; the last one's next observation is the first
+    # shutdown tick's (observations are logged every tick), and it is a truncation
+    assert len(pairs["obs"]) == 50 and not pairs["done"].any()
+    assert pairs["truncated"][-1] and not pairs["truncated"][:-1].any()
     np.testing.assert_array_equal(pairs["next_obs"][:-1], pairs["obs"][1:])
 
 
