@@ -13,16 +13,27 @@ partition of replay, every minibatch half offline and half fresh, LayerNorm crit
     partition_losses(...)    the critic loss on an offline and on an online batch, measured by
                              a throw-away update (every variable restored), for TensorBoard
 
+    FineTuner                a Trainer over that replay: fresh simulation data goes to
+                             "online", every update samples `mixed_sample`, the critic warms up
+                             alone first when it is new, TensorBoard gets the offline and online
+                             critic losses apart; with no fresh data (`offline_fraction` 1) it
+                             only updates, counting updates where the Trainer counts env steps
+    restore_matching(agent, state)  every variable (and normaliser) of `state` whose name and
+                             shape fit the agent: a fine-tune keeps the run's actor and, where
+                             it fits, its critic
+
 Nothing here changes the compiled update of SAC or TD3.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import numpy as np
 
 from .replay import ReplayBuffer
+from .trainer import Trainer, _crossed
 
 CRITIC_PREFIXES = ("critic", "target", "opt_critic")  # TwinCritics' checkpoint names
 
@@ -90,3 +101,83 @@ def partition_losses(agent, replay: ReplayBuffer, rng: np.random.Generator) -> d
         for name, value in saved.items():
             variables[name].assign(value)
     return out
+
+
+class FineTuner(Trainer):
+    fresh_partition = "online"
+
+    def __init__(self, agent, env, config, checkpoint_dir, *, offline: Mapping[str, np.ndarray],
+                 offline_fraction: float = 0.5, critic_warmup_updates: int = 0, **kwargs):
+        super().__init__(agent, env, config, checkpoint_dir, **kwargs)
+        if not 0.0 <= offline_fraction <= 1.0:
+            raise ValueError(f"offline_fraction must be in [0, 1], got {offline_fraction}")
+        self.replay = offline_replay(self.obs_dim, self.act_dim, self.critic_obs_dim,
+                                     config.replay_capacity, offline)
+        self.offline_fraction = offline_fraction
+        self.critic_warmup_updates = int(critic_warmup_updates)
+
+    def _learn(self, n_updates: int) -> None:
+        batches = mixed_sample(self.replay, self.batch_size, self.rng, n_updates,
+                               self.offline_fraction)
+        if self.updates < self.critic_warmup_updates:
+            with CriticOnly(self.agent):
+                self.last_metrics = self.agent.update_stacked(batches)
+        else:
+            self.last_metrics = self.agent.update_stacked(batches)
+        self.updates += n_updates
+
+    def _log(self, marks: dict) -> None:
+        super()._log(marks)
+        losses = partition_losses(self.agent, self.replay, self.rng)
+        if self.logger is not None:
+            for name, value in losses.items():
+                self.logger.scalar(f"loss/{name}", value, self.env_steps)
+        self.last_scalars.update({f"loss/{k}": v for k, v in losses.items()})
+
+    def train(self, until_env_steps: int | None = None, progress=None) -> None:
+        if self.offline_fraction < 1.0:
+            return super().train(until_env_steps, progress)
+        self._train_on_logs(until_env_steps, progress)
+
+    def _train_on_logs(self, until: int | None, progress) -> None:
+        """Logs only: `env_steps` counts updates (one stacked call of num_envs x utd at a
+        time), so logging, evaluation, checkpoints and resume keep their schedule."""
+        c = self.config
+        stop = min(c.total_env_steps, until or c.total_env_steps)
+        marks = {"log": time.perf_counter(), "steps": self.env_steps, "updates": self.updates}
+        n = self.env.num_envs * c.utd
+        while self.env_steps < stop:
+            before = self.env_steps
+            self._learn(n)
+            self.env_steps += n
+            if _crossed(before, self.env_steps, c.log_every_steps):
+                self._log(marks)
+            if _crossed(before, self.env_steps, c.eval_every_steps) and self.evaluate:
+                self._evaluate()
+            if _crossed(before, self.env_steps, c.checkpoint_every_steps) or (
+                    self.env_steps >= c.total_env_steps):
+                self.save_checkpoint()
+            if progress is not None:
+                progress(self)
+        if self.logger is not None:
+            self.logger.flush()
+
+
+def restore_matching(agent, state: Mapping[str, np.ndarray]) -> list[str]:
+    """Assign every agent variable whose name and shape `state` holds, and the observation
+    normaliser where its size fits; returns the names left as built (e.g. a new critic)."""
+    left = []
+    for name, var in agent.state_variables().items():
+        value = state.get(name)
+        if value is not None and tuple(np.shape(value)) == tuple(var.shape):
+            var.assign(np.asarray(value).astype(var.dtype.as_numpy_dtype))
+        else:
+            left.append(name)
+    for prefix, norm in agent._normalizers.items():
+        saved = {k.split("/", 1)[1]: v for k, v in state.items() if k.startswith(prefix + "/")}
+        current = norm.get_state()
+        if saved and all(np.shape(saved.get(k)) == np.shape(v) for k, v in current.items()):
+            norm.set_state(saved)
+        else:
+            left.append(prefix)
+    return left

@@ -92,6 +92,7 @@ def segment_seed(seed: int, env_steps: int) -> int:
 
 
 class Trainer:
+    fresh_partition = "main"  # the replay partition collected transitions go to
     def __init__(self, agent: Agent, env, config: TrainConfig, checkpoint_dir: str | os.PathLike,
                  *, evaluate: Callable[[object], dict] | None = None, logger=None,
                  warn: Callable[[str], None] | None = None):
@@ -189,7 +190,7 @@ class Trainer:
             critic = {"critic_obs": self._critic_obs,
                       "next_critic_obs": info["final_critic_obs"]}
         self.replay.add(self._obs, actions, reward, info["final_obs"],
-                        terminated.astype(np.float32), **critic)
+                        terminated.astype(np.float32), partition=self.fresh_partition, **critic)
         self._obs = obs
         self._critic_obs = info.get("critic_obs") if self.critic_obs_dim else None
         self.agent.observe(obs, self._critic_obs)

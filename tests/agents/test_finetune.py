@@ -62,3 +62,68 @@ def test_partition_losses_measure_without_changing_anything():
     assert losses["critic_online"] > losses["critic_offline"]  # rewards of 5 against 1
     for k, v in a.state_variables().items():
         np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
+
+
+# --- FineTuner on a small fake env ---------------------------------------------------------
+def _fine_tuner(tmp_path, offline_fraction, warmup=0, steps=200):
+    import sys
+    from pathlib import Path
+
+    from gaitforge.agents.finetune import FineTuner
+    from gaitforge.agents.trainer import TrainConfig
+    from gaitforge.sim.vec_env import VecEnv
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "sim"))
+    import fake_envs
+
+    cfg = config_class("sac")(actor_hidden=(16,), critic_hidden=(16,), batch_size=16,
+                              asymmetric_critic=True, critic_layer_norm=True)
+    a = make_agent("sac", cfg, fake_envs.OBS_DIM, 2, critic_obs_dim=fake_envs.CRITIC_DIM,
+                   seed=4)
+    env = VecEnv([fake_envs.PointMassEnv] * 2, workers=0, seed=0)
+    rng = np.random.default_rng(9)
+    n = 64
+    offline = {"obs": rng.normal(size=(n, fake_envs.OBS_DIM)),
+               "action": rng.uniform(-1, 1, (n, 2)), "reward": np.ones(n),
+               "next_obs": rng.normal(size=(n, fake_envs.OBS_DIM)),
+               "terminated": np.zeros(n),
+               "critic_obs": rng.normal(size=(n, fake_envs.CRITIC_DIM)),
+               "next_critic_obs": rng.normal(size=(n, fake_envs.CRITIC_DIM))}
+    config = TrainConfig(total_env_steps=steps, warmup_steps=0, replay_capacity=500,
+                         eval_every_steps=10_000, checkpoint_every_steps=100,
+                         log_every_steps=50)
+    tuner = FineTuner(a, env, config, tmp_path / "ckpt", offline=offline,
+                      offline_fraction=offline_fraction, critic_warmup_updates=warmup)
+    return tuner, env
+
+
+def test_a_mixed_fine_tune_keeps_the_logs_and_adds_fresh_data(tmp_path):
+    tuner, env = _fine_tuner(tmp_path, 0.5)
+    try:
+        tuner.train()
+    finally:
+        env.close()
+    assert tuner.replay.size("offline") == 64 and tuner.replay.size("online") == 200
+    assert tuner.updates == 200
+    assert {"loss/critic_offline", "loss/critic_online"} <= set(tuner.last_scalars)
+
+
+def test_a_logs_only_fine_tune_never_steps_the_env_and_resumes(tmp_path):
+    tuner, env = _fine_tuner(tmp_path, 1.0, warmup=100)
+    actor_before = tuner.agent.actor.params["l0/w"].numpy().copy()
+    env.step = None  # any step would fail
+    try:
+        tuner.train(until_env_steps=100)  # the critic warm-up: the actor must not move
+        np.testing.assert_array_equal(tuner.agent.actor.params["l0/w"].numpy(), actor_before)
+        tuner.train()
+        assert not np.array_equal(tuner.agent.actor.params["l0/w"].numpy(), actor_before)
+        assert tuner.replay.size("online") == 0 and tuner.updates == 200
+        final = {k: v.numpy().copy() for k, v in tuner.agent.state_variables().items()}
+        again, env2 = _fine_tuner(tmp_path, 1.0, warmup=100)
+        again.load_checkpoint()
+        assert again.updates == 200
+        for k, v in again.agent.state_variables().items():
+            np.testing.assert_array_equal(v.numpy(), final[k], err_msg=k)
+        env2.close()
+    finally:
+        env.close()
