@@ -168,7 +168,7 @@ class ObservationBuilder:
         except (KeyError, IndexError, TypeError, ValueError) as err:
             raise ValueError(f"observation layout: cannot read term scales ({err!r})") from None
         builder = cls(spec, config, GaitConfig(frequency_hz=frequency))
-        _same_layout("observation", builder.layout, list(layout))
+        same_layout("observation", builder.layout, list(layout))
         return builder
 
     def build(self, state: RobotState, last_action: np.ndarray, command: np.ndarray) -> np.ndarray:
@@ -229,7 +229,7 @@ class ActionMapper:
             mapper = cls(spec, ActionConfig(scale_rad=float(layout["scale_rad"]), gait=gait))
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"action layout: cannot rebuild the mapper ({err!r})") from None
-        _same_layout("action", mapper.layout, dict(layout))
+        same_layout("action", mapper.layout, dict(layout))
         return mapper
 
     def targets(self, action: np.ndarray, time_s: float = 0.0, command=None) -> np.ndarray:
@@ -247,7 +247,7 @@ class ActionMapper:
                             mode=CommandMode.POSITION)
 
 
-def _same_layout(what: str, ours, recorded) -> None:
+def same_layout(what: str, ours, recorded) -> None:
     """ValueError naming the first entry where a rebuilt layout differs from the recorded one."""
     ours = json.loads(json.dumps(ours))
     if isinstance(ours, dict):

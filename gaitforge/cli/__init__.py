@@ -22,6 +22,7 @@ from . import (
     cmd_eval,
     cmd_excite,
     cmd_export,
+    cmd_finetune,
     cmd_logs,
     cmd_plot,
     cmd_replay,
@@ -33,7 +34,7 @@ from .argtypes import Parser
 from .user_errors import user_error_message
 
 VERBS = (cmd_envs, cmd_check, cmd_train, cmd_eval, cmd_plot, cmd_export, cmd_deploy,
-         cmd_excite, cmd_replay, cmd_sysid, cmd_virtual_robot, cmd_logs)
+         cmd_excite, cmd_replay, cmd_sysid, cmd_finetune, cmd_virtual_robot, cmd_logs)
 
 
 def build_parser() -> Parser:

@@ -39,6 +39,7 @@ nonnegative = _checked(float, lambda v: v >= 0, "a number, 0 or more")
 count = _checked(int, lambda v: v > 0, "a whole number, 1 or more")
 count0 = _checked(int, lambda v: v >= 0, "a whole number, 0 or more")
 baud = _checked(int, lambda v: v > 0, "a baud rate, a whole number above 0 (e.g. 1000000)")
+fraction = _checked(float, lambda v: 0 <= v <= 1, "a fraction between 0 and 1")
 
 
 def velocity_command(text: str) -> tuple[float, float, float]:

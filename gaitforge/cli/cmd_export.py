@@ -45,6 +45,17 @@ def run(args) -> int:
     return 0
 
 
+def lineage(cfg) -> dict | None:
+    """Where a fine-tuned policy came from (the bundle's `lineage`); None for a run trained
+    from scratch."""
+    f = cfg.finetune
+    if not f.parent_run:
+        return None
+    return {"parent_run": f.parent_run, "parent_checkpoint": f.parent_checkpoint,
+            "parent_bundle_sha256": f.parent_bundle_sha256, "logs": dict(f.logs),
+            "dynamics": cfg.env.dynamics_source, "sim_mix": f.sim_mix}
+
+
 def rollout_observations(agent, env, n: int, command, seed: int = 0) -> np.ndarray:
     """n observations seen by the deterministic actor driving `env` at `command`."""
     env.set_command(command)
@@ -94,7 +105,7 @@ def export_run(run: str, out: str | None = None, overwrite: bool = False):
             action_layout=mapper.layout, control_dt_s=cfg.env.sim.control_dt_s,
             source={"run": str(run_dir.resolve()), "checkpoint": checkpoint.name,
                     "agent": agent.algo, "config": load_config(run_dir)},
-            parity=parity)
+            parity=parity, lineage=lineage(cfg))
         bundle = publish_bundle(staging, dest, fields, overwrite=overwrite)
     except BaseException:
         remove_staging(staging)

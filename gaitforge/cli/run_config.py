@@ -9,7 +9,7 @@ RunConfig; unknown keys anywhere are rejected with their dotted path and the fil
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -48,6 +48,24 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class FineTuneSection:
+    """Where a fine-tune run came from (`gaitforge finetune`); empty for a run from scratch."""
+
+    parent_run: str = ""  # the run whose agent was fine-tuned
+    parent_checkpoint: str = ""
+    parent_bundle_sha256: str = ""  # the bundle exported from that run, if any ("": none)
+    logs: dict[str, str] = field(default_factory=dict)  # episode log path -> its sha256
+    sim_mix: float = 0.5  # fraction of each minibatch from fresh simulation (RLPD: 0.5)
+    critic_warmup_updates: int = 0  # updates of the critic alone before the actor learns
+
+    def __post_init__(self):
+        if not 0.0 <= self.sim_mix <= 1.0:
+            raise ValueError(f"sim_mix must be in [0, 1], got {self.sim_mix}")
+        if self.critic_warmup_updates < 0:
+            raise ValueError("critic_warmup_updates must be >= 0")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     env: EnvConfig = EnvConfig()
     env_id: str = ""  # "": the locomotion env above; else "gym:<id>" or "dmc:<domain>-<task>"
@@ -56,6 +74,7 @@ class RunConfig:
     vec_env: VecEnvConfig = VecEnvConfig()  # how many envs collect, in how many processes
     train: TrainConfig = TrainConfig()
     evaluation: EvalConfig = EvalConfig()
+    finetune: FineTuneSection = FineTuneSection()
 
     def __post_init__(self):
         if self.train.overlap and self.vec_env.workers < 1:

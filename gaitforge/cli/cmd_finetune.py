@@ -1,0 +1,229 @@
+"""`gaitforge finetune RUN --logs PATH... [--dynamics FILE] [--sim-mix F] [--steps N]`: make a
+trained policy better on the robot its logs came from.
+
+The run's agent is restored (its actor and observation normaliser; its critic too when it was
+trained on what a log holds). The logged episodes become transitions with their rewards
+recomputed from logged quantities and the base-velocity estimator (sim/log_rewards.py), in an
+offline partition of replay; every minibatch takes `1 - sim_mix` of its rows from the logs and
+`sim_mix` from fresh simulation around the given dynamics (a dynamics file from `gaitforge
+sysid`), as RLPD does (0.5). The critic sees only what a log holds (observation plus the
+estimator's output), with LayerNorm; a new critic trains alone first, while the actor waits.
+The result is a new run folder, resumable like `train`; `gaitforge export` on it writes a
+bundle whose manifest records its lineage (parent bundle, logs, dynamics file).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gaitforge.robots.configio import ConfigError, apply_overrides, from_dict
+
+from .argtypes import count, count0, fraction
+from .run_config import RunConfig, env_fns, evaluator, upgrade_saved_config
+from .run_folders import (
+    configure_tensorflow,
+    create_run_dir,
+    cut_logs,
+    load_config,
+    resolve_run,
+    run_dir_for,
+)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("finetune", help="fine-tune a run's policy from logged episodes, mixed "
+                       "with fresh simulation (RLPD); a new run folder")
+    p.add_argument("run", help="the run to start from (name under runs/, or its folder); "
+                   "with --resume, the fine-tune run to continue")
+    p.add_argument("--logs", nargs="+", default=[], metavar="PATH",
+                   help="episode logs of the run's bundle (.gflog from `gaitforge deploy`)")
+    p.add_argument("--dynamics", metavar="FILE", help="simulate fresh data around this "
+                   "dynamics file (from `gaitforge sysid`)")
+    p.add_argument("--sim-mix", type=fraction, default=0.5, metavar="F",
+                   help="fraction of each minibatch from fresh simulation (default 0.5; 0: "
+                   "the logs only, no simulation)")
+    p.add_argument("--steps", type=count, default=40_000, metavar="N",
+                   help="simulation steps (with --sim-mix 0: update steps) (default 40000)")
+    p.add_argument("--critic-warmup", type=count0, default=5_000, metavar="N",
+                   help="updates of a new critic alone before the actor learns (default 5000)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting of the fine-tune run (as for train)")
+    p.add_argument("--skip-bad", action="store_true", help="leave out a corrupt log (named) "
+                   "and use the rest")
+    p.add_argument("--resume", action="store_true", help="continue the fine-tune run RUN")
+    p.add_argument("--name", help="run folder name (default: RUN-finetune-TIME)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from .cmd_train import _train_logged
+
+    if args.resume:
+        run_dir = resolve_run(args.run)
+        data = upgrade_saved_config(load_config(run_dir))
+        cfg = from_dict(RunConfig, data, source=str(run_dir / "config.yaml"))
+        transitions = _transitions(cfg, list(cfg.finetune.logs), skip_bad=False,
+                                   expect=cfg.finetune.logs)
+    else:
+        if not args.logs:
+            raise ConfigError("--logs: give the episode logs to fine-tune from")
+        parent_dir = resolve_run(args.run)
+        parent = from_dict(RunConfig, upgrade_saved_config(load_config(parent_dir)),
+                           source=str(parent_dir / "config.yaml"))
+        if parent.env_id:
+            raise ConfigError(f"{parent_dir}: trained on '{parent.env_id}'; fine-tuning from "
+                              "logs is for robots (a locomotion run)")
+        transitions = _transitions(parent, args.logs, skip_bad=args.skip_bad)
+        data = _finetune_config(args, parent_dir, transitions)
+        cfg = from_dict(RunConfig, data, source=f"{parent_dir} fine-tuned")
+        run_dir = run_dir_for(args.name, f"{parent_dir.name}-finetune")
+    configure_tensorflow()
+    env = _env(cfg)
+    try:
+        tuner = _fine_tuner(cfg, env, run_dir, transitions)
+        if args.resume:
+            folder = tuner.load_checkpoint()
+            cut_logs(run_dir, tuner.env_steps)
+            print(f"resumed {run_dir} from {folder.name}")
+        else:
+            create_run_dir(run_dir, data)
+        t0 = time.perf_counter()
+        _train_logged(tuner, run_dir, not args.no_progress)
+    finally:
+        env.close()
+    print(f"fine-tuned in {time.perf_counter() - t0:.0f} s: {run_dir}  (gaitforge export "
+          f"{run_dir})")
+    return 0
+
+
+def _transitions(cfg: RunConfig, paths: list[str], *, skip_bad: bool,
+                 expect: dict | None = None) -> dict[str, np.ndarray]:
+    """The logs' transitions, concatenated, after every check (see _check_log)."""
+    from gaitforge.control.logger import LogFormatError
+    from gaitforge.robots.spec import load_robot_spec
+    from gaitforge.sim.log_rewards import LogContentError, log_transitions
+
+    from .logs_in import load_logs
+
+    spec = load_robot_spec(cfg.env.robot)
+    parts, used = [], {}
+    for path in paths:
+        try:
+            (entry,) = load_logs([path])
+        except LogFormatError as err:
+            if not skip_bad:
+                raise ConfigError(f"{err} (--skip-bad leaves it out)") from None
+            print(f"gaitforge: skipped a corrupt log: {err}", file=sys.stderr)
+            continue
+        if expect is not None and expect.get(path) != entry.sha256:
+            raise ConfigError(f"{path}: changed since the fine-tune began (sha256 "
+                              f"{entry.sha256[:12]}..., the run recorded "
+                              f"{str(expect.get(path))[:12]}...)")
+        if entry.note:
+            print(entry.note)
+        _check_log(entry, cfg, spec)
+        try:
+            parts.append(log_transitions(entry.log, spec, cfg.env.task))
+        except LogContentError as err:
+            raise ConfigError(f"{err}: the fine-tuning critic needs it") from None
+        used[path] = entry.sha256
+    if not parts:
+        raise ConfigError("no usable log left to fine-tune from")
+    fields = ("obs", "action", "reward", "next_obs", "terminated", "critic_obs",
+              "next_critic_obs")
+    out = {f: np.concatenate([getattr(p, f) for p in parts]) for f in fields}
+    out["used"] = used
+    return out
+
+
+def _check_log(entry, cfg: RunConfig, spec) -> None:
+    """Refuse a log of another robot, of another policy I/O (naming the field), of an
+    excitation routine, or without a single policy tick."""
+    from gaitforge.control.policy_io import ActionMapper, ObservationBuilder, same_layout
+
+    meta, path = entry.log.metadata, entry.path
+    if meta.get("robot") != spec.name:
+        raise ConfigError(f"{path}: a log of robot '{meta.get('robot')}', the run is of "
+                          f"'{spec.name}'")
+    if meta.get("kind") != "policy":
+        raise ConfigError(f"{path}: a log of {meta.get('kind') or 'an unknown kind'} "
+                          "(kind), not of a policy's episode: nothing to fine-tune from")
+    if "observation_layout" not in meta or "action_layout" not in meta:
+        raise ConfigError(f"{path}: does not record its policy I/O (written by an older "
+                          "gaitforge): deploy the bundle again to log new episodes")
+    builder = ObservationBuilder(spec, cfg.env.observation, cfg.env.action.gait)
+    mapper = ActionMapper(spec, cfg.env.action)
+    try:
+        same_layout("observation", builder.layout, meta["observation_layout"])
+        same_layout("action", mapper.layout, meta["action_layout"])
+    except ValueError as err:
+        raise ConfigError(f"{path}: not a log of this run's policy: {err}") from None
+    if not np.isfinite(entry.log.ticks["action"]).all(axis=1).any():
+        raise ConfigError(f"{path}: no policy ticks (only soft start or shutdown): nothing "
+                          "to fine-tune from")
+
+
+def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
+    """The parent's config, fine-tuned: a critic on what a log holds, with LayerNorm; no
+    random warm-up; the step budget; the dynamics; and where it all came from."""
+    from gaitforge.agents.trainer import latest_checkpoint
+    from gaitforge.control.bundle import file_sha256
+
+    from .cmd_train import dynamics_overrides
+
+    data = upgrade_saved_config(load_config(parent_dir))
+    bundle = parent_dir / "bundle" / "bundle.json"
+    data = apply_overrides(data, [
+        "env.critic_inputs=estimated", "agent.asymmetric_critic=true",
+        "agent.critic_layer_norm=true", f"train.total_env_steps={args.steps}",
+        "train.warmup_steps=0"])
+    data["finetune"] = {
+        "parent_run": str(parent_dir.resolve()),
+        "parent_checkpoint": latest_checkpoint(parent_dir / "checkpoints").name,
+        "parent_bundle_sha256": file_sha256(bundle) if bundle.is_file() else "",
+        "logs": dict(transitions["used"]), "sim_mix": float(args.sim_mix),
+        "critic_warmup_updates": int(args.critic_warmup)}
+    data = apply_overrides(data, args.set)
+    if args.dynamics:
+        data = apply_overrides(data, dynamics_overrides(args.dynamics, None, [
+            f"env.robot={data['env']['robot']}"]))
+    return data
+
+
+def _env(cfg: RunConfig):
+    from gaitforge.sim.vec_env import VecEnv
+
+    factory, _ = env_fns(cfg)
+    workers = cfg.vec_env.workers if cfg.finetune.sim_mix > 0 else 0
+    return VecEnv([factory] * cfg.vec_env.num_envs, workers=workers)
+
+
+def _fine_tuner(cfg: RunConfig, env, run_dir: Path, transitions: dict):
+    """The FineTuner: an agent restored from the parent run's newest checkpoint."""
+    from gaitforge.agents import make_agent
+    from gaitforge.agents.checkpoint import load_arrays
+    from gaitforge.agents.finetune import FineTuner, restore_matching
+    from gaitforge.agents.trainer import latest_checkpoint
+
+    a, t = cfg.agent, cfg.train
+    critic_dim = env.single_critic_observation_space.shape[0]
+    agent = make_agent(a.name, a, env.single_observation_space.shape[0],
+                       env.single_action_space.shape[0], critic_obs_dim=critic_dim, seed=t.seed)
+    parent = Path(cfg.finetune.parent_run)
+    state = load_arrays(latest_checkpoint(parent / "checkpoints") / "agent.npz")
+    left = restore_matching(agent, state)
+    if any(name.startswith("actor") for name in left):
+        raise ConfigError(f"{parent}: its actor does not fit this fine-tune (network sizes "
+                          "changed?)")
+    new_critic = any(name.startswith("critic") for name in left)
+    warmup = cfg.finetune.critic_warmup_updates if new_critic else 0
+    offline = {k: v for k, v in transitions.items() if k != "used"}
+    return FineTuner(agent, env, t, run_dir / "checkpoints", offline=offline,
+                     offline_fraction=1.0 - cfg.finetune.sim_mix,
+                     critic_warmup_updates=warmup, evaluate=evaluator(cfg, t.eval_episodes),
+                     warn=lambda sentence: print(f"gaitforge: {sentence}", file=sys.stderr))

@@ -1,0 +1,103 @@
+"""`gaitforge finetune` end to end: a tiny run -> bundle -> logged deploy episodes -> a
+fine-tune mixing the logs with fresh simulation -> a bundle whose manifest records its
+lineage; resume; and every refusal (another robot, another policy I/O, a corrupt log with and
+without --skip-bad, a log without policy ticks)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from gaitforge.cli import main
+from gaitforge.control.bundle import file_sha256, load_bundle
+
+TINY = ["--set", "train.total_env_steps=600", "--set", "train.warmup_steps=300",
+        "--set", "train.eval_every_steps=100000", "--set", "train.checkpoint_every_steps=600",
+        "--set", "vec_env.num_envs=2", "--set", "agent.actor_hidden=[32,32]",
+        "--set", "agent.critic_hidden=[32,32]", "--set", "agent.batch_size=32",
+        "--set", "env.sim.engine=mujoco", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """runs/tiny with its bundle and two 2-s deploy logs of it."""
+    runs = tmp_path_factory.mktemp("runs")
+    mp = pytest.MonkeyPatch()
+    mp.setattr("gaitforge.cli.run_folders.RUNS_DIR", runs)
+    assert main(["train", "--name", "tiny", *TINY]) == 0
+    assert main(["export", "tiny"]) == 0
+    for _ in range(2):
+        main(["deploy", str(runs / "tiny" / "bundle"), "--body", "sim:mujoco", "--duration",
+              "2", "--log-dir", str(runs / "logs")])
+    yield runs, sorted((runs / "logs").glob("*.gflog"))
+    mp.undo()
+
+
+def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_path):
+    runs, logs = logged
+    gap = tmp_path / "fitted.yaml"
+    gap.write_text(yaml.safe_dump({"latency_s": 0.01, "kp_scale": 0.9}))
+    assert main(["finetune", "tiny", "--logs", *map(str, logs), "--dynamics", str(gap),
+                 "--steps", "200", "--critic-warmup", "100", "--name", "ft",
+                 "--set", "train.log_every_steps=100", "--no-progress"]) == 0
+    run = runs / "ft"
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["env"]["critic_inputs"] == "estimated"
+    assert saved["agent"]["critic_layer_norm"] is True
+    assert saved["finetune"]["logs"] == {str(p): file_sha256(p) for p in logs}
+    assert saved["env"]["dynamics"]["kp_scale"] == 0.9
+    metrics = (run / "metrics.jsonl").read_text()
+    assert "loss/critic_offline" in metrics and "loss/critic_online" in metrics
+    # resumable like train: more steps continue from the checkpoint
+    saved["train"]["total_env_steps"] = 400
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert main(["finetune", "ft", "--resume", "--no-progress"]) == 0
+    assert "resumed" in capsys.readouterr().out
+    assert main(["export", "ft"]) == 0
+    lineage = load_bundle(run / "bundle").manifest["lineage"]
+    assert lineage["parent_bundle_sha256"] == file_sha256(runs / "tiny" / "bundle" /
+                                                          "bundle.json")
+    assert lineage["logs"] == saved["finetune"]["logs"] and str(gap) in lineage["dynamics"]
+
+
+def test_logs_only_needs_no_simulation(logged):
+    runs, logs = logged
+    assert main(["finetune", "tiny", "--logs", str(logs[0]), "--sim-mix", "0", "--steps",
+                 "100", "--critic-warmup", "0", "--name", "ft-logs", "--no-progress"]) == 0
+
+
+def test_refusals_are_sentences(logged, capsys, tmp_path):
+    runs, logs = logged
+    # a corrupt log: named with its byte offset; --skip-bad leaves it out
+    bad = tmp_path / "bad.gflog"
+    data = bytearray(logs[0].read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    assert main(["finetune", "tiny", "--logs", str(bad), "--steps", "100"]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "byte" in err and "--skip-bad" in err
+    assert main(["finetune", "tiny", "--logs", str(bad), str(logs[1]), "--skip-bad",
+                 "--sim-mix", "0", "--steps", "50", "--critic-warmup", "0", "--name",
+                 "ft-skip", "--no-progress"]) == 0
+    assert "skipped a corrupt log" in capsys.readouterr().err
+    # a log of another policy I/O: another run with another action scale
+    assert main(["train", "--name", "other", *TINY, "--set", "env.action.scale_rad=0.2"]) == 0
+    assert main(["export", "other"]) == 0
+    main(["deploy", str(runs / "other" / "bundle"), "--body", "sim:mujoco", "--duration",
+          "1", "--log-dir", str(tmp_path / "other-logs")])
+    capsys.readouterr()
+    other = next((tmp_path / "other-logs").glob("*.gflog"))
+    assert main(["finetune", "tiny", "--logs", str(other)]) == 2
+    assert "not a log of this run's policy: action.scale_rad is recorded as 0.2" in \
+        capsys.readouterr().err
+    # another robot, and a log with no policy tick (an excitation routine's)
+    assert main(["excite", "--robot", "a1", "--body", "sim:mujoco", "--duration", "3.5",
+                 "--log-dir", str(tmp_path / "a1")]) == 0
+    capsys.readouterr()
+    assert main(["finetune", "tiny", "--logs", str(next((tmp_path / "a1").glob("*")))]) == 2
+    assert "a log of robot 'a1', the run is of 'servo_dog'" in capsys.readouterr().err
+    assert main(["excite", "--body", "sim:mujoco", "--duration", "3.5", "--log-dir",
+                 str(tmp_path / "exc")]) == 0
+    capsys.readouterr()
+    assert main(["finetune", "tiny", "--logs", str(next((tmp_path / "exc").glob("*")))]) == 2
+    assert "not of a policy's episode" in capsys.readouterr().err
