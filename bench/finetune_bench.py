@@ -1,0 +1,181 @@
+"""The round trip, as a user repeats it with a real robot: deploy -> logs -> sysid -> finetune
+-> export -> deploy again, against virtual robots with a reality gap.
+
+    .venv/bin/python bench/finetune_bench.py --run RUN             # 3 gap draws, full
+    .venv/bin/python bench/finetune_bench.py --run RUN --quick     # 1 draw, short everything
+
+RUN is a trained servo_dog run (ideally trained with `--set env.critic_inputs=estimated`, so
+its critic is reused; otherwise a new critic warms up first); its bundle is exported if
+missing. For each seeded gap draw (latency, gains, friction, armature, trunk mass, foot
+friction away from nominal; draw 0 is the bad one):
+  1. robot time: `gaitforge virtual-robot --dynamics GAP` (a fresh process per episode: a
+     person stands the robot up again) serves the gap robot on ptys; the nominal bundle is
+     deployed over serial for K episodes of 20 s at vx 0.3 m/s (at most 10 x 20 s = 200 s),
+     and one 30 s hung excitation is logged;
+  2. `gaitforge sysid` on the excitation log -> fitted.yaml;
+  3. three fine-tunes from RUN, side by side on the same logs: around the identified
+     dynamics only (`--sim-mix 1`), on the logs only (`--sim-mix 0`), and both (`0.5`);
+     each timed;
+  4. every policy (nominal and the three) is judged on the gap robot and on the nominal one:
+     `gaitforge deploy --body sim:mujoco [--dynamics GAP]`, 3 episodes of 20 s each, tracking
+     error (vx, vy, yaw rate) and falls from the simulator's truth (the serial path has none).
+Prints one table per draw and writes bench/out/finetune_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out" / "finetune_bench.json"
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MUJOCO_GL": "disable"}
+VARIANTS = {"dynamics only": 1.0, "logs only": 0.0, "both": 0.5}
+
+
+def gaitforge(*args: str, check: bool = True) -> str:
+    done = subprocess.run([sys.executable, "-m", "gaitforge.cli", *args], env=ENV,
+                          capture_output=True, text=True)
+    if check and done.returncode not in (0, 1):
+        raise RuntimeError(f"gaitforge {' '.join(args)} -> {done.returncode}\n{done.stdout}"
+                           f"\n{done.stderr[-2000:]}")
+    return done.stdout
+
+
+def draw(seed: int) -> dict:
+    rng = np.random.default_rng(100 + seed)
+    gap = {"latency_s": 0.002 * int(rng.integers(4, 13)),
+           "kp_scale": float(rng.uniform(0.6, 0.8) if seed == 0 else rng.uniform(0.7, 1.3)),
+           "kd_scale": float(rng.uniform(0.7, 1.3)),
+           "joint_friction_nm": float(rng.uniform(0.02, 0.08)),
+           "armature_kg_m2": float(rng.uniform(0.002, 0.004)),
+           "trunk_mass_delta_kg": float(rng.uniform(0.0, 0.3)),
+           "foot_friction": float(rng.uniform(0.5, 1.0))}
+    return gap
+
+
+def serve(gap: Path, support: str):
+    vr = subprocess.Popen([sys.executable, "-m", "gaitforge.cli", "virtual-robot", "--protocol",
+                           "dynamixel", "--engine", "mujoco", "--dynamics", str(gap),
+                           "--support", support], stdout=subprocess.PIPE, text=True, env=ENV)
+    paths = {}
+    while "serving" not in paths:
+        key, _, value = vr.stdout.readline().partition(": ")
+        paths[key if value else "serving"] = value.strip()
+    return vr, ["--hw", "servo_dog_dynamixel", "--port", paths["port"], "--imu-port",
+                paths["imu_port"]]
+
+
+def robot_time(bundle: Path, gap: Path, folder: Path, episodes: int, seconds: float) -> dict:
+    """Episodes of the nominal bundle over serial on the gap robot, and one hung excitation."""
+    for _ in range(episodes):
+        vr, hw = serve(gap, "ground")
+        try:
+            gaitforge("deploy", str(bundle), *hw, "--duration", str(seconds), "--log-dir",
+                      str(folder / "policy"))
+        finally:
+            vr.terminate()
+            vr.wait(timeout=30)
+    vr, hw = serve(gap, "hung")
+    try:
+        gaitforge("excite", *hw, "--support", "hung", "--duration", "30", "--log-dir",
+                  str(folder / "excite"))
+    finally:
+        vr.terminate()
+        vr.wait(timeout=30)
+    return {"policy_logs": sorted(map(str, (folder / "policy").glob("*.gflog"))),
+            "excitation": str(next((folder / "excite").glob("*.gflog")))}
+
+
+def judge(bundle: Path, dynamics: Path | None, episodes: int, folder: Path) -> dict:
+    """Mean tracking errors and falls over `episodes` 20 s deploys on a simulated body."""
+    rows = []
+    for ep in range(episodes):
+        out = gaitforge("deploy", str(bundle), "--body", "sim:mujoco", "--duration", "20",
+                        "--log-dir", str(folder / f"judge{ep}"),
+                        *(["--dynamics", str(dynamics)] if dynamics else []))
+        values = dict(re.findall(r"^\s+(\w+)\s+(\S+)$", out, flags=re.M))
+        rows.append({k: float(values[k]) for k in ("vx_tracking_error", "vy_tracking_error",
+                                                   "yaw_rate_error", "vx_mean")}
+                    | {"fell": values.get("fell") == "True"})
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
+def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
+    folder = Path(tempfile.mkdtemp(prefix=f"draw{seed}-", dir=runs))
+    gap = folder / "gap.yaml"
+    gap.write_text(yaml.safe_dump(draw(seed)))
+    t0 = time.perf_counter()
+    logs = robot_time(bundle, gap, folder, args.episodes, args.seconds)
+    robot_s = time.perf_counter() - t0
+    gaitforge("sysid", logs["excitation"], "--out", str(folder / "fitted.yaml"),
+              "--no-progress")
+    result = {"seed": seed, "gap": draw(seed), "robot_wall_s": robot_s,
+              "policy_seconds_logged": args.episodes * args.seconds, "policies": {}}
+    result["policies"]["nominal"] = {
+        "gap": judge(bundle, gap, args.judge, folder / "j-nominal-gap"),
+        "nominal": judge(bundle, None, args.judge, folder / "j-nominal-nominal")}
+    for name, mix in VARIANTS.items():
+        tag = f"ft{seed}-{name.replace(' ', '-')}"
+        t0 = time.perf_counter()
+        gaitforge("finetune", run, "--logs", *logs["policy_logs"], "--dynamics",
+                  str(folder / "fitted.yaml"), "--sim-mix", str(mix), "--steps",
+                  str(args.steps), "--name", tag, "--no-progress")
+        tune_s = time.perf_counter() - t0
+        gaitforge("export", tag)
+        tuned = runs / tag / "bundle"
+        result["policies"][name] = {
+            "finetune_wall_s": tune_s,
+            "gap": judge(tuned, gap, args.judge, folder / f"j-{tag}-gap"),
+            "nominal": judge(tuned, None, args.judge, folder / f"j-{tag}-nominal")}
+    return result
+
+
+def report(r: dict) -> None:
+    print(f"\ndraw {r['seed']}: gap {r['gap']}")
+    print(f"  robot time: {r['policy_seconds_logged']:.0f} s of policy logged "
+          f"({r['robot_wall_s']:.0f} s wall, excitation included)")
+    print(f"  {'policy':14s} {'gap: vx err':>11s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
+          f" {'nominal: vx err':>16s} {'falls':>6s} {'fine-tune s':>12s}")
+    for name, p in r["policies"].items():
+        g, n = p["gap"], p["nominal"]
+        print(f"  {name:14s} {g['vx_tracking_error']:11.3f} {g['vy_tracking_error']:7.3f} "
+              f"{g['yaw_rate_error']:8.3f} {g['fell']:6.2f} {n['vx_tracking_error']:16.3f} "
+              f"{n['fell']:6.2f} {p.get('finetune_wall_s', 0):12.0f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", required=True, help="a trained servo_dog run (name or folder)")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--draws", type=int)
+    args = ap.parse_args()
+    args.episodes, args.seconds = (2, 10.0) if args.quick else (10, 20.0)
+    args.steps, args.judge = (2000, 1) if args.quick else (40_000, 3)
+    runs = Path(os.environ.get("GAITFORGE_RUNS", "runs")).resolve()
+    ENV["GAITFORGE_RUNS"] = str(runs)
+    run_dir = Path(args.run) if Path(args.run).is_dir() else runs / args.run
+    bundle = run_dir / "bundle"
+    if not (bundle / "bundle.json").is_file():
+        gaitforge("export", str(run_dir))
+    results = []
+    for seed in range(args.draws or (1 if args.quick else 3)):
+        results.append(run_draw(seed, str(run_dir), bundle, runs, args))
+        report(results[-1])
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=1))
+    print(f"\nwritten: {OUT}")
+
+
+if __name__ == "__main__":
+    main()
