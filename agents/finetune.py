@@ -33,7 +33,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .replay import ReplayBuffer
-from .trainer import Trainer, _crossed
+from .trainer import Trainer
 
 CRITIC_PREFIXES = ("critic", "target", "opt_critic")  # TwinCritics' checkpoint names
 
@@ -150,15 +150,7 @@ class FineTuner(Trainer):
             before = self.env_steps
             self._learn(n)
             self.env_steps += n
-            if _crossed(before, self.env_steps, c.log_every_steps):
-                self._log(marks)
-            if _crossed(before, self.env_steps, c.eval_every_steps) and self.evaluate:
-                self._evaluate()
-            if _crossed(before, self.env_steps, c.checkpoint_every_steps) or (
-                    self.env_steps >= c.total_env_steps):
-                self.save_checkpoint()
-            if progress is not None:
-                progress(self)
+            self._on_schedule(before, marks, progress)
         if self.logger is not None:
             self.logger.flush()
 

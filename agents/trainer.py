@@ -153,17 +153,23 @@ class Trainer:
                 self._collect_step()
                 if self.env_steps >= c.warmup_steps and self.replay.size() >= self.batch_size:
                     self._learn(n_updates)
-            if _crossed(before, self.env_steps, c.log_every_steps):
-                self._log(marks)
-            if _crossed(before, self.env_steps, c.eval_every_steps) and self.evaluate:
-                self._evaluate()
-            if _crossed(before, self.env_steps, c.checkpoint_every_steps) or (
-                    self.env_steps >= c.total_env_steps):
-                self.save_checkpoint()
-            if progress is not None:
-                progress(self)
+            self._on_schedule(before, marks, progress)
         if self.logger is not None:
             self.logger.flush()
+
+    def _on_schedule(self, before: int, marks: dict, progress) -> None:
+        """What is due since `before` env steps: a log row, an evaluation, a checkpoint (and
+        always at the end), then the progress callback."""
+        c = self.config
+        if _crossed(before, self.env_steps, c.log_every_steps):
+            self._log(marks)
+        if _crossed(before, self.env_steps, c.eval_every_steps) and self.evaluate:
+            self._evaluate()
+        if _crossed(before, self.env_steps, c.checkpoint_every_steps) or (
+                self.env_steps >= c.total_env_steps):
+            self.save_checkpoint()
+        if progress is not None:
+            progress(self)
 
     def _begin_segment(self) -> None:
         obs, info = self.env.reset(seed=segment_seed(self.config.seed, self.env_steps))
