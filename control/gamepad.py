@@ -147,6 +147,11 @@ class GamepadTeleop:
         self._open = open_device or open_evdev
         self.codes = codes if codes is not None else \
             require("evdev", "console", "--teleop gamepad").ecodes.ecodes
+        unknown = [n for n in (*(a.code for a in self.mapping.axes.values()),
+                               *self.mapping.buttons.values()) if n not in self.codes]
+        if unknown:
+            raise ConfigError(f"gamepad mapping: unknown input code(s) {', '.join(unknown)} "
+                              "(names as in evdev.ecodes: ABS_X, BTN_EAST, ...)")
         self.clock, self.path = clock, path
         self.command = StepCommand(limits or CommandLimits())
         self.device = None
