@@ -78,10 +78,6 @@ def _make_source(args, runtime):
     """(source, duration_s, metadata, keys)."""
     from gaitforge.control import commands
 
-    if args.commands and args.teleop:
-        raise ConfigError("--commands and --teleop both give the command: choose one")
-    if (args.gamepad or args.gamepad_map) and args.teleop != "gamepad":
-        raise ConfigError("--gamepad and --gamepad-map go with --teleop gamepad")
     if args.commands:
         schedule = commands.load_schedule(args.commands)
         meta = {"command_source": "schedule", "commands_file": str(args.commands),
@@ -115,6 +111,10 @@ def command_source(args, runtime):
     """The Operator the arguments ask for; the source is closed (a terminal restored) after."""
     from gaitforge.control.deploy import LiveStatus
 
+    if args.commands and args.teleop:
+        raise ConfigError("--commands and --teleop both give the command: choose one")
+    if (args.gamepad or args.gamepad_map) and args.teleop != "gamepad":
+        raise ConfigError("--gamepad and --gamepad-map go with --teleop gamepad")
     if not (args.commands or args.teleop):
         source, meta, keys = None, {"command_source": "fixed"}, ""
         duration = args.duration or 10.0
