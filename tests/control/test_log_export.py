@@ -109,25 +109,7 @@ def test_mcap_round_trip_every_value(tmp_path):
     assert [m[2]["tick"] for m in timing] == t["tick"].tolist()
     for key in ("deadline_s", "lateness_s", "work_s", "skipped"):
         same([m[2][key] for m in timing], t[key])
-    # states: only where one was read; torque null where it was not measured
-    valid = t["state_valid"]
-    js = [m[2] for m in msgs["/joint_states"]]
-    assert [m["tick"] for m in js] == t["tick"][valid].tolist()
-    assert js[0]["name"] == list(SPEC.joint_names)
-    same([m["time_s"] for m in js], t["time_s"][valid])
-    for key, field in (("position", "joint_pos_rad"), ("velocity", "joint_vel_rad_s"),
-                       ("effort", "joint_torque_nm")):
-        same([nums(m[key]) for m in js], t[field][valid])
-    imu = [m[2] for m in msgs["/imu"]]
-    same([[m["orientation"][a] for a in "wxyz"] for m in imu], t["imu_quat_wxyz"][valid])
-    same([[m["angular_velocity"][a] for a in "xyz"] for m in imu], t["gyro_rad_s"][valid])
-    same([[m["linear_acceleration"][a] for a in "xyz"] for m in imu], t["accel_m_s2"][valid])
-    est = [m[2] for m in msgs["/estimate"]]
-    for name in ("est_lin_vel_m_s", "est_foot_contact", "true_lin_vel_m_s",
-                 "true_ang_vel_rad_s", "true_foot_contact"):
-        same([nums(m[name]) for m in est], t[name][valid])
-    for name in ("true_base_height_m", "true_collisions"):
-        same(nums([m[name] for m in est]), t[name][valid])
+    check_states(msgs, t)
     # commands every tick
     jc = [m[2] for m in msgs["/joint_command"]]
     assert [m["mode"] for m in jc][-3:] == ["position", "damping", "off"]
@@ -189,3 +171,26 @@ def test_csv_round_trip_every_value(tmp_path):
         events = list(csv.DictReader(f))
     assert [(int(e["tick"]), e["kind"], float(e["time_s"])) for e in events] == [
         (12, "operator_damping", 100.24), (30, "rearm", 100.6), (-1, "disconnected", 5.0)]
+
+
+def check_states(msgs, t) -> None:
+    """/joint_states, /imu and /estimate: only where a state was read; torque null where it was
+    not measured."""
+    valid = t["state_valid"]
+    js = [m[2] for m in msgs["/joint_states"]]
+    assert [m["tick"] for m in js] == t["tick"][valid].tolist()
+    assert js[0]["name"] == list(SPEC.joint_names)
+    same([m["time_s"] for m in js], t["time_s"][valid])
+    for key, field in (("position", "joint_pos_rad"), ("velocity", "joint_vel_rad_s"),
+                       ("effort", "joint_torque_nm")):
+        same([nums(m[key]) for m in js], t[field][valid])
+    imu = [m[2] for m in msgs["/imu"]]
+    same([[m["orientation"][a] for a in "wxyz"] for m in imu], t["imu_quat_wxyz"][valid])
+    same([[m["angular_velocity"][a] for a in "xyz"] for m in imu], t["gyro_rad_s"][valid])
+    same([[m["linear_acceleration"][a] for a in "xyz"] for m in imu], t["accel_m_s2"][valid])
+    est = [m[2] for m in msgs["/estimate"]]
+    for name in ("est_lin_vel_m_s", "est_foot_contact", "true_lin_vel_m_s",
+                 "true_ang_vel_rad_s", "true_foot_contact"):
+        same([nums(m[name]) for m in est], t[name][valid])
+    for name in ("true_base_height_m", "true_collisions"):
+        same(nums([m[name] for m in est]), t[name][valid])
