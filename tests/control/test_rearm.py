@@ -228,3 +228,32 @@ def test_latch_damps_from_motion_only(layer):
     s.latch("operator_damping", "again")
     assert s.phase == "damping"
     assert s.counts == {"operator_damping": 2, "soft_start_done": 1, "input_lost": 1}
+
+
+class ReconnectedBody(Body):
+    """A body back after a reconnect that, like HardwareBody, fails its reads and refuses all
+    but OFF until its own `rearm()`: reads fail on ticks 20..29, then it waits for rearm()."""
+
+    def __init__(self):
+        super().__init__(dead=range(20, 30))
+        self.rearm_required, self.rearmed_at = False, None
+
+    def read(self):
+        if self.rearm_required:
+            self.reads += 1
+            raise TimeoutError("link re-established: torque off until rearm()")
+        if self.reads - 1 == 29:
+            self.rearm_required = True
+        return super().read()
+
+    def rearm(self):
+        self.rearm_required, self.rearmed_at = False, self.reads - 2  # during tick reads - 2
+
+
+def test_a_body_waiting_after_a_reconnect_is_rearmed_before_the_safety_layer(tmp_path):
+    """Reads fail from tick 20 (the link), and after tick 29 the body waits for its rearm();
+    r at 40: body.rearm() first, then a fresh read, then the safety layer's soft start."""
+    body = ReconnectedBody()
+    _, result, log = episode(tmp_path, Operator({40: ("rearm",)}), body, 1.0)
+    assert body.rearmed_at == 40 and (40, "rearm") in kinds(log)
+    assert ran(log)[14] == 46 and result.outcome == "completed"
