@@ -129,7 +129,8 @@ class Deployment:
     """Wires body, policy I/O, runner, safety and logger into `tick`, the loop's callback.
 
     Every way out passes through the safety layer's shutdown (damping, then off): the end of
-    the policy time, a latched fault, `request_stop` (a signal), and an exception anywhere in a
+    the policy time, a latched fault (with an operator: a fault the time bound ends un-re-armed),
+    `request_stop` (a signal, the operator's stop), and an exception anywhere in a
     tick (the runner, the logger, a bug). After an exception the tick runs the safe path only
     (read, safety, write) and logs while the log can still be written."""
 
@@ -246,6 +247,8 @@ class Deployment:
         if given.lost != self.lost:
             if given.lost:
                 self.safety.latch("input_lost", given.lost)
+            else:
+                self._event(info, "input_back", "the input device is back; re-arm to go on")
             self.lost = given.lost
         for request in given.requests:
             if request == "stop":

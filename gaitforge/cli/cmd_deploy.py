@@ -28,9 +28,13 @@ def register(sub) -> None:
                        "observation, actor, safety, write, log) against a body",
                        description="Runs the deploy runtime: soft start to the default pose, "
                        "DURATION s of policy, then damping and torque off. Every tick is "
-                       "logged (see `gaitforge logs inspect`). Exit 0 only when the episode "
-                       "ran its full duration under the policy; otherwise exit 1 and the "
-                       "outcome says why (fell, estop, watchdog, lost_link, interrupted, ...). "
+                       "logged (see `gaitforge logs inspect`, `export`, `plot`). The command "
+                       "is fixed (--command), a schedule (--commands) or the operator's "
+                       "(--teleop), who can also damp, re-arm and end the episode. Exit 0 only "
+                       "when the episode ran its full duration under the policy, or the "
+                       "operator ended it with no fault left un-re-armed (stopped); otherwise "
+                       "exit 1 and the outcome says why (fell, estop, watchdog, lost_link, "
+                       "lost_input, interrupted, ...). "
                        "Exit 2: bad input, or a robot that did not start (a port that does "
                        "not open, a servo that does not answer or is in Alert); one sentence "
                        "says what to check.")

@@ -161,7 +161,8 @@ def test_a_lost_gamepad_damps_and_refuses_a_rearm_until_it_is_back(tmp_path):
     src = Operator({25: ("rearm",), 35: ("rearm",)}, lost=range(20, 30))
     d, result, log = episode(tmp_path, src, body, 1.0)
     assert [k for k in kinds(log) if k[0] < 36] == [
-        (5, "soft_start_done"), (20, "input_lost"), (25, "rearm_refused"), (35, "rearm")]
+        (5, "soft_start_done"), (20, "input_lost"), (25, "rearm_refused"), (30, "input_back"),
+        (35, "rearm")]
     refused = next(e for e in log.events if e["kind"] == "rearm_refused")
     assert refused["detail"] == "the input device is lost (pad unplugged)"
     assert body.modes[20:35] == [DAMP] * 15 and result.outcome == "completed"
