@@ -166,22 +166,26 @@ def test_command_source_mistakes_are_sentences(bundle, tmp_path, capsys, monkeyp
     assert expected in capsys.readouterr().err
 
 
-def test_a_missing_gamepad_and_a_missing_extra_are_sentences(bundle, tmp_path, capsys,
-                                                             monkeypatch):
-    import importlib
-
+def test_no_gamepad_plugged_in_is_a_sentence(bundle, tmp_path, capsys, monkeypatch):
     pytest.importorskip("evdev")
     monkeypatch.setattr("evdev.list_devices", lambda: [])
     assert main(["deploy", str(bundle), "--teleop", "gamepad", "--log-dir", str(tmp_path)]) == 2
     assert "no gamepad found under /dev/input" in capsys.readouterr().err
+
+
+def test_a_missing_extra_is_a_sentence_naming_it(bundle, tmp_path, capsys, monkeypatch):
+    import importlib
+
     real = importlib.import_module
 
-    def without_mcap(name, *a, **kw):
-        if name == "mcap":
-            raise ImportError("No module named 'mcap'")
+    def without_extras(name, *a, **kw):
+        if name in ("mcap", "evdev"):
+            raise ImportError(f"No module named '{name}'")
         return real(name, *a, **kw)
 
-    monkeypatch.setattr(importlib, "import_module", without_mcap)
+    monkeypatch.setattr(importlib, "import_module", without_extras)
+    assert main(["deploy", str(bundle), "--teleop", "gamepad", "--log-dir", str(tmp_path)]) == 2
+    assert "--teleop gamepad needs the optional package `evdev`" in capsys.readouterr().err
     log = tmp_path / "none.gflog"
     from gaitforge.control.logger import EpisodeLogger
 
