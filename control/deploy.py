@@ -14,6 +14,15 @@ safety layer always has the last word: it soft-starts from the measured pose, an
 runs only while it says the policy is active. After `duration_s` of policy time (or when the
 safety layer latches a fault) the episode shuts down: damping, then torque off.
 
+The velocity command comes from a command source (control/commands.py), polled every tick
+right after the read: a fixed command, a schedule, the keyboard or a gamepad. The command in
+force is logged every tick (`velocity_command`). The operator's acts go to the safety layer:
+damping (latched), re-arm (after damping, a watchdog or an e-stop: the safety layer checks the
+state is fresh and upright and soft-starts from the measured pose; a body that waits for its
+own `rearm()` after a reconnect is re-armed first), and stop (the shutdown sequence). A lost
+input device latches damping, like a stale state. With a source that has an operator
+(`can_rearm`), a latched fault waits for a re-arm instead of ending the episode.
+
 Non-real-time runs (`clock`/`sleep` from a `VirtualClock`) go through the same loop on
 simulated time, as fast as the body steps; work time is always measured on the wall clock.
 
@@ -26,6 +35,7 @@ import contextlib
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -34,6 +44,7 @@ import numpy as np
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import CommandMode, JointCommand, Robot
 
+from .commands import CommandSource, FixedCommand
 from .estimator import VelocityEstimate, VelocityEstimator
 from .logger import EpisodeLogger
 from .loop import FixedRateLoop, LoopStats, TickInfo, timing_dict
@@ -69,28 +80,67 @@ class EpisodeResult:
     end_phase: str = ""
     outcome: str = ""  # one of OUTCOMES
     reason: str = ""  # a sentence: why the episode ended where it did
+    rearms: int = 0  # re-arms the operator made
+    counts_at_rearm: dict = field(default_factory=dict)  # safety counts at the last re-arm
 
 
-# How an episode can end, most telling first; only "completed" ran its full policy time
-# without a fault. ("fell" is judged by a simulated body's report, see control.runtime.)
-OUTCOMES = ("interrupted", "error", "log_failed", "lost_link", "watchdog", "estop", "fault",
-            "fell", "incomplete", "completed")
+# How an episode can end, most telling first; "completed" ran its full policy time, and
+# "stopped" was ended by the operator, each with no fault left un-re-armed. ("fell" is judged
+# by a simulated body's report, see control.runtime.)
+OUTCOMES = ("interrupted", "error", "log_failed", "lost_link", "lost_input", "watchdog",
+            "estop", "fault", "fell", "incomplete", "stopped", "completed")
 _FAULT_KINDS = {"tilt_estop": "estop", "non_finite": "fault", "invalid_input": "fault",
-                "watchdog_damping": "watchdog", "watchdog_off": "watchdog"}
+                "watchdog_damping": "watchdog", "watchdog_off": "watchdog",
+                "input_lost": "lost_input"}
+LATCHED = ("damping", "off", "estop")  # the phases a re-arm leaves
+
+
+@dataclass
+class LiveStatus:
+    """What a live view shows, kept up to date by every tick (a few assignments): the last
+    `window` ticks' work and lateness (s) in ring buffers, the last events."""
+
+    window: int = 500
+    tick: int = 0
+    phase: str = "idle"
+    command: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    policy_s: float = 0.0
+    overruns: int = 0  # ticks that came after skipped grid points
+    rearms: int = 0
+    lost: str = ""
+    count: int = 0
+    events: deque = field(default_factory=lambda: deque(maxlen=8))  # (tick, kind, detail)
+
+    def __post_init__(self):
+        self.work_s = np.full(self.window, np.nan)
+        self.lateness_s = np.full(self.window, np.nan)
+
+    def update(self, info: TickInfo, work_s: float, phase: str, command, policy_s: float,
+               rearms: int, lost: str) -> None:
+        i = self.count % self.window
+        self.work_s[i], self.lateness_s[i] = work_s, info.lateness_s
+        self.overruns += info.skipped > 0
+        self.tick, self.phase, self.command, self.policy_s = info.index, phase, command, \
+            policy_s
+        self.rearms, self.lost, self.count = rearms, lost, self.count + 1
 
 
 class Deployment:
     """Wires body, policy I/O, runner, safety and logger into `tick`, the loop's callback.
 
     Every way out passes through the safety layer's shutdown (damping, then off): the end of
-    the policy time, a latched fault, `request_stop` (a signal), and an exception anywhere in a
+    the policy time, a latched fault (with an operator: a fault the time bound ends un-re-armed),
+    `request_stop` (a signal, the operator's stop), and an exception anywhere in a
     tick (the runner, the logger, a bug). After an exception the tick runs the safe path only
     (read, safety, write) and logs while the log can still be written."""
 
     def __init__(self, body: Robot, runner: PolicyRunner, builder: ObservationBuilder,
                  mapper: ActionMapper, safety: SafetyLayer, *, control_dt_s: float,
                  command=(0.0, 0.0, 0.0), logger: EpisodeLogger | None = None,
-                 on_tick: Callable | None = None, estimator: VelocityEstimator | None = None):
+                 on_tick: Callable | None = None, estimator: VelocityEstimator | None = None,
+                 commands: CommandSource | None = None, status: LiveStatus | None = None):
+        """commands: where the velocity command comes from (default: `command`, fixed);
+        status: kept up to date for a live view."""
         runner.check_body(builder.spec, control_dt_s, builder.layout, mapper.layout)
         if estimator is not None and logger is not None and logger.n_feet != estimator.n_feet:
             raise ValueError(f"the logger has n_feet={logger.n_feet}, the estimator "
@@ -99,7 +149,9 @@ class Deployment:
         self.body, self.runner, self.builder, self.mapper = body, runner, builder, mapper
         self.safety, self.logger, self.on_tick = safety, logger, on_tick
         self.control_dt_s = control_dt_s
-        self.command = np.asarray(command, np.float64)
+        self.commands = commands if commands is not None else FixedCommand(command)
+        self.command = self.commands.current
+        self.status, self.lost = status, ""
         self.last_action = np.zeros(mapper.size)
         self.result = EpisodeResult()
         self.shutting_down = False
@@ -127,20 +179,27 @@ class Deployment:
             self._failed(err)
             if not self._written:
                 self._safe_tick(info, t_start)
-        self.result.work_s.append(time.perf_counter() - t_start)
+        work_s = time.perf_counter() - t_start
+        self.result.work_s.append(work_s)
+        if self.status is not None:
+            self.status.update(info, work_s, self.safety.phase, self.command,
+                               self.result.policy_ticks * self.control_dt_s,
+                               self.result.rearms, self.lost)
         if seen is not None and self.on_tick is not None:
             try:
                 self.on_tick(*seen, self.safety.phase)
             except Exception as err:  # a hook's bug ends the episode, safely
                 self._failed(err)
+        latched = self.safety.phase in LATCHED and not self.commands.can_rearm
         if not self.shutting_down and (self.stop or self.result.policy_ticks >= self.policy_limit
-                                       or self.safety.phase in ("estop", "damping", "off")):
+                                       or latched):
             self.shutting_down = True
             self.safety.begin_shutdown()
         return not self.safety.finished
 
     def _policy_tick(self, info: TickInfo, t_start: float) -> None:
         state = self._read(info)
+        state = self._operate(info, state)
         estimate = self._estimate(state)
         obs = action = proposed = None
         if state is not None:  # logged every tick: the last policy step has its next observation
@@ -178,9 +237,57 @@ class Deployment:
             return self.body.read()
         except Exception as err:  # a transport error is a missing state: the watchdog decides
             self.result.read_errors += 1
-            if self.logger:
-                self.logger.log_event(info.index, "read_error", repr(err), info.start_s)
+            self._event(info, "read_error", repr(err))
             return None
+
+    def _operate(self, info: TickInfo, state):
+        """The command source's input this tick: the command in force, a lost device (latched
+        damping), the operator's acts. Returns the state to go on with (a re-armed body's)."""
+        given = self.commands.poll(self.result.policy_ticks * self.control_dt_s)
+        self.command = given.command
+        if given.lost != self.lost:
+            if given.lost:
+                self.safety.latch("input_lost", given.lost)
+            else:
+                self._event(info, "input_back", "the input device is back; re-arm to go on")
+            self.lost = given.lost
+        for request in given.requests:
+            if request == "stop":
+                self.request_stop("stopped", "the operator ended the episode after "
+                                  f"{self.result.policy_ticks * self.control_dt_s:.2f} s of "
+                                  "policy")
+            elif request == "damp":
+                self.safety.latch("operator_damping", "the operator's damping")
+            elif request == "rearm":
+                state = self._rearm(info, state)
+        return state
+
+    def _rearm(self, info: TickInfo, state):
+        if self.shutting_down or self.safety.phase not in LATCHED:
+            return state  # nothing latched to clear (or the episode is ending)
+        if self.lost:
+            self._event(info, "rearm_refused", f"the input device is lost ({self.lost})")
+            return state
+        if getattr(self.body, "rearm_required", False):  # a body back after a reconnect
+            try:
+                self.body.rearm()
+                state = self.body.read()
+            except Exception as err:
+                self._event(info, "rearm_refused", f"the body did not re-arm: "
+                            f"{type(err).__name__}: {err}")
+                return None
+        if not self.safety.rearm(state):
+            self.result.rearms += 1
+            self.result.counts_at_rearm = dict(self.safety.counts)
+            self.last_action = np.zeros(self.mapper.size)
+        return state
+
+    def _event(self, info: TickInfo, kind: str, detail: str, time_s: float | None = None):
+        if self.status is not None:
+            self.status.events.append((info.index, kind, detail))
+        if self.logger:
+            self.logger.log_event(info.index, kind, detail,
+                                  info.start_s if time_s is None else time_s)
 
     def _estimate(self, state) -> VelocityEstimate | None:
         if self.estimator is None or state is None:
@@ -196,9 +303,9 @@ class Deployment:
         events = self.safety.drain_events()
         if self.logger:  # the logged work is read..write; the result's includes the logging
             self.logger.log_tick(info.index, state, obs, action, command,
-                                 timing_dict(info, work_s), estimate)
-            for e in events:
-                self.logger.log_event(info.index, e.kind, e.detail, e.time_s)
+                                 timing_dict(info, work_s), estimate, self.command)
+        for e in events:
+            self._event(info, e.kind, e.detail, e.time_s)
 
     def _failed(self, err: Exception) -> None:
         from .logger import LogWriteError
@@ -226,14 +333,17 @@ def classify(result: EpisodeResult, stop: tuple[str, str] | None, link_lost: boo
     """(outcome, reason) of a finished episode; see OUTCOMES."""
     if stop and stop[0] in ("interrupted", "error", "log_failed"):
         return stop
-    faults = [k for k in _FAULT_KINDS if result.safety_counts.get(k)]
+    at_rearm = result.counts_at_rearm  # faults the operator re-armed from do not count
+    faults = [k for k in _FAULT_KINDS
+              if result.safety_counts.get(k, 0) > at_rearm.get(k, 0)]
     if faults:
         outcome = _FAULT_KINDS[faults[0]]
         if outcome == "watchdog" and link_lost:
             return "lost_link", "the serial link was lost; the watchdog damped, then turned " \
                                 "torque off"
         return outcome, f"safety layer: {', '.join(faults)} after " \
-                        f"{result.policy_ticks} of {result.policy_limit} policy ticks"
+                        f"{result.policy_ticks} of {result.policy_limit} policy ticks" + \
+                        (f" ({result.rearms} re-arm(s) before)" if result.rearms else "")
     if stop:
         return stop
     if result.policy_ticks < result.policy_limit:
@@ -243,9 +353,11 @@ def classify(result: EpisodeResult, stop: tuple[str, str] | None, link_lost: boo
 
 
 @contextlib.contextmanager
-def stop_on_signals(deployment: Deployment, signals=(signal.SIGINT, signal.SIGTERM)):
-    """SIGINT / SIGTERM end the episode through the shutdown sequence instead of raising out
-    of a tick. Only the main thread can own signal handlers; elsewhere this does nothing."""
+def stop_on_signals(deployment: Deployment,
+                    signals=(signal.SIGINT, signal.SIGTERM, signal.SIGHUP)):
+    """SIGINT / SIGTERM / SIGHUP (the terminal or the SSH session closed) end the episode
+    through the shutdown sequence instead of raising out of a tick or killing the process.
+    Only the main thread can own signal handlers; elsewhere this does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return

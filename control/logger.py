@@ -31,7 +31,6 @@ import struct
 import threading
 import time
 import zlib
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from gaitforge.robots.types import CommandMode, JointCommand, RobotState
+
+from .log_summary import summarize  # noqa: F401 - `gaitforge logs inspect`'s, re-exported
 
 FORMAT_VERSION = 1
 MAGIC = b"GFLOG\x00" + bytes([FORMAT_VERSION]) + b"\n"
@@ -87,7 +88,8 @@ def check_free_space(folder: str | Path, n_ticks: int, n_joints: int, obs_dim: i
 
 def tick_fields(n_joints: int, obs_dim: int, n_feet: int = 0) -> list[tuple[str, int, str]]:
     """(name, size, dtype) of each slice of a tick vector, in order. Actions have n_joints;
-    with n_feet > 0, the estimate and the truth follow (contacts and counts as 0/1 floats)."""
+    `velocity_command` is the command in force (vx m/s, vy m/s, yaw rad/s); with n_feet > 0,
+    the estimate and the truth follow (contacts and counts as 0/1 floats)."""
     n, f = n_joints, n_feet
     feet = [("est_lin_vel_m_s", 3, "float64"), ("est_foot_contact", f, "float64"),
             ("true_lin_vel_m_s", 3, "float64"), ("true_ang_vel_rad_s", 3, "float64"),
@@ -102,7 +104,7 @@ def tick_fields(n_joints: int, obs_dim: int, n_feet: int = 0) -> list[tuple[str,
             ("action", n, "float64"), ("command_position_rad", n, "float64"),
             ("command_mode", 1, "int64"), ("command_kp_nm_per_rad", n, "float64"),
             ("command_kd_nm_s_per_rad", n, "float64"), ("command_torque_ff_nm", n, "float64"),
-            *feet]
+            ("velocity_command", 3, "float64"), *feet]
 
 
 def _json(obj) -> bytes:
@@ -191,9 +193,10 @@ class EpisodeLogger:
 
     def log_tick(self, tick: int, state: RobotState | None, observation: np.ndarray | None,
                  action: np.ndarray | None, command: JointCommand,
-                 timing: dict[str, float], estimate=None) -> None:
+                 timing: dict[str, float], estimate=None, velocity_command=None) -> None:
         """Copy one tick into a vector and queue it. ``None`` parts are logged as NaN.
-        estimate: the tick's `control.estimator.VelocityEstimate` (needs n_feet)."""
+        estimate: the tick's `control.estimator.VelocityEstimate` (needs n_feet);
+        velocity_command: the command in force this tick (vx, vy, yaw rate)."""
         self._check()
         buf = np.full(self._width, np.nan)
         s = self._slices
@@ -215,6 +218,7 @@ class EpisodeLogger:
         self._put(buf, "command_kp_nm_per_rad", command.kp_nm_per_rad)
         self._put(buf, "command_kd_nm_s_per_rad", command.kd_nm_s_per_rad)
         self._put(buf, "command_torque_ff_nm", command.torque_ff_nm)
+        self._put(buf, "velocity_command", velocity_command)
         if self.n_feet:
             self._put_feet(buf, state, estimate)
         elif estimate is not None:
@@ -456,41 +460,3 @@ def transitions(log: EpisodeLog) -> dict[str, np.ndarray]:
            "done": done, "truncated": ~done & ~ran[i + 1], "tick": t["tick"][i]}
     out.update({name: t[name][i] for name in STATE_FIELDS})
     return out
-
-
-def _pct(x: np.ndarray, scale: float = 1e3) -> str:
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return "n/a"
-    p50, p99 = np.percentile(x, [50, 99]) * scale
-    return f"p50 {p50:.3f} ms, p99 {p99:.3f} ms"
-
-
-def summarize(log: EpisodeLog) -> str:
-    """Human-readable report for ``gaitforge logs inspect PATH``."""
-    m, t = log.metadata, log.ticks
-    n = len(t["tick"])
-    wake_s = t["deadline_s"] + t["lateness_s"]
-    span = f"{wake_s[-1] - wake_s[0]:.3f} s" if n else "0 s"
-    ticks = f"{n} (ticks {t['tick'][0]}..{t['tick'][-1]})" if n else "0"
-    torn = log.torn_tail
-    skipped = t["skipped"]
-    events = Counter(e["kind"] for e in log.events)
-    lines = [
-        f"episode log: {log.path}",
-        f"robot: {m.get('robot', '?')}  body: {m.get('body', '?')}  "
-        f"bundle: {m.get('bundle_hash', '?')}  started: {m.get('start_time', '?')}",
-        f"ticks: {ticks}  duration: {span}",
-        f"status: {'complete' if log.complete else 'interrupted (no end record)'}",
-        "outcome: " + (f"{log.summary.get('outcome', '?')}: {log.summary.get('reason', '')}"
-                       if log.complete else "unknown: the log stops before the episode's end "
-                       "(the process died, or the log could not be written)"),
-        "torn tail: " + (f"{torn['bytes_skipped']} bytes skipped at byte offset {torn['offset']}"
-                         if torn else "none"),
-        f"period: {_pct(np.diff(wake_s))}",
-        f"lateness: {_pct(t['lateness_s'])}",
-        f"work: {_pct(t['work_s'])}",
-        f"overruns: {int((skipped > 0).sum())} ticks, {int(skipped.sum())} ticks skipped",
-        "events: " + (", ".join(f"{k} x{v}" for k, v in sorted(events.items())) or "none"),
-    ]
-    return "\n".join(lines)

@@ -91,13 +91,18 @@ def excitation_runtime(spec: RobotSpec, config: ExcitationConfig, control_dt_s: 
 
 
 def deploy(runtime: DeployRuntime, body: Robot, *, duration_s: float, command, clock, sleep,
-           log_path: str | os.PathLike, metadata: dict, on_tick=None) -> dict:
+           log_path: str | os.PathLike, metadata: dict, on_tick=None, commands=None,
+           status=None, max_total_s: float | None = None) -> dict:
     """Run one logged episode of the bundle on `body` and return its report (see the module
-    docstring). `clock`/`sleep`: those the runtime's safety layer runs on."""
+    docstring). `clock`/`sleep`: those the runtime's safety layer runs on. `commands`: a
+    command source (control/commands.py; default: `command`, fixed), `command` being the
+    initial command the log's metadata records; `status`: a `LiveStatus` for a live view;
+    `max_total_s`: the episode's time bound (default duration + 30 s)."""
     rt = runtime
     dt = rt.control_dt_s
     cfg = rt.safety.config
-    ticks = (duration_s + cfg.soft_start_s + cfg.exit_damping_s + cfg.estop_off_after_s) / dt
+    ticks = (max(duration_s, (max_total_s or 0.0) - 30.0) + cfg.soft_start_s
+             + cfg.exit_damping_s + cfg.estop_off_after_s) / dt
     n_feet = len(rt.spec.feet)
     check_free_space(Path(log_path).parent, int(ticks) + 50, rt.spec.n_joints, rt.builder.size,
                      n_feet=n_feet)
@@ -112,10 +117,10 @@ def deploy(runtime: DeployRuntime, body: Robot, *, duration_s: float, command, c
                            n_feet=n_feet)
     deployment = Deployment(body, rt.runner, rt.builder, rt.mapper, rt.safety,
                             control_dt_s=dt, command=command, logger=logger, on_tick=on_tick,
-                            estimator=rt.estimator)
+                            estimator=rt.estimator, commands=commands, status=status)
     result = None
     try:
-        result = run_episode(deployment, duration_s, clock, sleep)
+        result = run_episode(deployment, duration_s, clock, sleep, max_total_s=max_total_s)
     finally:
         report = _report(result, deployment, rt, body, log_path)
         _close_log(deployment, body, report)
@@ -130,13 +135,14 @@ def _report(result: EpisodeResult | None, deployment: Deployment, rt: DeployRunt
     work = np.asarray(result.work_s) * 1e6
     extra = body.report() if hasattr(body, "report") else {}
     outcome, reason = result.outcome, result.reason
-    if extra.get("fell") and outcome == "completed":
+    if extra.get("fell") and outcome in ("completed", "stopped"):
         why = extra.get("fall_reason") or "judged by the simulator"
         outcome, reason = "fell", f"the robot fell ({why}) during the policy time"
     return {"outcome": outcome, "reason": reason,
             "policy_s": result.policy_ticks * rt.control_dt_s,
             "end_phase": result.end_phase, "safety_events": result.safety_counts,
-            "read_errors": result.read_errors, "backend": rt.runner.backend,
+            "read_errors": result.read_errors, "rearms": result.rearms,
+            "backend": rt.runner.backend,
             "work_p50_us": float(np.percentile(work, 50)) if work.size else float("nan"),
             "work_p99_us": float(np.percentile(work, 99)) if work.size else float("nan"),
             "overruns": result.loop.get("overruns", 0), "log": str(log_path),

@@ -10,8 +10,15 @@ on an injected clock (seconds); every fault latches until `rearm(state)`:
     soft_start | policy | damping --no fresh state for watchdog_off_s--> off
     soft_start | policy | damping --trunk tilt > max_tilt_rad----------> estop (damping, then
                                                      OFF after estop_off_after_s)
-    latched phases --rearm(state)--> soft_start from the measured pose
+    soft_start | policy   --latch(kind): the operator's damping, a lost input device--> damping
+    latched phases --rearm(state), refused unless the state is valid and fresh and the trunk
+                     is within max_tilt_rad--> soft_start from the measured pose
     any --begin_shutdown()--> shutdown (damping for exit_damping_s) --> finished (OFF)
+
+A state is fresh for `rearm` if it is no older than the newest state seen, and the layer has
+seen a fresh state within watchdog_damping_s (or it is newer than every state seen). A refused
+re-arm changes nothing but the events (`rearm_refused`, and `tilt_estop` for a trunk still
+tilted: an e-stop again, its damping not restarted).
 
 Every POSITION target is first clamped to the joint limits minus `limit_margin_rad`, then moved
 at most `max_step_rad` from the previous POSITION target (after start/rearm: from the clamped
@@ -117,6 +124,24 @@ def _command_problem(cmd: JointCommand | None, n: int) -> tuple[str, str] | None
     return None
 
 
+def _rearm_problem(state: RobotState | None, n: int, newest_s: float, recent: bool) -> str:
+    """Why `state` cannot re-arm ("" if it can): missing, malformed or non-finite, or stale."""
+    if state is None:
+        return "no state"
+    if problem := _state_problem(state, n):
+        return problem[1]
+    if state.time_s < newest_s or (state.time_s == newest_s and not recent):
+        return f"stale state (time {float(state.time_s):.3f} s; no fresh state lately)"
+    return ""
+
+
+def _position(spec: RobotSpec, q, kp=None, kd=None, tau=None) -> JointCommand:
+    return JointCommand(position_rad=q, mode=CommandMode.POSITION,
+                        kp_nm_per_rad=np.array(spec.kp) if kp is None else kp,
+                        kd_nm_s_per_rad=np.array(spec.kd) if kd is None else kd,
+                        torque_ff_nm=tau)
+
+
 class SafetyLayer:
     """Filters every proposed command; see the module docstring for the phases."""
 
@@ -166,12 +191,33 @@ class SafetyLayer:
             raise RuntimeError(f"start() called in phase '{self._phase}'; use rearm()")
         self._arm(state)
 
-    def rearm(self, state: RobotState) -> None:
-        """Clear a latched fault, watchdog or e-stop and soft-start again from `state`."""
+    def rearm(self, state: RobotState | None) -> str:
+        """Clear a latched fault, watchdog or e-stop and soft-start again from `state`, if it
+        is valid, fresh and upright; returns "" then, else the reason it was refused."""
         if self._phase in ("idle", "shutdown", "finished"):
             raise RuntimeError(f"rearm() called in phase '{self._phase}'")
-        self._record("rearm", f"from phase {self._phase}", self._clock())
+        now = self._clock()
+        why = _rearm_problem(state, self.spec.n_joints, self._last_time_s,
+                             now - self._last_fresh < self.config.watchdog_damping_s - _EPS_S)
+        if not why and (tilt := trunk_tilt_rad(state.imu_quat_wxyz)) > self.config.max_tilt_rad:
+            why = f"tilt {tilt:.4f} rad > {self.config.max_tilt_rad}"
+            self._record("tilt_estop", why, now)
+            if self._phase != "estop":
+                self._enter("estop", now)
+        if why:
+            self._record("rearm_refused", why, now)
+            return why
+        self._record("rearm", f"from phase {self._phase}", now)
         self._arm(state)
+        return ""
+
+    def latch(self, kind: str, detail: str) -> None:
+        """Latched damping from soft start or policy, recorded as `kind` (the operator's
+        damping, a lost input device); in any other phase only the event."""
+        now = self._clock()
+        self._record(kind, detail, now)
+        if self._phase in _MOTION:
+            self._enter("damping", now)
 
     def begin_shutdown(self) -> None:
         """Damping for exit_damping_s, then OFF and `finished` (at once if already off)."""
@@ -268,11 +314,11 @@ class SafetyLayer:
         if done and np.array_equal(sent, end):
             self._record("soft_start_done", f"after {now - self._since:.3f} s", now)
             self._enter("policy", now)
-        return self._position(sent)
+        return _position(self.spec, sent)
 
     def _policy_step(self, proposed: JointCommand | None, now: float) -> JointCommand:
         if proposed is None:  # policy not run this tick: hold the last target
-            return self._position(self._target.copy())
+            return _position(self.spec, self._target.copy())
         if proposed.mode is CommandMode.DAMPING:
             return self._safe(CommandMode.DAMPING)
         if proposed.mode is CommandMode.OFF:
@@ -288,8 +334,8 @@ class SafetyLayer:
         sent = sent.copy()
         kp, kd, tau = proposed.kp_nm_per_rad, proposed.kd_nm_s_per_rad, proposed.torque_ff_nm
         limit = self.spec.torque_limit_nm
-        return self._position(
-            sent,
+        return _position(
+            self.spec, sent,
             None if kp is None else np.maximum(np.asarray(kp, dtype=np.float64), 0.0),
             None if kd is None else np.maximum(np.asarray(kd, dtype=np.float64), 0.0),
             None if tau is None else np.clip(np.asarray(tau, dtype=np.float64), -limit, limit))
@@ -301,12 +347,6 @@ class SafetyLayer:
             self._record("rate_limit", ", ".join(self._names[limited]), now)
         self._target = sent
         return sent.copy()
-
-    def _position(self, q, kp=None, kd=None, tau=None) -> JointCommand:
-        return JointCommand(position_rad=q, mode=CommandMode.POSITION,
-                            kp_nm_per_rad=np.array(self.spec.kp) if kp is None else kp,
-                            kd_nm_s_per_rad=np.array(self.spec.kd) if kd is None else kd,
-                            torque_ff_nm=tau)
 
     def _safe(self, mode: CommandMode) -> JointCommand:
         """DAMPING (the damping kd) or OFF (kd 0) at the last target sent (before start: the

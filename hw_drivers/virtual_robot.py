@@ -80,11 +80,13 @@ class VirtualRobot:
         cal = config.calibration(spec)
         lock = threading.Lock()
         self.servers: list[VirtualDeviceServer] = []
+        self.alerted, self.silent = False, None
         if config.protocol == "dynamixel":
             self.chain = VirtualServoChain(cal.bus_ids)
             silent = faults.extra.get("silent")
             if silent:
                 self.chain.silent_ids.add(silent[0])
+                self.silent = silent[0]
             self.imu_board = VirtualBoard(spec.n_joints)
             coupling = DynamixelCoupling(self.chain, self.imu_board, cal, body, spec, lock)
             bus = PtyPort()
@@ -114,8 +116,24 @@ class VirtualRobot:
         if self.alert is not None and not stop.wait(alert_after_s):
             dxl_id, bits = self.alert
             self.chain.alert(dxl_id, bits if bits is not None else 0x20)
+            self.alerted = True
         for t in threads:
             t.join()
+
+    def faults_injected(self, elapsed_s: float) -> str:
+        """The faults the servers injected, per device: how many of each and how often (one
+        every so many seconds), or "none"."""
+        names = ["bus", "imu"] if len(self.servers) == 2 else ["board"]
+        parts = []
+        for name, server in zip(names, self.servers, strict=True):
+            for kind, n in sorted(server.counts.items()):
+                every = f", one every {elapsed_s / n:.2f} s" if elapsed_s > 0 else ""
+                parts.append(f"{name} {kind} x{n}{every}")
+        if self.alerted:
+            parts.append(f"bus alert on servo {self.alert[0]} x1")
+        if self.silent is not None:
+            parts.append(f"bus servo {self.silent} silent throughout")
+        return "; ".join(parts) or "none"
 
     def close(self) -> None:
         for s in self.servers:

@@ -32,7 +32,8 @@ Act = Callable[[np.ndarray], np.ndarray]  # (N, obs_dim) -> (N, act_dim), determ
 def evaluate_locomotion(act: Act, env_config: EnvConfig, *, episodes: int = 5,
                         command=(0.3, 0.0, 0.0), episode_length_s: float | None = None,
                         seed: int = 1_000_000, frames: list | None = None) -> dict:
-    """Run `episodes` episodes at a fixed command; append RGB frames of the first to `frames`."""
+    """Run `episodes` episodes at a fixed command; append RGB frames of the first to `frames`,
+    one per control step."""
     if episode_length_s is not None:
         task = dataclasses.replace(env_config.task, episode_length_s=episode_length_s)
         env_config = dataclasses.replace(env_config, task=task)
@@ -48,7 +49,7 @@ def evaluate_locomotion(act: Act, env_config: EnvConfig, *, episodes: int = 5,
                 total += reward
                 track.add(env.body.read())
                 fell, done = terminated, terminated or truncated
-                if frames is not None and ep == 0 and len(track.vx) % 2 == 0:
+                if frames is not None and ep == 0:
                     frames.append(env.render())
             results.append({"return": total, "fell": float(fell),
                             **track.judge(command, per_second)})

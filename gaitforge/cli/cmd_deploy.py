@@ -6,14 +6,21 @@ applies the command and advances physics one control period), with nominal dynam
 dynamics file's, and no sensor noise; tracking error and falls come from the simulator's
 privileged state, which the runtime never sees. On hardware, `HardwareBody` speaks the serial
 protocol of the hardware YAML, always on the wall clock.
+
+The velocity command comes from a command source (control/commands.py): `--command` (fixed),
+`--commands FILE` (a schedule), or the operator with `--teleop keyboard|gamepad`, who can also
+damp, re-arm and end the episode. A live status view (rich) runs while deploying when stdout
+is a terminal (`--live` / `--no-live`).
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from .argtypes import seconds, velocity_command
 from .bodies import add_body_arguments, make_body
+from .operator import Operator, add_command_arguments, command_source
 
 
 def register(sub) -> None:
@@ -21,17 +28,24 @@ def register(sub) -> None:
                        "observation, actor, safety, write, log) against a body",
                        description="Runs the deploy runtime: soft start to the default pose, "
                        "DURATION s of policy, then damping and torque off. Every tick is "
-                       "logged (see `gaitforge logs inspect`). Exit 0 only when the episode "
-                       "ran its full duration under the policy; otherwise exit 1 and the "
-                       "outcome says why (fell, estop, watchdog, lost_link, interrupted, ...). "
+                       "logged (see `gaitforge logs inspect`, `export`, `plot`). The command "
+                       "is fixed (--command), a schedule (--commands) or the operator's "
+                       "(--teleop), who can also damp, re-arm and end the episode. Exit 0 only "
+                       "when the episode ran its full duration under the policy, or the "
+                       "operator ended it with no fault left un-re-armed (stopped); otherwise "
+                       "exit 1 and the outcome says why (fell, estop, watchdog, lost_link, "
+                       "lost_input, interrupted, ...). "
                        "Exit 2: bad input, or a robot that did not start (a port that does "
                        "not open, a servo that does not answer or is in Alert); one sentence "
                        "says what to check.")
     p.add_argument("bundle", help="policy bundle folder (from `gaitforge export`)")
-    p.add_argument("--duration", type=seconds, default=10.0,
-                   help="seconds of policy control after the soft start (default 10)")
+    p.add_argument("--duration", type=seconds,
+                   help="seconds of policy control after the soft start (default 10; with "
+                   "--commands the schedule's length; with --teleop 300, and the episode ends "
+                   "at the latest after 2 x DURATION + 30 s in all)")
     p.add_argument("--command", type=velocity_command, default="0.3,0,0", metavar="VX,VY,YAW",
                    help="velocity command, m/s, m/s, rad/s (default 0.3,0,0)")
+    add_command_arguments(p)
     p.add_argument("--log-dir", help="where episode logs go (default: next to the bundle, "
                    "deploy-logs/)")
     add_body_arguments(p)
@@ -43,7 +57,9 @@ def run(args) -> int:
 
     runtime = load_runtime(args.bundle, clock_for(args)[0])
     folder = Path(args.log_dir) if args.log_dir else runtime.bundle.path.parent / "deploy-logs"
-    return run_episode_and_report(args, runtime, folder, args.duration, args.command)
+    with command_source(args, runtime) as operator:
+        return run_episode_and_report(args, runtime, folder, operator.duration_s,
+                                      operator.initial, operator=operator)
 
 
 def clock_for(args):
@@ -56,18 +72,26 @@ def clock_for(args):
 
 
 def run_episode_and_report(args, runtime, log_folder: Path, duration_s: float,
-                           command=(0.0, 0.0, 0.0)) -> int:
-    """Build the body, run one logged episode, print the report; the exit status."""
+                           command=(0.0, 0.0, 0.0), operator: Operator | None = None) -> int:
+    """Build the body, run one logged episode (with `operator`'s command source and live
+    view, if any), print the report; the exit status: 0 for an episode completed, or ended by
+    the operator with no fault left un-re-armed."""
     from gaitforge.control.loop import setup_realtime
     from gaitforge.control.runtime import deploy, new_log_path
 
     clock, sleep = args.clock
-    body = make_body(args, runtime.spec, runtime.control_dt_s, command)
+    source = operator.source if operator else None
+    body = make_body(args, runtime.spec, runtime.control_dt_s,
+                     command if source is None else source)
     rt = setup_realtime() if args.hw and args.rt_setup else None
+    meta = {**body.metadata, **(operator.metadata if operator else {})}
     try:
-        report = deploy(runtime, body.robot, duration_s=duration_s, command=command,
-                        clock=clock, sleep=sleep, log_path=new_log_path(log_folder, body.tag),
-                        metadata=body.metadata, on_tick=body.on_tick)
+        with operator.view(runtime.control_dt_s) if operator else contextlib.nullcontext():
+            report = deploy(runtime, body.robot, duration_s=duration_s, command=command,
+                            clock=clock, sleep=sleep, log_path=new_log_path(log_folder, body.tag),
+                            metadata=meta, on_tick=body.on_tick, commands=source,
+                            status=operator.status if operator else None,
+                            max_total_s=operator.max_total_s if operator else None)
     finally:
         body.close()
     if args.hw:
@@ -76,5 +100,5 @@ def run_episode_and_report(args, runtime, log_folder: Path, duration_s: float,
     print(f"{report['outcome']}: {report['reason']}")
     for key, value in report.items():
         print(f"  {key:18s} {value:.4f}" if isinstance(value, float) else f"  {key:18s} {value}")
-    return 0 if report["outcome"] == "completed" else 1
+    return 0 if report["outcome"] in ("completed", "stopped") else 1
 

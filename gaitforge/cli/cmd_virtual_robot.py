@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 
 from gaitforge.robots.configio import ConfigError
 
@@ -35,6 +36,9 @@ def register(sub) -> None:
                    "dynamics file's dynamics, not the nominal ones: a robot with a reality gap")
     p.add_argument("--support", choices=["ground", "hung"], default="ground",
                    help="hung: the trunk is held in the air, as in a test stand (default ground)")
+    p.add_argument("--video", metavar="FILE", help="record what the simulated robot did as "
+                   "FILE (.mp4, needs the `video` extra, or .gif; 25 frames/s, rendered when "
+                   "it stops; PyBullet renders without a display)")
     p.set_defaults(func=run)
 
 
@@ -46,7 +50,7 @@ def run(args) -> int:
     from gaitforge.sim.config import SimConfig
     from gaitforge.sim.dynamics import load_dynamics
     from gaitforge.sim.env import make_body
-    from gaitforge.sim.robot_adapters import RealTimeSimBody, trunk_summary
+    from gaitforge.sim.robot_adapters import RealTimeSimBody, SessionRecord
 
     try:
         faults = parse_faults(args.fault)
@@ -58,10 +62,12 @@ def run(args) -> int:
         raise ConfigError(f"--hw {args.hw}: protocol is {config.protocol}, not {args.protocol}")
     check_servo_faults(faults.extra, config.protocol, config.calibration(spec).bus_ids)
     baud = args.baud or config.baud
+    check_video_path(args.video)
     sim_body = make_body(spec, SimConfig(engine=args.engine), fixed_base=args.support == "hung")
     if args.dynamics:
         sim_body.set_dynamics(load_dynamics(args.dynamics, spec))
-    body = RealTimeSimBody(sim_body)
+    record = SessionRecord(spec, 1.0 / VIDEO_FPS, keep_poses=bool(args.video))
+    body = RealTimeSimBody(sim_body, record=record)
     vr = VirtualRobot(body, spec, config, baud=baud, faults=faults)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -69,16 +75,61 @@ def run(args) -> int:
         print(f"{name}: {path}", flush=True)
     print(f"serving {args.robot} over {args.protocol} at {baud} baud ({args.engine}, real time, "
           f"{args.support}, dynamics {args.dynamics or 'nominal'}); Ctrl-C stops", flush=True)
+    t0 = time.monotonic()
     try:
         vr.serve(stop, args.duration)
     except KeyboardInterrupt:
         stop.set()
     finally:
-        print(f"stopped after {body.body.time_s:.1f} s simulated: {trunk_summary(body.body)}; "
-              f"faults injected: {[s.counts for s in vr.servers]}", flush=True)
         vr.close()
-        body.body.close()
+        print(what_happened(body.body, record, vr.faults_injected(time.monotonic() - t0)),
+              flush=True)
+        try:
+            if args.video:
+                print(f"video: {write_session_video(body.body, record, args.video)}", flush=True)
+        finally:
+            body.body.close()
     return 0
+
+
+VIDEO_FPS = 25
+
+
+def check_video_path(path: str | None) -> None:
+    """Refuse a --video path that cannot be written before the robot starts serving."""
+    if not path:
+        return
+    from pathlib import Path
+
+    from gaitforge.sim.render import VIDEO_FORMATS
+
+    target = Path(path)
+    if target.suffix.lower().lstrip(".") not in VIDEO_FORMATS:
+        raise ConfigError(f"--video {path}: a video is .mp4 or .gif")
+    if not target.parent.is_dir():
+        raise ConfigError(f"--video {path}: the folder {target.parent} does not exist")
+
+
+def what_happened(body, record, faults: str) -> str:
+    """Lines a user reads to see whether the robot walked: time, where the trunk is, how far
+    and which way it went, falls, the faults injected."""
+    from gaitforge.sim.robot_adapters import trunk_summary
+
+    s = record.summary()
+    falls = "no falls" if not s["falls"] else (
+        f"{s['falls']} fall(s) ({', '.join(f'{k} x{v}' for k, v in s['fall_reasons'].items())})"
+        + ("; on the ground at the end" if s["fallen_at_end"] else "; standing at the end"))
+    return (f"stopped after {body.time_s:.1f} s simulated: {trunk_summary(body)}\n"
+            f"  walked {s['distance_m']:.2f} m from the start ({s['path_m']:.2f} m along the "
+            f"way), heading change {s['heading_change_deg']:+.1f} deg, {falls}\n"
+            f"  faults injected: {faults}")
+
+
+def write_session_video(body, record, path: str) -> str:
+    from gaitforge.sim.render import render_poses, write_video
+
+    n = write_video(path, render_poses(body, record.poses), VIDEO_FPS)
+    return f"{path} ({n} frames, {n / VIDEO_FPS:.1f} s at {VIDEO_FPS} frames/s)"
 
 
 def check_servo_faults(extra: dict, protocol: str, ids) -> None:

@@ -46,7 +46,8 @@ def test_train_eval_plot_smoke(runs, capsys):
     run = runs / "smoke"
     assert (run / "config.yaml").is_file() and (run / "checkpoints" / "latest").is_file()
     assert any((run / "tb").iterdir())
-    assert main(["eval", "smoke", "--episodes", "1", "--engine", "pybullet", "--video"]) == 0
+    assert main(["eval", "smoke", "--episodes", "1", "--engine", "pybullet", "--video",
+                 "--video-format", "gif"]) == 0  # MP4 (the default) needs the `video` extra
     out = capsys.readouterr().out
     assert "vx_tracking_error" in out and "fall_rate" in out
     assert list(run.glob("eval-*-pybullet.gif"))

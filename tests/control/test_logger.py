@@ -139,8 +139,10 @@ def test_round_trip_is_exact_with_nan_where_none(tmp_path):
     assert m["start_time"].endswith("+00:00")  # ISO, UTC
     sizes = {f["name"]: f["size"] for f in m["tick_fields"]}
     # 1 tick + 4 timing + valid + time + 3 x 12 joints + 4 + 3 + 3 + 45 obs + 12 action
-    # + command: 12 position + mode + 3 x 12 gains/feed-forward = 7 + 36 + 10 + 57 + 49 = 159
-    assert sum(sizes.values()) == 159 and sizes["imu_quat_wxyz"] == 4
+    # + command: 12 position + mode + 3 x 12 gains/feed-forward + velocity command 3
+    # = 7 + 36 + 10 + 57 + 49 + 3 = 162
+    assert sum(sizes.values()) == 162 and sizes["imu_quat_wxyz"] == 4
+    assert sizes["velocity_command"] == 3
 
 
 def test_frames_follow_the_documented_format_and_no_privileged_state(tmp_path):
@@ -159,9 +161,11 @@ def test_frames_follow_the_documented_format_and_no_privileged_state(tmp_path):
     (_, meta), (_, tick), (_, event), _ = frames(data)
     names = [f["name"] for f in json.loads(meta[1:])["tick_fields"]]
     assert not any("privileged" in n or "base_" in n or "contact" in n for n in names)
-    # 1 + 4 + 1 + 1 + 3*2 + 4 + 3 + 3 + 3 obs + 2 action + 2 + 1 + 3*2 = 37 float64 values
+    # 1 + 4 + 1 + 1 + 3*2 + 4 + 3 + 3 + 3 obs + 2 action + 2 + 1 + 3*2 + 3 velocity command
+    # = 40 float64 values
     values = np.frombuffer(tick[1:], "<f8")
-    assert len(values) == 37 and values[0] == 6.0 and values[5] == 1.0  # tick, state_valid
+    assert len(values) == 40 and values[0] == 6.0 and values[5] == 1.0  # tick, state_valid
+    assert np.isnan(values[-3:]).all()  # no velocity command given: NaN
     assert json.loads(event[1:]) == {"tick": 6, "kind": "watchdog", "detail": "late",
                                      "time_s": 0.12}
 
@@ -400,12 +404,13 @@ def test_a_full_disk_leaves_a_log_readable_up_to_the_last_whole_tick(tiny_tmpfs)
 
 
 def test_free_space_is_checked_before_an_episode(tiny_tmpfs):
-    """A tick of 12 joints and 45 observations is 159 float64 + 13 bytes of framing = 1285 B;
-    the check wants twice the ticks plus 64 KiB: 10 ticks need 91,236 B, 1000 need 2.6 MB."""
+    """A tick of 12 joints and 45 observations is 162 float64 + 13 bytes of framing = 1309 B;
+    the check wants twice the ticks plus 64 KiB: 10 ticks need 91,716 B, 1000 need
+    2 x 1000 x 1309 + 65,536 = 2,683,536 B."""
     folder = tiny_tmpfs(256)
     check_free_space(folder, 10, n_joints=12, obs_dim=45)
     with pytest.raises(LogSpaceError, match=f"{folder}: 0.26 MB free, but an episode of 1000 "
-                                            "ticks needs about 2.64 MB"):
+                                            "ticks needs about 2.68 MB"):
         check_free_space(folder, 1000, n_joints=12, obs_dim=45)
 
 
