@@ -17,7 +17,9 @@ partition of replay, every minibatch half offline and half fresh, LayerNorm crit
                              "online", every update samples `mixed_sample`, the critic warms up
                              alone first when it is new, TensorBoard gets the offline and online
                              critic losses apart; with no fresh data (`offline_fraction` 1) it
-                             only updates, counting updates where the Trainer counts env steps
+                             only updates, counting updates where the Trainer counts env steps.
+                             The actor's observation normaliser is frozen (the run's), the
+                             critic's follows the logs and the fresh data
     restore_matching(agent, state)  every variable (and normaliser) of `state` whose name and
                              shape fit the agent: a fine-tune keeps the run's actor and, where
                              it fits, its critic
@@ -115,6 +117,14 @@ class FineTuner(Trainer):
                                      config.replay_capacity, offline)
         self.offline_fraction = offline_fraction
         self.critic_warmup_updates = int(critic_warmup_updates)
+        if self.critic_obs_dim:  # the critic's inputs as the logs show them
+            agent.critic_obs_norm.update(np.asarray(offline["critic_obs"], np.float32))
+
+    def _observe(self, obs, critic_obs) -> None:
+        """The actor's observation normaliser stays as the run trained it (moving it would
+        change the policy without any learning); the critic's follows the fresh data."""
+        if self.critic_obs_dim and critic_obs is not None:
+            self.agent.critic_obs_norm.update(critic_obs)
 
     def _learn(self, n_updates: int) -> None:
         batches = mixed_sample(self.replay, self.batch_size, self.rng, n_updates,

@@ -171,13 +171,17 @@ class Trainer:
         if progress is not None:
             progress(self)
 
+    def _observe(self, obs, critic_obs) -> None:
+        """Fresh observations for the agent's normalisers."""
+        self.agent.observe(obs, critic_obs)
+
     def _begin_segment(self) -> None:
         obs, info = self.env.reset(seed=segment_seed(self.config.seed, self.env_steps))
         self._obs = obs
         self._critic_obs = info.get("critic_obs") if self.critic_obs_dim else None
         self._ep_return[:] = 0.0
         self._ep_terms = {}
-        self.agent.observe(obs, self._critic_obs)
+        self._observe(obs, self._critic_obs)
 
     def _actions(self) -> np.ndarray:
         if self.env_steps < self.config.warmup_steps:
@@ -199,7 +203,7 @@ class Trainer:
                         terminated.astype(np.float32), partition=self.fresh_partition, **critic)
         self._obs = obs
         self._critic_obs = info.get("critic_obs") if self.critic_obs_dim else None
-        self.agent.observe(obs, self._critic_obs)
+        self._observe(obs, self._critic_obs)
         self.env_steps += n
         self._track_episodes(reward, terminated | truncated, info.get("reward_terms", {}))
 

@@ -127,3 +127,18 @@ def test_a_logs_only_fine_tune_never_steps_the_env_and_resumes(tmp_path):
         env2.close()
     finally:
         env.close()
+
+
+def test_the_actors_normaliser_stays_as_the_run_trained_it(tmp_path):
+    tuner, env = _fine_tuner(tmp_path, 0.5)
+    norm = tuner.agent.obs_norm
+    before = {k: v.copy() for k, v in norm.get_state().items()}
+    critic_before = tuner.agent.critic_obs_norm.get_state()["count"].copy()
+    try:
+        tuner.train()
+    finally:
+        env.close()
+    for k, v in norm.get_state().items():
+        np.testing.assert_array_equal(v, before[k], err_msg=k)
+    # the critic's normaliser saw the 64 logged rows and then the fresh ones
+    assert tuner.agent.critic_obs_norm.get_state()["count"] > critic_before + 64
