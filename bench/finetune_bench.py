@@ -130,7 +130,8 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
         t0 = time.perf_counter()
         gaitforge("finetune", run, "--logs", *logs["policy_logs"], "--dynamics",
                   str(folder / "fitted.yaml"), "--sim-mix", str(mix), "--steps",
-                  str(args.steps), "--name", tag, "--no-progress")
+                  str(args.steps), "--critic-warmup", str(args.critic_warmup), "--name", tag,
+                  "--no-progress")
         tune_s = time.perf_counter() - t0
         gaitforge("export", tag)
         tuned = runs / tag / "bundle"
@@ -162,6 +163,7 @@ def main() -> None:
     args = ap.parse_args()
     args.episodes, args.seconds = (2, 10.0) if args.quick else (10, 20.0)
     args.steps, args.judge = (2000, 1) if args.quick else (40_000, 3)
+    args.critic_warmup = 500 if args.quick else 5000
     runs = Path(os.environ.get("GAITFORGE_RUNS", "runs")).resolve()
     ENV["GAITFORGE_RUNS"] = str(runs)
     run_dir = Path(args.run) if Path(args.run).is_dir() else runs / args.run
