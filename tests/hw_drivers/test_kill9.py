@@ -87,7 +87,9 @@ def test_ctrl_c_and_sigterm_on_hardware_end_through_damping(tmp_path, sig):
     modes = log.ticks["command_mode"]  # 0 position, 1 damping, 2 off
     last_position = int(np.flatnonzero(modes == 0)[-1])
     tail = modes[last_position + 1:]
-    assert (tail[:-1] == 1).all() and tail[-1] == 2 and len(tail) >= 25  # 0.5 s of damping
+    assert (tail[:-1] == 1).all() and tail[-1] == 2
+    times = log.ticks["time_s"][last_position + 1:]  # damping lasts 0.5 s of time, not of
+    assert times[-1] - times[0] >= 0.5 - 0.03        # ticks (a busy host runs fewer of them)
     assert log.complete and log.summary["outcome"] == "interrupted"
 
 
