@@ -3,6 +3,7 @@ into a run folder (or resume one)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -36,12 +37,17 @@ def register(sub) -> None:
     p.add_argument("--name", help="run folder name under runs/ (default: robot-task-engine-"
                    "agent-time)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="collect on Ray "
+                   "(extra [ray]): ray.collectors actors, learning here; ADDRESS: a cluster's "
+                   "HEAD:PORT or 'auto' (default: start Ray on this machine)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     overrides = [*dynamics_overrides(args.dynamics, args.config, args.set), *args.set] \
         if args.dynamics else args.set
+    if args.ray is not None:  # the run config's ray: section (gaitforge/cli/ray_train.py)
+        overrides = [*overrides, "ray.enabled=true", f"ray.address={json.dumps(args.ray)}"]
     run_dir = train(args.config, overrides, args.resume, args.name,
                     progress=not args.no_progress)
     print(f"run folder: {run_dir}  (gaitforge eval {run_dir} --video; gaitforge plot {run_dir})")
@@ -79,7 +85,7 @@ def _build(run: RunConfig, run_dir: Path, source: str):
     agent_cfg = run.agent
     factory, _ = env_fns(run)
     t, v = run.train, run.vec_env
-    env = VecEnv([factory] * v.num_envs, workers=v.workers)
+    env = VecEnv([factory] * v.num_envs, workers=0 if run.ray.enabled else v.workers)
     critic_space = env.single_critic_observation_space
     critic_dim = critic_space.shape[0] if critic_space is not None else 0
     if agent_cfg.asymmetric_critic and not critic_dim:
@@ -91,6 +97,10 @@ def _build(run: RunConfig, run_dir: Path, source: str):
                        critic_obs_dim=critic_dim if agent_cfg.asymmetric_critic else 0,
                        seed=t.seed)
     logger = RunLogger(run_dir)
+    if run.ray.enabled:
+        from .ray_train import ray_trainer
+
+        return ray_trainer(run, agent, env, logger, run_dir, source)
     trainer = Trainer(agent, env, t, run_dir / "checkpoints",
                       evaluate=evaluator(run, t.eval_episodes), logger=logger)
     return trainer, env, logger
@@ -98,15 +108,16 @@ def _build(run: RunConfig, run_dir: Path, source: str):
 
 def _resumed_config(run_dir: Path, config_path: str | None, overrides: list[str]) -> dict:
     """The saved config with the user's changes; only the step budget may change on resume
-    (to train longer): anything else would make the resumed run a different experiment."""
+    (to train longer), and where collection runs (ray.*): anything else would make the resumed
+    run a different experiment."""
     saved = upgrade_saved_config(load_config(run_dir))
     data = deep_merge(saved, load_yaml(config_path)) if config_path else saved
     data = apply_overrides(data, overrides)
     diff = [d for d in config_differences(saved, data)
-            if not d.startswith("train.total_env_steps:")]
+            if not d.startswith(("train.total_env_steps:", "ray."))]
     if diff:
         raise ConfigError(f"{run_dir}: --resume with a config that does not match the "
-                          "run's (only train.total_env_steps may change):\n  "
+                          "run's (only train.total_env_steps and ray.* may change):\n  "
                           + "\n  ".join(diff))
     return data
 
@@ -125,6 +136,10 @@ def train(config_path: str | None, overrides: list[str], resume: str | None,
     if run.train.replay_capacity < run.agent.batch_size:
         raise ConfigError(f"{source}: train.replay_capacity ({run.train.replay_capacity}) is "
                           f"smaller than agent.batch_size ({run.agent.batch_size})")
+    if run.ray.enabled:
+        from .ray_train import require_ray
+
+        require_ray(source)
     if not resume:
         _, stem = env_fns(run)
         run_dir = new_run_dir(name, f"{stem}-{run.agent.name}")
