@@ -9,7 +9,8 @@ it only inside functions, so the package loads and runs without it.
 
 A collector (`Collector`, made a Ray actor by `ray.remote` in ray_trainer.py):
 - sees no GPU (CUDA_VISIBLE_DEVICES="" before TensorFlow loads) and runs TensorFlow on one
-  thread (intra- and inter-op); TensorFlow loads only when the first weights arrive;
+  thread (intra- and inter-op); TensorFlow loads on a side thread from the start, while the
+  collector steps its env (`preload`), and is first used when weights arrive;
 - builds its env and its agent inside the actor: networks are never pickled, weights travel
   as NumPy arrays (`actor_state`: the actor's weights and the observation normaliser), put
   into the object store once per version by the learner;
@@ -38,6 +39,7 @@ A batch (what `Collector.collect` returns) is a dict:
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import os
@@ -117,6 +119,13 @@ def collector_seed(run_seed: int, start_env_steps: int, index: int, incarnation:
     return int(ss.generate_state(1)[0] & 0x7FFFFFFF)
 
 
+def collector_streams(seed: int) -> tuple[int, int, int]:
+    """(env reset seed, NumPy seed of the warm-up actions, agent seed of the exploration noise)
+    of a collector with `seed`; env i of its vectorised env is reset with env seed + i."""
+    states = np.random.SeedSequence(seed).generate_state(3)
+    return tuple(int(s & 0x7FFFFFFF) for s in states)
+
+
 def actor_state(agent) -> dict[str, np.ndarray]:
     """What acting needs from an OffPolicyAgent, as plain arrays: the actor's weights
     (`actor/...`) and the observation normaliser (`obs_norm/...`)."""
@@ -186,30 +195,40 @@ class Collector:
 
     def __init__(self, index: int, incarnation: int, seed: int,
                  make_vec_env: Callable[[], object], agent_spec: tuple, critic_obs: bool,
-                 batch_steps: int):
+                 batch_steps: int, preload: bool = True):
         """agent_spec: (algo, agent config, obs_dim, act_dim) of the learner's agent.
-        critic_obs: send critic_obs / next_critic_obs (the learner has an asymmetric critic)."""
+        critic_obs: send critic_obs / next_critic_obs (the learner has an asymmetric critic).
+        preload: load TensorFlow and build the agent on a side thread from the start (else
+        when the first weights arrive; a run that never leaves warm-up needs neither)."""
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before TensorFlow loads: no GPU, ever
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         self.index, self.incarnation, self.seed = index, incarnation, seed
         self.agent_spec, self.critic_obs, self.batch_steps = agent_spec, critic_obs, batch_steps
-        env_seed, rng_seed, self._agent_seed = np.random.SeedSequence(seed).generate_state(3)
-        self.rng = np.random.default_rng(int(rng_seed))
+        env_seed, rng_seed, self._agent_seed = collector_streams(seed)
+        self.rng = np.random.default_rng(rng_seed)
         self.agent, self.version, self.batches = None, -1, 0
+        # TensorFlow loads and the agent builds on a thread while warm-up steps the env here:
+        # seconds that would otherwise stall every collector when the first weights arrive
+        self._building = concurrent.futures.ThreadPoolExecutor(1).submit(self._build_agent) \
+            if preload else None
         self.env = make_vec_env()
         self.act_dim = self.env.single_action_space.shape[0]
-        self._obs, info = self.env.reset(seed=int(env_seed & 0x7FFFFFFF))
+        self._obs, info = self.env.reset(seed=env_seed)
         self._critic = info.get("critic_obs") if critic_obs else None
         self._episodes = _Episodes(self.env.num_envs)
 
     def collect(self, version: int, weights: list) -> dict:
-        """`batch_steps` vectorised steps with the weights of `version` (`weights` holds the
-        object ref of their `actor_state`, in a list so that Ray passes the ref instead of
-        fetching the arrays for every batch: they are fetched once per new version)."""
+        """`batch_steps` vectorised steps with the weights of `version`. `weights` holds the
+        object ref of their `actor_state` (or the arrays themselves, outside Ray), in a list
+        so that Ray passes the ref instead of fetching the arrays for every batch: they are
+        fetched once per new version."""
         if version != self.version and weights:
-            import ray
+            state = weights[0]
+            if not isinstance(state, Mapping):
+                import ray
 
-            self._load(ray.get(weights[0]))
+                state = ray.get(state)
+            self._load(state)
             self.version = version
         start = time.perf_counter()
         steps, episodes = [], []
@@ -242,7 +261,7 @@ class Collector:
 
     def _load(self, state: Mapping[str, np.ndarray]) -> None:
         if self.agent is None:
-            self.agent = self._build_agent()
+            self.agent = self._building.result() if self._building else self._build_agent()
         load_actor_state(self.agent, state, source=f"collector {self.index} weights")
 
     def _build_agent(self):
@@ -250,30 +269,37 @@ class Collector:
 
         from . import make_agent
 
-        tf.config.threading.set_intra_op_parallelism_threads(1)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
-        tf.config.set_visible_devices([], "GPU")
+        try:  # one thread, no GPU: possible only before TensorFlow runs its first op, which
+            # in an actor is now (in a process that ran TensorFlow before, it stays as it was)
+            tf.config.threading.set_intra_op_parallelism_threads(1)
+            tf.config.threading.set_inter_op_parallelism_threads(1)
+            tf.config.set_visible_devices([], "GPU")
+        except RuntimeError:
+            pass
         algo, config, obs_dim, act_dim = self.agent_spec
         # the actor only: no privileged critic input here
         config = dataclasses.replace(config, asymmetric_critic=False)
-        return make_agent(algo, config, obs_dim, act_dim, seed=int(self._agent_seed & 0x7FFFFFFF))
+        return make_agent(algo, config, obs_dim, act_dim, seed=self._agent_seed)
 
     def describe(self) -> dict:
         """Where and how this collector runs (for tests and logs)."""
         import sys
 
+        if self._building is not None:
+            self._building.result()  # TensorFlow is set up once the agent is built
         out = {"pid": os.getpid(), "node": _node_id(),
                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-               "version": self.version, "tensorflow_loaded": "tensorflow" in sys.modules}
-        if self.agent is not None:
+               "version": self.version}
+        if "tensorflow" in sys.modules:
             import tensorflow as tf
 
             out["tf_threads"] = (tf.config.threading.get_intra_op_parallelism_threads(),
                                  tf.config.threading.get_inter_op_parallelism_threads())
             out["tf_gpus"] = [d.name for d in tf.config.list_logical_devices("GPU")]
-        import ray
+        if out["node"]:
+            import ray
 
-        out["ray_gpu_ids"] = list(ray.get_gpu_ids())
+            out["ray_gpu_ids"] = list(ray.get_gpu_ids())
         return out
 
     def env_call(self, name: str, *args, **kwargs) -> list:
@@ -281,10 +307,15 @@ class Collector:
         return self.env.call(name, *args, **kwargs)
 
     def close(self) -> None:
+        if self._building is not None:
+            concurrent.futures.wait([self._building])  # no thread left behind
         self.env.close()
 
 
 def _node_id() -> str:
-    import ray
-
-    return ray.get_runtime_context().get_node_id()
+    """The Ray node this runs on ("" outside Ray)."""
+    try:
+        import ray
+    except ImportError:
+        return ""
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""

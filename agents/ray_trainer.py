@@ -46,8 +46,9 @@ class CollectorPool:
 
     def __init__(self, make_vec_env: Callable[[], object], agent_spec: tuple, critic_obs: bool,
                  config: RayConfig, seed: int, start_env_steps: int,
-                 restarts: list[dict] | None = None):
-        """Start `config.collectors` actors; `restarts` (a list) collects the restart records."""
+                 restarts: list[dict] | None = None, preload: bool = True):
+        """Start `config.collectors` actors (arguments as for `Collector`); `restarts` (a
+        list) collects the restart records."""
         self._ray = ray = import_ray()
         self.config, self.seed, self.start_env_steps = config, seed, start_env_steps
         need, have = config.collectors * config.collector_cpus, ray.cluster_resources().get(
@@ -56,14 +57,15 @@ class CollectorPool:
             raise ValueError(f"ray: {config.collectors} collectors x {config.collector_cpus:g} "
                              f"CPU need {need:g} CPUs but the cluster has {have:g} "
                              "(ray.collectors, ray.collector_cpus)")
-        self._args = (make_vec_env, agent_spec, critic_obs, config.batch_steps)
+        self._args = (make_vec_env, agent_spec, critic_obs, config.batch_steps, preload)
         self._cls = ray.remote(Collector)
         self.incarnations = [0] * config.collectors
         self.actors = [self._start(i) for i in range(config.collectors)]
         self.pending: dict = {}  # object ref of a batch -> collector index
         self.idle = set(range(config.collectors))
-        # collector, incarnation, error, recover_s (from its first failure to the first batch
-        # of its replacement; None while not recovered, and for a second failure before that)
+        # collector, incarnation, error, at (perf_counter when the failure was seen),
+        # recover_s (from then to the first batch of its replacement; None while not
+        # recovered, and for a second failure before that)
         self.restarts: list[dict] = [] if restarts is None else restarts
         self._failed: dict[int, tuple[float, dict]] = {}  # index -> (when, its restart record)
 
@@ -105,7 +107,7 @@ class CollectorPool:
         return batches
 
     def _restart(self, i: int, err: Exception) -> None:
-        why = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        why = _reason(err, self._ray)
         if len(self.restarts) >= self.config.max_restarts:
             raise RuntimeError(f"ray: collector {i} failed ({why}) and the restart budget "
                                f"(ray.max_restarts = {self.config.max_restarts}) is spent") \
@@ -114,7 +116,7 @@ class CollectorPool:
         self.incarnations[i] += 1
         self.actors[i] = self._start(i)
         record = {"collector": i, "incarnation": self.incarnations[i], "error": why,
-                  "recover_s": None}
+                  "at": time.perf_counter(), "recover_s": None}
         self.restarts.append(record)
         self._failed.setdefault(i, (time.perf_counter(), record))
         _log.warning("ray: collector %d failed (%s); restarted with a fresh seed stream "
@@ -164,7 +166,8 @@ class RayTrainer(Trainer):
         marks = {"log": time.perf_counter(), "steps": self.env_steps, "updates": self.updates}
         spec = (self.agent.algo, self.agent.config, self.obs_dim, self.act_dim)
         self.pool = CollectorPool(self.make_vec_env, spec, bool(self.critic_obs_dim),
-                                  self.ray_config, c.seed, self.env_steps, self.restarts)
+                                  self.ray_config, c.seed, self.env_steps, self.restarts,
+                                  preload=stop > c.warmup_steps)  # will they act?
         try:
             if self.updates:  # resumed after warm-up: collectors act from the start
                 self._publish()
@@ -264,3 +267,10 @@ class RayTrainer(Trainer):
     def save_checkpoint(self):
         self._learn_owed()  # a checkpoint holds every update its transitions owe
         return super().save_checkpoint()
+
+
+def _reason(err: Exception, ray) -> str:
+    """One short line: the env's exception for a task that raised, else why the actor died."""
+    lines = str(err).strip().splitlines() or [type(err).__name__]
+    line = lines[-1] if isinstance(err, ray.exceptions.RayTaskError) else lines[0]
+    return line if len(line) <= 160 else line[:157] + "..."

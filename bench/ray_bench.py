@@ -1,0 +1,218 @@
+"""Ray collection figures, each measured side by side in one run (these machines are noisy).
+
+    python bench/ray_bench.py collect [--seconds 20]          # 2 collectors against 1
+    python bench/ray_bench.py train [--steps 12000 --warmup 4000]  # Ray against one machine
+    python bench/ray_bench.py kill [--steps 9000]             # a collector SIGKILLed mid-run
+    python bench/ray_bench.py walk [--budget-min 25]          # time-to-walk of the default job
+    python bench/ray_bench.py                                 # collect, train and kill
+
+The job is the default `gaitforge train` (servo_dog walks in PyBullet, SAC 256x256, 4 envs
+per collector), started on a local Ray (`ray.init()`: every core of this machine).
+
+- collect: pure collection, no learning: 1 collector, then 2, each with its own 4 envs and a
+  copy of the actor (weights published once, so they act through TensorFlow as in training).
+  Transitions the learner received per second, counted after each collector's first two
+  batches (start-up excluded), over --seconds.
+- train: end-to-end env steps/s of `gaitforge train` (the CLI's own builder) with the
+  single-machine trainer (train.overlap, 1 worker), then on Ray with 1 and 2 collectors, same
+  settings; the rate after warm-up (learning), the whole run's, and the learner's updates/s.
+- kill: a Ray run whose collector 0 is SIGKILLed after warm-up: whether training went on,
+  transitions lost or counted twice (the replay against the ledger of delivered batches, by
+  count and sha256), and the time from the kill to the replacement's first batch.
+- walk: bench/time_to_walk.py with `--set ray.enabled=true` (10-25 minutes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _run_config(sets: list[str]):
+    from gaitforge.cli.run_config import load_run_config
+
+    return load_run_config(None, sets)
+
+
+def _learner_agent(run):
+    """The default job's agent, and its one collector's vectorised env factory."""
+    from gaitforge.agents import make_agent
+    from gaitforge.cli.ray_train import collector_env
+    from gaitforge.cli.run_config import env_fns
+
+    factory, _ = env_fns(run)
+    make = functools.partial(collector_env, factory, run.vec_env.num_envs)
+    probe = make()
+    critic = probe.single_critic_observation_space.shape[0]
+    agent = make_agent(run.agent.name, run.agent, probe.single_observation_space.shape[0],
+                       probe.single_action_space.shape[0], critic_obs_dim=critic)
+    probe.close()
+    return agent, make
+
+
+def collect_rate(collectors: int, seconds: float) -> float:
+    """Transitions/s the learner receives from `collectors` collectors (no learning)."""
+    from gaitforge.agents.ray_collect import RayConfig, actor_state
+    from gaitforge.agents.ray_trainer import CollectorPool
+
+    run = _run_config([])
+    agent, make = _learner_agent(run)
+    spec = (agent.algo, agent.config, agent.obs_dim, agent.act_dim)
+    pool = CollectorPool(make, spec, True, RayConfig(collectors=collectors), seed=0,
+                         start_env_steps=0)
+    try:
+        weights = (0, pool.put(actor_state(agent)))
+        seen, start, counted = [0] * collectors, None, 0
+        for i in range(collectors):
+            pool.submit(i, weights)
+        while start is None or time.perf_counter() - start < seconds:
+            for batch in pool.wait(timeout=60):
+                i = batch["collector"]
+                seen[i] += 1
+                if start is not None:
+                    counted += len(batch["rows"]["reward"])
+                pool.submit(i, weights)
+            if start is None and min(seen) >= 2:  # every collector warm: start the clock
+                start = time.perf_counter()
+        return counted / (time.perf_counter() - start)
+    finally:
+        pool.close()
+
+
+def bench_collect(args) -> None:
+    from gaitforge.agents.ray_collect import connect
+
+    connect("")
+    rates = {n: collect_rate(n, args.seconds) for n in (1, 2)}
+    print(f"collection, servo_dog/PyBullet, 4 envs per collector, {os.cpu_count()} cores:")
+    for n, rate in rates.items():
+        print(f"  {n} collector(s): {rate:8.0f} transitions/s")
+    print(f"  2 against 1: {rates[2] / rates[1]:.2f}x")
+
+
+def _train_sets(args, mode: str) -> list[str]:
+    sets = [f"train.total_env_steps={args.steps}", f"train.warmup_steps={args.warmup}",
+            "train.eval_every_steps=100000000", "train.checkpoint_every_steps=100000000",
+            "train.log_every_steps=1000"]
+    if mode != "single":
+        sets += ["ray.enabled=true", f"ray.collectors={mode[-1]}"]
+    return sets
+
+
+def train_rate(args, mode: str, folder: Path, on_progress=None):
+    """(trainer, {rate_learning, rate_all, updates_per_s}) of one `gaitforge train` run."""
+    from gaitforge.cli.cmd_train import _build
+
+    run = _run_config(_train_sets(args, mode))
+    folder.mkdir(parents=True)
+    trainer, env, logger = _build(run, folder, "bench")
+    marks = {}
+
+    def tick(t):
+        if t.env_steps >= args.warmup and "warm" not in marks:
+            marks["warm"] = (time.perf_counter(), t.env_steps, t.updates)
+        if on_progress is not None:
+            on_progress(t)
+
+    start = time.perf_counter()
+    try:
+        trainer.train(progress=tick)
+    finally:
+        env.close()
+        logger.close()
+    end = time.perf_counter()
+    t0, steps0, updates0 = marks["warm"]
+    return trainer, {"rate_learning": (trainer.env_steps - steps0) / (end - t0),
+                     "rate_all": trainer.env_steps / (end - start),
+                     "updates_per_s": (trainer.updates - updates0) / (end - t0)}
+
+
+def bench_train(args) -> None:
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in ("single", "ray1", "ray2"):
+            _, rates[mode] = train_rate(args, mode, Path(tmp) / mode)
+    print(f"end-to-end training, default job, {args.steps} env steps ({args.warmup} warm-up), "
+          f"{os.cpu_count()} cores:")
+    for mode, r in rates.items():
+        print(f"  {mode:7s} learning {r['rate_learning']:7.0f} steps/s   whole run "
+              f"{r['rate_all']:7.0f} steps/s   learner {r['updates_per_s']:6.0f} updates/s")
+    for mode in ("ray1", "ray2"):
+        print(f"  {mode} against single machine (learning): "
+              f"{rates[mode]['rate_learning'] / rates['single']['rate_learning']:.2f}x")
+
+
+def bench_kill(args) -> None:
+    from gaitforge.agents.ray_collect import rows_checksum
+
+    killed = {}
+
+    def kill(t):
+        if not killed and t.env_steps >= (args.warmup + args.steps) // 2:
+            killed.update(t=time.perf_counter(), steps=t.env_steps, updates=t.updates,
+                          entry=[e for e in t.ledger if e["collector"] == 0][-1])
+            os.kill(killed["entry"]["pid"], signal.SIGKILL)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer, _ = train_rate(args, "ray2", Path(tmp) / "kill", on_progress=kill)
+    state = trainer.replay.get_state()
+    rows = {f: state[f"main/{f}"] for f in trainer.replay.shapes}
+    start, bad = 0, 0
+    for entry in trainer.ledger:
+        chunk = {f: v[start:start + entry["n"]] for f, v in rows.items()}
+        bad += rows_checksum(chunk) != entry["checksum"]
+        start += entry["n"]
+    keys = {(e["collector"], e["incarnation"], e["index"]) for e in trainer.ledger}
+    delivered = sum(e["n"] for e in trainer.ledger)
+    restart = trainer.restarts[0] if trainer.restarts else {}
+    back = [e for e in trainer.ledger if e["incarnation"] > killed["entry"]["incarnation"]
+            and e["collector"] == 0]
+    print(f"collector 0 SIGKILLed at {killed['steps']} env steps ({killed['updates']} updates):")
+    print(f"  training went on to {trainer.env_steps} env steps, {trainer.updates} updates; "
+          f"restarts {len(trainer.restarts)} ({restart.get('error', '-')})")
+    print(f"  delivered {delivered} transitions in {len(trainer.ledger)} batches; replay holds "
+          f"{trainer.replay.size()}; batches counted twice {len(trainer.ledger) - len(keys)} "
+          f"(refused {trainer.duplicates}); checksum mismatches {bad}")
+    if restart.get("recover_s") is not None:
+        print(f"  kill -> failure seen {restart['at'] - killed['t']:.2f} s; failure seen -> "
+              f"replacement's first batch {restart['recover_s']:.2f} s (it loads TensorFlow); "
+              f"its batches {len(back)}")
+
+
+def bench_walk(args) -> None:
+    script = Path(__file__).with_name("time_to_walk.py")
+    subprocess.run([sys.executable, str(script), "--budget-min", str(args.budget_min),
+                    "--set", "ray.enabled=true"], check=False)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", nargs="?", default="all",
+                   choices=["all", "collect", "train", "kill", "walk"])
+    p.add_argument("--seconds", type=float, default=20.0, help="collect: measuring time")
+    p.add_argument("--steps", type=int, default=12_000, help="train, kill: env steps")
+    p.add_argument("--warmup", type=int, default=4_000, help="train, kill: warm-up steps")
+    p.add_argument("--budget-min", type=float, default=25.0, help="walk: time budget")
+    args = p.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+    steps = {"collect": bench_collect, "train": bench_train, "kill": bench_kill,
+             "walk": bench_walk}
+    for name in (["collect", "train", "kill"] if args.what == "all" else [args.what]):
+        steps[name](args)
+        print(f"load average after {name}: {os.getloadavg()[0]:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    np.set_printoptions(precision=3)
+    main()
