@@ -1,6 +1,6 @@
 """Ray collection figures, each measured side by side in one run (these machines are noisy).
 
-    python bench/ray_bench.py collect [--seconds 20]          # 2 collectors against 1
+    python bench/ray_bench.py collect [--rounds 6 --seconds 8]  # 2 collectors against 1
     python bench/ray_bench.py train [--steps 12000 --warmup 4000]  # Ray against one machine
     python bench/ray_bench.py kill [--steps 9000]             # a collector SIGKILLed mid-run
     python bench/ray_bench.py walk [--budget-min 25]          # time-to-walk of the default job
@@ -9,10 +9,10 @@
 The job is the default `gaitforge train` (servo_dog walks in PyBullet, SAC 256x256, 4 envs
 per collector), started on a local Ray (`ray.init()`: every core of this machine).
 
-- collect: pure collection, no learning: 1 collector, then 2, each with its own 4 envs and a
-  copy of the actor (weights published once, so they act through TensorFlow as in training).
-  Transitions the learner received per second, counted after each collector's first two
-  batches (start-up excluded), over --seconds.
+- collect: pure collection, no learning: 1 collector against 2, each with its own 4 envs and
+  a copy of the actor (weights published once, so they act through TensorFlow as in
+  training). Both pools are started and warmed first, then collect in turn for --seconds,
+  the order alternating every round; transitions the learner received per second.
 - train: end-to-end env steps/s of `gaitforge train` (the CLI's own builder) with the
   single-machine trainer (train.overlap, 1 worker), then on Ray with 1 and 2 collectors, same
   settings; the rate after warm-up (learning), the whole run's, and the learner's updates/s.
@@ -37,6 +37,10 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Ray starts its workers at nice 15; the single-machine trainer's env workers run at 0. Same
+# footing for both (on a machine shared with other work, nice 15 collectors get its leftovers).
+NICENESS = "RAY_worker_niceness"  # Ray's own spelling
+os.environ.setdefault(NICENESS, "0")
 
 
 def _run_config(sets: list[str]):
@@ -61,44 +65,63 @@ def _learner_agent(run):
     return agent, make
 
 
-def collect_rate(collectors: int, seconds: float) -> float:
-    """Transitions/s the learner receives from `collectors` collectors (no learning)."""
+def _warm_pool(collectors: int, agent, make):
     from gaitforge.agents.ray_collect import RayConfig, actor_state
     from gaitforge.agents.ray_trainer import CollectorPool
 
-    run = _run_config([])
-    agent, make = _learner_agent(run)
     spec = (agent.algo, agent.config, agent.obs_dim, agent.act_dim)
-    pool = CollectorPool(make, spec, True, RayConfig(collectors=collectors), seed=0,
+    pool = CollectorPool(make, spec, True, RayConfig(collectors=collectors), seed=collectors,
                          start_env_steps=0)
-    try:
-        weights = (0, pool.put(actor_state(agent)))
-        seen, start, counted = [0] * collectors, None, 0
+    weights = (0, pool.put(actor_state(agent)))
+    for _ in range(2):  # TensorFlow loaded, the actor traced: every collector warm
         for i in range(collectors):
             pool.submit(i, weights)
-        while start is None or time.perf_counter() - start < seconds:
-            for batch in pool.wait(timeout=60):
-                i = batch["collector"]
-                seen[i] += 1
-                if start is not None:
-                    counted += len(batch["rows"]["reward"])
-                pool.submit(i, weights)
-            if start is None and min(seen) >= 2:  # every collector warm: start the clock
-                start = time.perf_counter()
-        return counted / (time.perf_counter() - start)
-    finally:
-        pool.close()
+        while pool.pending:
+            pool.wait(timeout=120)
+    return pool, weights
+
+
+def collect_window(pool, weights, seconds: float) -> float:
+    """Transitions/s delivered by every collector of `pool` over `seconds` (no learning)."""
+    for i in range(len(pool.actors)):
+        pool.submit(i, weights)
+    start, counted = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        for batch in pool.wait(timeout=0.5):
+            if time.perf_counter() - start < seconds:
+                counted += len(batch["rows"]["reward"])
+                pool.submit(batch["collector"], weights)
+    rate = counted / seconds
+    while pool.pending:  # drain, uncounted
+        pool.wait(timeout=60)
+    return rate
 
 
 def bench_collect(args) -> None:
-    from gaitforge.agents.ray_collect import connect
+    """1 and 2 collectors exist side by side (Ray CPUs are logical: 3 here) and collect in
+    turn, the order alternating every round; the ratio is the median over rounds."""
+    import ray
 
-    connect("")
-    rates = {n: collect_rate(n, args.seconds) for n in (1, 2)}
-    print(f"collection, servo_dog/PyBullet, 4 envs per collector, {os.cpu_count()} cores:")
-    for n, rate in rates.items():
-        print(f"  {n} collector(s): {rate:8.0f} transitions/s")
-    print(f"  2 against 1: {rates[2] / rates[1]:.2f}x")
+    ray.init(num_cpus=3, include_dashboard=False, logging_level="WARNING")
+    agent, make = _learner_agent(_run_config([]))
+    pools = {n: _warm_pool(n, agent, make) for n in (1, 2)}
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    try:
+        for r in range(args.rounds):
+            for n in ((1, 2) if r % 2 == 0 else (2, 1)):
+                rates[n].append(collect_window(*pools[n], args.seconds))
+    finally:
+        for pool, _ in pools.values():
+            pool.close()
+        ray.shutdown()
+    ratios = [b / a for a, b in zip(rates[1], rates[2], strict=True)]
+    print(f"collection, servo_dog/PyBullet, 4 envs per collector acting through TensorFlow, "
+          f"{os.cpu_count()} cores, {args.rounds} rounds of {args.seconds:g} s:")
+    for n, values in rates.items():
+        print(f"  {n} collector(s): median {np.median(values):7.0f} transitions/s  "
+              f"(rounds: {', '.join(f'{v:.0f}' for v in values)})")
+    print(f"  2 against 1: median {np.median(ratios):.2f}x "
+          f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
 
 
 def _train_sets(args, mode: str) -> list[str]:
@@ -200,12 +223,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", nargs="?", default="all",
                    choices=["all", "collect", "train", "kill", "walk"])
-    p.add_argument("--seconds", type=float, default=20.0, help="collect: measuring time")
+    p.add_argument("--seconds", type=float, default=8.0, help="collect: seconds per window")
+    p.add_argument("--rounds", type=int, default=6, help="collect: rounds")
     p.add_argument("--steps", type=int, default=12_000, help="train, kill: env steps")
     p.add_argument("--warmup", type=int, default=4_000, help="train, kill: warm-up steps")
     p.add_argument("--budget-min", type=float, default=25.0, help="walk: time budget")
     args = p.parse_args()
-    print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores)")
+    print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores); "
+          f"{NICENESS}={os.environ[NICENESS]}")
+    if os.getloadavg()[0] > 0.5 * os.cpu_count():
+        print("warning: the machine is busy with other work; with autogroup scheduling a "
+              "session's processes share one slice of the CPU, so ratios of parallel work "
+              "measured now say little")
     steps = {"collect": bench_collect, "train": bench_train, "kill": bench_kill,
              "walk": bench_walk}
     for name in (["collect", "train", "kill"] if args.what == "all" else [args.what]):

@@ -81,7 +81,9 @@ def ray_cluster():
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
-    ray.init(address=cluster.address, logging_level=logging.WARNING)
+    # the workers' output (TensorFlow's start-up lines) stays out of the test log; a failing
+    # collector still reaches the tests through the error Ray raises
+    ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
     _ray_cluster.append(cluster)
     yield cluster
     _shutdown_ray_cluster()

@@ -68,7 +68,8 @@ def ray_trainer(run: RunConfig, agent, env, logger, run_dir, source: str):
     make = functools.partial(collector_env, factory, run.vec_env.num_envs)
     trainer = RayTrainer(agent, make, env, run.train, r, run_dir / "checkpoints",
                          evaluate=evaluator(run, run.train.eval_episodes), logger=logger)
-    print(f"ray: {r.collectors} collectors x {run.vec_env.num_envs} envs on a cluster of "
+    print(f"ray: {r.collectors} collector{'s' * (r.collectors != 1)} x "
+          f"{run.vec_env.num_envs} envs on a cluster of "
           f"{cpus:g} CPUs; learning here (vec_env.workers and train.overlap do not apply)",
           file=sys.stderr)
     return trainer, session, logger

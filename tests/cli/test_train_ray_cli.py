@@ -14,12 +14,13 @@ from gaitforge.cli import main
 from gaitforge.cli.run_config import load_run_config
 from gaitforge.robots.configio import ConfigError
 
-TINY = ["--set", "train.total_env_steps=2000", "--set", "train.warmup_steps=400",
+TINY = ["--set", "train.total_env_steps=1200", "--set", "train.warmup_steps=400",
         "--set", "train.eval_every_steps=100000", "--set", "train.checkpoint_every_steps=1000",
         "--set", "train.log_every_steps=500", "--set", "vec_env.num_envs=2",
         "--set", "agent.actor_hidden=[32,32]", "--set", "agent.critic_hidden=[32,32]",
         "--set", "agent.batch_size=32", "--set", "evaluation.episode_length_s=1.0",
-        "--set", "env.sim.engine=mujoco", "--set", "ray.batch_steps=16", "--no-progress"]
+        "--set", "env.sim.engine=mujoco", "--set", "ray.batch_steps=16",
+        "--set", "ray.collectors=1", "--no-progress"]  # one: TensorFlow loads once per run
 
 
 @pytest.fixture
@@ -63,18 +64,18 @@ def test_train_on_ray_then_resume(ray_cluster, runs, capsys):
     assert main(["train", "--name", "r", "--ray", *TINY]) == 0
     run = runs / "r"
     first = latest_checkpoint(run / "checkpoints")
-    assert int(first.name) >= 2000
+    assert int(first.name) >= 1200
     assert {"ray/policy_lag_mean", "ray/policy_lag_max", "ray/collector_restarts",
             "perf/updates_per_s"} <= _tags(run / "tb")
     assert "ray/policy_lag_mean" in (run / "metrics.jsonl").read_text()
-    assert "ray: 2 collectors x 2 envs" in capsys.readouterr().err
+    assert "ray: 1 collector x 2 envs" in capsys.readouterr().err
 
     # on Ray again (or not: ray.* may change on resume), with a larger step budget
-    assert main(["train", "--resume", "r", "--ray", "--set", "train.total_env_steps=2600",
+    assert main(["train", "--resume", "r", "--ray", "--set", "train.total_env_steps=1500",
                  "--no-progress"]) == 0
     assert f"resumed {run} from {first.name}" in capsys.readouterr().out
     last = latest_checkpoint(run / "checkpoints")
-    assert int(last.name) >= 2600
+    assert int(last.name) >= 1500
     before, after = load_arrays(first / "replay.npz"), load_arrays(last / "replay.npz")
     n = int(before["main/size"])
     assert int(after["main/size"]) == int(last.name) > n
