@@ -57,6 +57,10 @@ class CollectorPool:
             raise ValueError(f"ray: {config.collectors} collectors x {config.collector_cpus:g} "
                              f"CPU need {need:g} CPUs but the cluster has {have:g} "
                              "(ray.collectors, ray.collector_cpus)")
+        free = ray.available_resources().get("CPU", 0.0)
+        if need > free:  # another job holds them: say why nothing arrives yet
+            _log.warning("ray: the collectors need %g CPUs, %g are free now (another job "
+                         "holds the rest); they start as CPUs free up", need, free)
         self._args = (make_vec_env, agent_spec, critic_obs, config.batch_steps, preload)
         self._cls = ray.remote(Collector)
         self.incarnations = [0] * config.collectors

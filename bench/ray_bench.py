@@ -1,7 +1,7 @@
 """Ray collection figures, each measured side by side in one run (these machines are noisy).
 
     python bench/ray_bench.py collect [--rounds 6 --seconds 8]  # 2 collectors against 1
-    python bench/ray_bench.py train [--steps 12000 --warmup 4000]  # Ray against one machine
+    python bench/ray_bench.py train [--steps 12000 --warmup 4000 --train-rounds 2]
     python bench/ray_bench.py kill [--steps 9000]             # a collector SIGKILLed mid-run
     python bench/ray_bench.py walk [--budget-min 25]          # time-to-walk of the default job
     python bench/ray_bench.py                                 # collect, train and kill
@@ -162,18 +162,28 @@ def train_rate(args, mode: str, folder: Path, on_progress=None):
 
 
 def bench_train(args) -> None:
-    rates = {}
+    """Each mode once per round, the order reversed every other round; medians."""
+    modes = ("single", "ray1", "ray2")
+    rates: dict[str, list[dict]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode in ("single", "ray1", "ray2"):
-            _, rates[mode] = train_rate(args, mode, Path(tmp) / mode)
+        for r in range(args.train_rounds):
+            for mode in (modes if r % 2 == 0 else modes[::-1]):
+                _, result = train_rate(args, mode, Path(tmp) / f"{mode}-{r}")
+                rates[mode].append(result)
+
+    def med(mode, key):
+        return float(np.median([x[key] for x in rates[mode]]))
+
     print(f"end-to-end training, default job, {args.steps} env steps ({args.warmup} warm-up), "
-          f"{os.cpu_count()} cores:")
-    for mode, r in rates.items():
-        print(f"  {mode:7s} learning {r['rate_learning']:7.0f} steps/s   whole run "
-              f"{r['rate_all']:7.0f} steps/s   learner {r['updates_per_s']:6.0f} updates/s")
+          f"{os.cpu_count()} cores, median of {args.train_rounds} round(s):")
+    for mode in modes:
+        print(f"  {mode:7s} learning {med(mode, 'rate_learning'):7.0f} steps/s   whole run "
+              f"{med(mode, 'rate_all'):7.0f} steps/s   learner "
+              f"{med(mode, 'updates_per_s'):6.0f} updates/s   (learning, by round: "
+              + ", ".join(f"{x['rate_learning']:.0f}" for x in rates[mode]) + ")")
     for mode in ("ray1", "ray2"):
         print(f"  {mode} against single machine (learning): "
-              f"{rates[mode]['rate_learning'] / rates['single']['rate_learning']:.2f}x")
+              f"{med(mode, 'rate_learning') / med('single', 'rate_learning'):.2f}x")
 
 
 def bench_kill(args) -> None:
@@ -227,6 +237,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=6, help="collect: rounds")
     p.add_argument("--steps", type=int, default=12_000, help="train, kill: env steps")
     p.add_argument("--warmup", type=int, default=4_000, help="train, kill: warm-up steps")
+    p.add_argument("--train-rounds", type=int, default=2, help="train: rounds")
     p.add_argument("--budget-min", type=float, default=25.0, help="walk: time budget")
     args = p.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.1f} ({os.cpu_count()} cores); "
