@@ -81,47 +81,68 @@ def _warm_pool(collectors: int, agent, make):
     return pool, weights
 
 
-def collect_window(pool, weights, seconds: float) -> float:
-    """Transitions/s delivered by every collector of `pool` over `seconds` (no learning)."""
+def _cpu_s(pids) -> float:
+    """User + system CPU seconds of processes on this machine (/proc)."""
+    total = 0.0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def collect_window(pool, weights, seconds: float) -> tuple[float, float, float]:
+    """Over `seconds` of collection by every collector of `pool` (no learning): transitions/s,
+    and the CPU seconds per 1000 transitions of the collectors and of this process."""
+    pids = [b["pid"] for b in pool.describe()]
     for i in range(len(pool.actors)):
         pool.submit(i, weights)
     start, counted = time.perf_counter(), 0
+    cpu0, own0 = _cpu_s(pids), time.process_time()
     while time.perf_counter() - start < seconds:
         for batch in pool.wait(timeout=0.5):
             if time.perf_counter() - start < seconds:
                 counted += len(batch["rows"]["reward"])
                 pool.submit(batch["collector"], weights)
-    rate = counted / seconds
-    while pool.pending:  # drain, uncounted
+    cpu, own = _cpu_s(pids) - cpu0, time.process_time() - own0
+    while pool.pending:  # drain, uncounted (its CPU time above is a slight overcount)
         pool.wait(timeout=60)
-    return rate
+    return counted / seconds, 1000 * cpu / counted, 1000 * own / counted
 
 
 def bench_collect(args) -> None:
     """1 and 2 collectors exist side by side (Ray CPUs are logical: 3 here) and collect in
-    turn, the order alternating every round; the ratio is the median over rounds."""
+    turn, the order alternating every round; the ratio is the median over rounds. CPU seconds
+    per transition (collectors', and the learner process's) show what free cores would give."""
     import ray
 
     ray.init(num_cpus=3, include_dashboard=False, logging_level="WARNING")
     agent, make = _learner_agent(_run_config([]))
     pools = {n: _warm_pool(n, agent, make) for n in (1, 2)}
-    rates: dict[int, list[float]] = {1: [], 2: []}
+    out: dict[int, list[tuple]] = {1: [], 2: []}
     try:
         for r in range(args.rounds):
             for n in ((1, 2) if r % 2 == 0 else (2, 1)):
-                rates[n].append(collect_window(*pools[n], args.seconds))
+                out[n].append(collect_window(*pools[n], args.seconds))
     finally:
         for pool, _ in pools.values():
             pool.close()
         ray.shutdown()
+    rates = {n: [x[0] for x in v] for n, v in out.items()}
     ratios = [b / a for a, b in zip(rates[1], rates[2], strict=True)]
     print(f"collection, servo_dog/PyBullet, 4 envs per collector acting through TensorFlow, "
           f"{os.cpu_count()} cores, {args.rounds} rounds of {args.seconds:g} s:")
-    for n, values in rates.items():
-        print(f"  {n} collector(s): median {np.median(values):7.0f} transitions/s  "
-              f"(rounds: {', '.join(f'{v:.0f}' for v in values)})")
-    print(f"  2 against 1: median {np.median(ratios):.2f}x "
+    for n, v in out.items():
+        print(f"  {n} collector(s): median {np.median(rates[n]):7.0f} transitions/s  (rounds: "
+              f"{', '.join(f'{x:.0f}' for x in rates[n])}); CPU s per 1000 transitions: "
+              f"collectors {np.median([x[1] for x in v]):.2f}, learner process "
+              f"{np.median([x[2] for x in v]):.3f}")
+    print(f"  2 against 1: median {np.median(ratios):.2f}x, best round {max(ratios):.2f}x "
           f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+    c1, c2 = (np.median([x[1] for x in out[n]]) for n in (1, 2))
+    d2 = np.median([x[2] for x in out[2]])
+    free = min(2.0, 2.0 / (c2 + d2) / (1.0 / c1))  # 2 cores all ours: 2 collectors + learner
+    print(f"  on 2 free cores the CPU costs above allow 2 against 1 = {free:.2f}x")
 
 
 def _train_sets(args, mode: str) -> list[str]:
