@@ -61,17 +61,19 @@ class SlowEnv(fake_envs.PointMassEnv):
 
 class FailOnceEnv(fake_envs.PointMassEnv):
     """Raises on its `at_step`-th step in the first env, of any process, to claim `marker`.
-    Each step takes `step_s` seconds (a simulator's pace, so that a run outlasts a restart)."""
+    Each step takes `step_s` seconds, 0.05 s while the file `pause` exists (so that a run
+    cannot end before a replacement collector has shown up, however slow the machine)."""
 
-    def __init__(self, marker: str, at_step: int, step_s: float = 0.0):
+    def __init__(self, marker: str, at_step: int, step_s: float = 0.0, pause: str = ""):
         super().__init__()
-        self.marker, self.at_step, self.step_s, self.n = marker, at_step, step_s, 0
+        self.marker, self.at_step, self.step_s, self.pause = marker, at_step, step_s, pause
+        self.n = 0
 
     def step(self, action):
         self.n += 1
         if self.n == self.at_step and _claim(self.marker):
             raise ValueError("the env failed once")
-        time.sleep(self.step_s)
+        time.sleep(0.05 if self.pause and os.path.exists(self.pause) else self.step_s)
         return super().step(action)
 
 
@@ -126,6 +128,24 @@ def _trainer(tmp_path, make_vec_env, *, total, warmup, **ray_fields):
                     checkpoint_every_steps=100_000, log_every_steps=500)
     rc = RayConfig(enabled=True, batch_steps=16, **ray_fields)
     return RayTrainer(agent, make_vec_env, probe, t, rc, tmp_path / "ckpt", logger=_Scalars())
+
+
+class _Holdup:
+    """Slows every env (the `pause` file) from `hold()` until collector `i`'s replacement,
+    a later incarnation than `incarnation`, has delivered a batch."""
+
+    def __init__(self, path: Path):
+        self.path, self.waiting_for = path, None
+
+    def hold(self, i: int, incarnation: int) -> None:
+        self.path.touch()
+        self.waiting_for = (i, incarnation)
+
+    def check(self, trainer) -> None:
+        if self.waiting_for and any(e["collector"] == self.waiting_for[0] and e["incarnation"]
+                                    > self.waiting_for[1] for e in trainer.ledger):
+            self.path.unlink()
+            self.waiting_for = None
 
 
 def _check_ledger_against_replay(trainer):
@@ -200,14 +220,17 @@ def test_each_collectors_episodes_are_the_same_whatever_order_they_arrive_in(ray
 
 def test_a_failed_collector_is_replaced_and_no_transition_is_lost_or_counted_twice(
         ray_cluster, tmp_path):
-    fail = functools.partial(FailOnceEnv, str(tmp_path / "raised"), 60)
+    holdup = _Holdup(tmp_path / "pause")
+    fail = functools.partial(FailOnceEnv, str(tmp_path / "raised"), 60, 0.0, str(holdup.path))
     make = functools.partial(VecEnv, [fail] * 2)
     trainer = _trainer(tmp_path, make, total=1800, warmup=1000, max_restarts=2)
     killed = []
 
     def kill_a_collector(t):  # SIGKILL from outside, mid-run, after the env's failure
+        holdup.check(t)
         if not killed and t.restarts and t.restarts[0]["recover_s"] and t.env_steps >= 500:
             killed.append([e for e in t.ledger if e["collector"] == 0][-1])
+            holdup.hold(0, killed[0]["incarnation"])
             os.kill(killed[0]["pid"], signal.SIGKILL)
 
     trainer.train(progress=kill_a_collector)
@@ -240,15 +263,20 @@ def test_the_learner_gives_up_when_the_restart_budget_is_spent(ray_cluster, tmp_
 def test_two_nodes_collect_and_losing_one_mid_run_loses_nothing(ray_cluster, tmp_path):
     node = ray_cluster.add_node(num_cpus=1)
     ray_cluster.wait_for_nodes()
-    paced = functools.partial(FailOnceEnv, str(tmp_path / "never"), 10**9, 0.002)
+    holdup = _Holdup(tmp_path / "pause")
+    paced = functools.partial(FailOnceEnv, str(tmp_path / "never"), 10**9, 0.002,
+                              str(holdup.path))
     make = functools.partial(VecEnv, [paced] * 2)
     # random actions only (warm-up to the end): the replacement acts at once
     trainer = _trainer(tmp_path, make, total=2000, warmup=2000, max_restarts=1)
     dropped = []
 
     def drop_the_second_node(t):
+        holdup.check(t)
         if not dropped and len({e["node"] for e in t.ledger}) == 2 and t.env_steps >= 400:
             dropped.append(t.env_steps)
+            lost = [e for e in t.ledger if e["node"] == node.node_id][-1]
+            holdup.hold(lost["collector"], lost["incarnation"])
             ray_cluster.remove_node(node)
 
     try:
