@@ -66,7 +66,7 @@ def tiny_tmpfs(tmp_path):
 
 RAY_MISSING = "Ray is the optional extra [ray]: pip install -e '.[ray]'"
 _ray_cluster: list = []  # the session's cluster while it runs
-_last_ray_test: list = []  # node id of the last test that uses it
+_last_ray_test: list = []  # pytest node id of the last test that uses it
 
 
 @pytest.fixture(scope="session")
