@@ -2,9 +2,10 @@
 
     python bench/ray_bench.py collect [--rounds 6 --seconds 8]  # 2 collectors against 1
     python bench/ray_bench.py train [--steps 12000 --warmup 4000 --train-rounds 2]
+    python bench/ray_bench.py plain [--rounds 6 --seconds 8]  # the same, no Ray (baseline)
     python bench/ray_bench.py kill [--steps 9000]             # a collector SIGKILLed mid-run
     python bench/ray_bench.py walk [--budget-min 25]          # time-to-walk of the default job
-    python bench/ray_bench.py                                 # collect, train and kill
+    python bench/ray_bench.py                                 # collect, plain, train, kill
 
 The job is the default `gaitforge train` (servo_dog walks in PyBullet, SAC 256x256, 4 envs
 per collector), started on a local Ray (`ray.init()`: every core of this machine).
@@ -13,6 +14,8 @@ per collector), started on a local Ray (`ray.init()`: every core of this machine
   a copy of the actor (weights published once, so they act through TensorFlow as in
   training). Both pools are started and warmed first, then collect in turn for --seconds,
   the order alternating every round; transitions the learner received per second.
+- plain: the same 2-against-1 with the collector's code in plain processes, no Ray: what the
+  workload itself allows on this machine at that moment.
 - train: end-to-end env steps/s of `gaitforge train` (the CLI's own builder) with the
   single-machine trainer (train.overlap, 1 worker), then on Ray with 1 and 2 collectors, same
   settings; the rate after warm-up (learning), the whole run's, and the learner's updates/s.
@@ -110,20 +113,48 @@ def collect_window(pool, weights, seconds: float) -> tuple[float, float, float]:
     return counted / seconds, 1000 * cpu / counted, 1000 * own / counted
 
 
+def _spin(seconds: float, out) -> None:
+    end, n = time.perf_counter() + seconds, 0
+    while time.perf_counter() < end:
+        n += 1
+    out.put(n)
+
+
+def headroom(seconds: float) -> float:
+    """How much more work 2 plain CPU-bound processes do than 1 right now: the ceiling any
+    2-against-1 ratio measured at the same moment can reach (2.0 on free cores)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    work = []
+    for k in (1, 2):
+        q = ctx.Queue()
+        procs = [ctx.Process(target=_spin, args=(seconds, q)) for _ in range(k)]
+        for proc in procs:
+            proc.start()
+        work.append(sum(q.get() for _ in procs))
+        for proc in procs:
+            proc.join()
+    return work[1] / work[0]
+
+
 def bench_collect(args) -> None:
     """1 and 2 collectors exist side by side (Ray CPUs are logical: 3 here) and collect in
-    turn, the order alternating every round; the ratio is the median over rounds. CPU seconds
-    per transition (collectors', and the learner process's) show what free cores would give."""
+    turn, the order alternating every round; the ratio is the median over rounds. Each round
+    also measures the machine's own headroom (`headroom`), and CPU seconds per transition
+    (collectors', and the learner process's) show what free cores would give."""
     import ray
 
     ray.init(num_cpus=3, include_dashboard=False, logging_level="WARNING")
     agent, make = _learner_agent(_run_config([]))
     pools = {n: _warm_pool(n, agent, make) for n in (1, 2)}
     out: dict[int, list[tuple]] = {1: [], 2: []}
+    ceiling = []
     try:
         for r in range(args.rounds):
             for n in ((1, 2) if r % 2 == 0 else (2, 1)):
                 out[n].append(collect_window(*pools[n], args.seconds))
+            ceiling.append(headroom(args.seconds / 2))
     finally:
         for pool, _ in pools.values():
             pool.close()
@@ -139,10 +170,53 @@ def bench_collect(args) -> None:
               f"{np.median([x[2] for x in v]):.3f}")
     print(f"  2 against 1: median {np.median(ratios):.2f}x, best round {max(ratios):.2f}x "
           f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)})")
+    print(f"  the machine meanwhile: 2 plain CPU-bound processes did {np.median(ceiling):.2f}x "
+          f"the work of 1 (rounds: {', '.join(f'{x:.2f}' for x in ceiling)})")
     c1, c2 = (np.median([x[1] for x in out[n]]) for n in (1, 2))
     d2 = np.median([x[2] for x in out[2]])
     free = min(2.0, 2.0 / (c2 + d2) / (1.0 / c1))  # 2 cores all ours: 2 collectors + learner
     print(f"  on 2 free cores the CPU costs above allow 2 against 1 = {free:.2f}x")
+
+
+def _plain_collector(seconds: float, out, go) -> None:
+    """A collector's own code in a plain process (no Ray): transitions/s once `go` is set."""
+    from gaitforge.agents.ray_collect import Collector, actor_state
+
+    agent, make = _learner_agent(_run_config([]))
+    collector = Collector(0, 0, os.getpid(), make, (agent.algo, agent.config, agent.obs_dim,
+                                                     agent.act_dim), True, 32, preload=False)
+    weights = [actor_state(agent)]
+    collector.collect(0, weights)  # TensorFlow loaded, the actor traced
+    go.wait()
+    start, n = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        n += len(collector.collect(0, weights)["rows"]["reward"])
+    out.put(n / (time.perf_counter() - start))
+
+
+def bench_plain(args) -> None:
+    """The same 2-against-1 with the collector's code in plain processes, without Ray: what
+    the workload itself allows on this machine now."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    for k in (1, 2) * (args.rounds // 2):
+        out, go = ctx.Queue(), ctx.Event()
+        procs = [ctx.Process(target=_plain_collector, args=(args.seconds, out, go))
+                 for _ in range(k)]
+        for proc in procs:
+            proc.start()
+        time.sleep(30)  # start-up, apart from the measured window
+        go.set()
+        rates[k].append(sum(out.get() for _ in procs))
+        for proc in procs:
+            proc.join()
+    print("the same collectors in plain processes (no Ray), same settings:")
+    for k, values in rates.items():
+        print(f"  {k} process(es): median {np.median(values):7.0f} transitions/s  (rounds: "
+              f"{', '.join(f'{x:.0f}' for x in values)})")
+    print(f"  2 against 1: {np.median(rates[2]) / np.median(rates[1]):.2f}x")
 
 
 def _train_sets(args, mode: str) -> list[str]:
@@ -253,7 +327,7 @@ def bench_walk(args) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", nargs="?", default="all",
-                   choices=["all", "collect", "train", "kill", "walk"])
+                   choices=["all", "collect", "plain", "train", "kill", "walk"])
     p.add_argument("--seconds", type=float, default=8.0, help="collect: seconds per window")
     p.add_argument("--rounds", type=int, default=6, help="collect: rounds")
     p.add_argument("--steps", type=int, default=12_000, help="train, kill: env steps")
@@ -267,9 +341,9 @@ def main() -> None:
         print("warning: the machine is busy with other work; with autogroup scheduling a "
               "session's processes share one slice of the CPU, so ratios of parallel work "
               "measured now say little")
-    steps = {"collect": bench_collect, "train": bench_train, "kill": bench_kill,
-             "walk": bench_walk}
-    for name in (["collect", "train", "kill"] if args.what == "all" else [args.what]):
+    steps = {"collect": bench_collect, "plain": bench_plain, "train": bench_train,
+             "kill": bench_kill, "walk": bench_walk}
+    for name in (["collect", "plain", "train", "kill"] if args.what == "all" else [args.what]):
         steps[name](args)
         print(f"load average after {name}: {os.getloadavg()[0]:.1f}", flush=True)
 
