@@ -60,3 +60,57 @@ def tiny_tmpfs(tmp_path):
     yield factory
     for folder in mounts:
         subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+# --- Ray (the optional extra [ray]) -------------------------------------------------------
+
+RAY_MISSING = "Ray is the optional extra [ray]: pip install -e '.[ray]'"
+_ray_cluster: list = []  # the session's cluster while it runs
+_last_ray_test: list = []  # pytest node id of the last test that uses it
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real local Ray cluster shared by every Ray test of the session: a head node with
+    2 CPUs, as `ray.init(num_cpus=2)` starts, built with `ray.cluster_utils.Cluster` so that
+    the multi-node test can add a second node (and take it away). This process is connected.
+    Shut down right after the last test that uses it, so it idles under no other test."""
+    import logging
+
+    ray = pytest.importorskip("ray", reason=RAY_MISSING)
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2})
+    # the workers' output (TensorFlow's start-up lines) stays out of the test log; a failing
+    # collector still reaches the tests through the error Ray raises
+    ray.init(address=cluster.address, logging_level=logging.WARNING, log_to_driver=False)
+    _ray_cluster.append(cluster)
+    yield cluster
+    _shutdown_ray_cluster()
+
+
+def _shutdown_ray_cluster() -> None:
+    if _ray_cluster:
+        import ray
+
+        ray.shutdown()
+        _ray_cluster.pop().shutdown()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """The tests that use the Ray cluster run one after another, where the first of them
+    stood (the others keep their order), so the cluster lives only while they run."""
+    users = [item for item in items if "ray_cluster" in getattr(item, "fixturenames", ())]
+    if users:
+        first = items.index(users[0])
+        others = [item for item in items if item not in users]
+        items[:] = others[:first] + users + others[first:]
+    _last_ray_test[:] = [item.nodeid for item in users[-1:]]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    yield  # the test's own fixtures first
+    if _last_ray_test and item.nodeid == _last_ray_test[0]:
+        _shutdown_ray_cluster()

@@ -4,6 +4,7 @@ into a run folder (or resume one)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -38,12 +39,17 @@ def register(sub) -> None:
     p.add_argument("--name", help="run folder name under runs/ (default: robot-task-engine-"
                    "agent-time)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS", help="collect on Ray "
+                   "(extra [ray]): ray.collectors actors, learning here; ADDRESS: a cluster's "
+                   "HEAD:PORT or 'auto' (default: start Ray on this machine)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     overrides = [*dynamics_overrides(args.dynamics, args.config, args.set), *args.set] \
         if args.dynamics else args.set
+    if args.ray is not None:  # the run config's ray: section (gaitforge/cli/ray_train.py)
+        overrides = [*overrides, "ray.enabled=true", f"ray.address={json.dumps(args.ray)}"]
     run_dir = train(args.config, overrides, args.resume, args.name,
                     progress=not args.no_progress)
     print(f"run folder: {run_dir}  (gaitforge eval {run_dir} --video; gaitforge plot {run_dir})")
@@ -53,8 +59,6 @@ def run(args) -> int:
 def dynamics_overrides(path: str, config_path: str | None, user_sets: list[str]) -> list[str]:
     """--set items putting a dynamics file under env.dynamics (values checked against the
     robot), recording where it came from, and centring the latency range on its latency."""
-    import json
-
     from gaitforge.control.bundle import file_sha256
     from gaitforge.robots.spec import load_robot_spec
     from gaitforge.sim.dynamics import from_mapping
@@ -86,7 +90,9 @@ def _fit_to_env(data: dict, run: RunConfig, env) -> tuple[dict, RunConfig]:
     return data, run
 
 
-def _build_trainer(run: RunConfig, env, run_dir: Path):
+def _build_trainer(run: RunConfig, env, run_dir: Path, source: str):
+    """(trainer, session): the session is what must be closed after training (Ray, if the
+    run collects on it), or None."""
     from gaitforge.agents import make_agent
     from gaitforge.agents.trainer import Trainer
 
@@ -96,22 +102,30 @@ def _build_trainer(run: RunConfig, env, run_dir: Path):
                        env.single_action_space.shape[0],
                        critic_obs_dim=critic_space.shape[0] if agent_cfg.asymmetric_critic
                        else 0, seed=t.seed)
+    if run.ray.enabled:
+        from .ray_train import ray_trainer
+
+        return ray_trainer(run, agent, env, run_dir, source, warn=_warn)
     return Trainer(agent, env, t, run_dir / "checkpoints",
-                   evaluate=evaluator(run, t.eval_episodes),
-                   warn=lambda sentence: print(f"gaitforge: {sentence}", file=sys.stderr))
+                   evaluate=evaluator(run, t.eval_episodes), warn=_warn), None
+
+
+def _warn(sentence: str) -> None:
+    print(f"gaitforge: {sentence}", file=sys.stderr)
 
 
 def _resumed_config(run_dir: Path, config_path: str | None, overrides: list[str]) -> dict:
     """The saved config with the user's changes; only the step budget may change on resume
-    (to train longer): anything else would make the resumed run a different experiment."""
+    (to train longer), and where collection runs (ray.*): anything else would make the resumed
+    run a different experiment."""
     saved = upgrade_saved_config(load_config(run_dir))
     data = deep_merge(saved, load_yaml(config_path)) if config_path else saved
     data = apply_overrides(data, overrides)
     diff = [d for d in config_differences(saved, data)
-            if not d.startswith("train.total_env_steps:")]
+            if not d.startswith(("train.total_env_steps:", "ray."))]
     if diff:
         raise ConfigError(f"{run_dir}: --resume with a config that does not match the "
-                          "run's (only train.total_env_steps may change):\n  "
+                          "run's (only train.total_env_steps and ray.* may change):\n  "
                           + "\n  ".join(diff))
     return data
 
@@ -121,6 +135,10 @@ def _checked(data: dict, source: str) -> RunConfig:
     if run.train.replay_capacity < run.agent.batch_size:
         raise ConfigError(f"{source}: train.replay_capacity ({run.train.replay_capacity}) is "
                           f"smaller than agent.batch_size ({run.agent.batch_size})")
+    if run.ray.enabled:
+        from .ray_train import require_ray
+
+        require_ray(source)
     return run
 
 
@@ -142,10 +160,12 @@ def train(config_path: str | None, overrides: list[str], resume: str | None,
     if not resume:
         run_dir = run_dir_for(name, f"{env_fns(run)[1]}-{run.agent.name}")
     configure_tensorflow()
-    env = VecEnv([env_fns(run)[0]] * run.vec_env.num_envs, workers=run.vec_env.workers)
+    workers = 0 if run.ray.enabled else run.vec_env.workers  # Ray: the env gives its spaces
+    env = VecEnv([env_fns(run)[0]] * run.vec_env.num_envs, workers=workers)
+    session = None
     try:
         data, run = _fit_to_env(data, run, env)
-        trainer = _build_trainer(run, env, run_dir)
+        trainer, session = _build_trainer(run, env, run_dir, source)
         if resume:
             folder = trainer.load_checkpoint()
             if data != load_config(run_dir):
@@ -157,6 +177,8 @@ def train(config_path: str | None, overrides: list[str], resume: str | None,
         _train_logged(trainer, run_dir, progress)
     finally:
         env.close()
+        if session is not None:
+            session.close()
     return run_dir
 
 

@@ -16,6 +16,7 @@ import yaml
 
 from gaitforge import configs
 from gaitforge.agents.config import SACConfig, TD3Config
+from gaitforge.agents.ray_collect import RayConfig
 from gaitforge.agents.trainer import TrainConfig
 from gaitforge.robots.configio import (
     ConfigError,
@@ -75,9 +76,10 @@ class RunConfig:
     train: TrainConfig = TrainConfig()
     evaluation: EvalConfig = EvalConfig()
     finetune: FineTuneSection = FineTuneSection()
+    ray: RayConfig = RayConfig()  # collection on a Ray cluster (`gaitforge train --ray`)
 
     def __post_init__(self):
-        if self.train.overlap and self.vec_env.workers < 1:
+        if self.train.overlap and self.vec_env.workers < 1 and not self.ray.enabled:
             raise ValueError("train.overlap needs vec_env.workers >= 1 (the envs step in their "
                              "processes while the agent learns)")
 
