@@ -41,6 +41,11 @@ LEARN_CHUNK = 64  # updates per learner call between two polls of the collectors
 _log = logging.getLogger("gaitforge.agents.ray")
 
 
+class CollectorsSpent(RuntimeError):
+    """The collectors failed more often than ray.max_restarts allows (a broken env, a cluster
+    that lost its nodes): the run stops, keeping its last checkpoint."""
+
+
 class CollectorPool:
     """N collector actors, the batch each is collecting, and their restarts."""
 
@@ -113,9 +118,10 @@ class CollectorPool:
     def _restart(self, i: int, err: Exception) -> None:
         why = _reason(err, self._ray)
         if len(self.restarts) >= self.config.max_restarts:
-            raise RuntimeError(f"ray: collector {i} failed ({why}) and the restart budget "
-                               f"(ray.max_restarts = {self.config.max_restarts}) is spent") \
-                from err
+            raise CollectorsSpent(f"ray: collector {i} failed ({why}) and the restart budget "
+                                  f"(ray.max_restarts = {self.config.max_restarts}) is spent; "
+                                  "the run keeps its last checkpoint: fix the cause, then "
+                                  "resume it with `gaitforge train --resume RUN`") from err
         self._ray.kill(self.actors[i], no_restart=True)
         self.incarnations[i] += 1
         self.actors[i] = self._start(i)

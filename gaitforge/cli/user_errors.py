@@ -4,8 +4,8 @@ A user error is bad input or a machine that is not ready: a config, bundle, chec
 that is wrong (the library's own error types, whose messages name the file and field); a file
 path that is a folder, missing or unreadable (an OSError that names its path); a serial port
 that cannot be opened; a robot that cannot be started (a servo or board that does not answer
-or reports a fault at start: `HardwareBody` notes on the error what to check). Anything else is
-a bug, and keeps its traceback.
+or reports a fault at start: `HardwareBody` notes on the error what to check); Ray collectors
+that keep failing past their restart budget. Anything else is a bug, and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -26,12 +26,14 @@ PATH_PROBLEMS = {
 
 def _input_errors() -> tuple[type[BaseException], ...]:
     from gaitforge.agents.checkpoint import CheckpointError
+    from gaitforge.agents.ray_trainer import CollectorsSpent
     from gaitforge.control.bundle import BundleError
     from gaitforge.control.files import NotOursError
     from gaitforge.control.logger import LogFormatError, LogSpaceError
     from gaitforge.robots.configio import ConfigError
 
-    return ConfigError, CheckpointError, BundleError, LogFormatError, LogSpaceError, NotOursError
+    return (ConfigError, CheckpointError, BundleError, LogFormatError, LogSpaceError, NotOursError,
+            CollectorsSpent)
 
 
 def _hardware_errors() -> tuple[type[BaseException], ...]:

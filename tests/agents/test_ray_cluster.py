@@ -27,7 +27,7 @@ from gaitforge.agents.ray_collect import (  # noqa: E402
     collector_streams,
     rows_checksum,
 )
-from gaitforge.agents.ray_trainer import CollectorPool, RayTrainer  # noqa: E402
+from gaitforge.agents.ray_trainer import CollectorPool, CollectorsSpent, RayTrainer  # noqa: E402
 from gaitforge.agents.trainer import TrainConfig  # noqa: E402
 from gaitforge.sim.vec_env import VecEnv  # noqa: E402
 
@@ -255,9 +255,11 @@ def test_a_failed_collector_is_replaced_and_no_transition_is_lost_or_counted_twi
 def test_the_learner_gives_up_when_the_restart_budget_is_spent(ray_cluster, tmp_path):
     make = functools.partial(VecEnv, [BrokenEnv] * 2)
     trainer = _trainer(tmp_path, make, total=500, warmup=100, collectors=1, max_restarts=1)
-    with pytest.raises(RuntimeError, match=r"restart budget \(ray.max_restarts = 1\) is spent"):
+    with pytest.raises(CollectorsSpent, match=r"restart budget \(ray.max_restarts = 1\) is spent"
+                       ) as spent:
         trainer.train()
     assert len(trainer.restarts) == 1
+    assert "gaitforge train --resume RUN" in str(spent.value)  # how to go on
 
 
 def test_two_nodes_collect_and_losing_one_mid_run_loses_nothing(ray_cluster, tmp_path):

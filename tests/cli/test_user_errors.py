@@ -257,6 +257,9 @@ def test_path_problems_name_the_path():
     assert user_error_message(err) == "/srv/logs: permission denied (check its owner and mode)"
     assert user_error_message(OSError("no path")) is None  # not about a path: a bug
     assert user_error_message(RuntimeError("a bug")) is None
+    from gaitforge.agents.ray_trainer import CollectorsSpent  # Ray collectors that keep failing
+
+    assert user_error_message(CollectorsSpent("ray: ... is spent")) == "ray: ... is spent"
 
 
 def test_plot_reads_metrics_cut_short_and_names_a_bad_line(tmp_path):
