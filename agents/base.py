@@ -3,7 +3,7 @@ and the deterministic actor that evaluation and export use.
 
 `OffPolicyAgent.__init__` builds, in this order (the initial weights depend on it): the RNG
 streams (init, update, act) from the seed, the observation normalisers, the actor (the
-algorithm's `_build_actor`), the twin critics (critics.py), the actor's Adam and the update
+algorithm's `_build_actor`), the critics (critics.py), the actor's Adam and the update
 counter. An algorithm then adds its own state in its constructor and implements:
 
     _build_actor(rng) -> MLP      the actor (and anything else drawing initial weights first)
@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from .checkpoint import agent_state, load_arrays, restore_agent_state, save_arrays
 from .config import AgentConfig
-from .critics import TwinCritics
+from .critics import CriticEnsemble
 from .networks import MLP, Adam, named_variables, prefixed
 from .normalizer import RunningNormalizer
 from .replay import batch_shapes, check_batch
@@ -77,9 +77,10 @@ class OffPolicyAgent(abc.ABC):
             self.critic_obs_dim, clip=c.obs_clip, enabled=c.normalize_obs, name="critic_obs_norm")
         self._normalizers = {"obs_norm": self.obs_norm, "critic_obs_norm": self.critic_obs_norm}
         self.actor = self._build_actor(init_rng)  # draws from init_rng before the critics
-        self.critics = TwinCritics(self.obs_dim + self.critic_obs_dim + self.act_dim,
-                                   c.critic_hidden, rng=init_rng, lr=c.critic_lr,
-                                   layer_norm=c.critic_layer_norm)
+        self.critics = CriticEnsemble(self.obs_dim + self.critic_obs_dim + self.act_dim,
+                                      c.critic_hidden, rng=init_rng, lr=c.critic_lr,
+                                      layer_norm=c.critic_layer_norm, num=c.num_critics,
+                                      subset=c.critic_subset)
         self.actor_opt = Adam(named_variables({"actor": self.actor}), c.actor_lr)
         self.update_step = tf.Variable(tf.constant(0, tf.int64), trainable=False)
         self._policy = DeterministicActor(self.actor, self.obs_norm, self._action_head,

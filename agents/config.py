@@ -25,6 +25,8 @@ class AgentConfig:
     actor_hidden: tuple[int, ...] = (256, 256)
     critic_hidden: tuple[int, ...] = (256, 256)
     critic_layer_norm: bool = False  # LayerNorm after each hidden layer of the critics
+    num_critics: int = 2  # > 2: an ensemble (REDQ, RLPD: 10)
+    critic_subset: int = 2  # the TD target's min is over this many critics, drawn per batch
     asymmetric_critic: bool = False  # critics also see critic_obs (privileged sim state)
     batch_size: int = 256
     gamma: float = 0.99  # discount per control step
@@ -47,6 +49,11 @@ class AgentConfig:
         for name in ("critic_layer_norm", "asymmetric_critic", "normalize_obs"):
             check_bool(self, name)
         check_int(self, "batch_size")
+        check_int(self, "num_critics", low=2)
+        check_int(self, "critic_subset", low=1)
+        if self.critic_subset > self.num_critics:
+            raise ValueError(f"critic_subset ({self.critic_subset}) must be at most "
+                             f"num_critics ({self.num_critics})")
         check_number(self, "gamma", low=0.0, high=1.0)
         check_number(self, "tau", low=0.0, high=1.0)
         for name in ("actor_lr", "critic_lr", "obs_clip"):

@@ -37,7 +37,7 @@ import numpy as np
 from .replay import ReplayBuffer
 from .trainer import Trainer
 
-CRITIC_PREFIXES = ("critic", "target", "opt_critic")  # TwinCritics' checkpoint names
+CRITIC_PREFIXES = ("critic", "target", "opt_critic")  # CriticEnsemble's checkpoint names
 
 
 def offline_replay(obs_dim: int, act_dim: int, critic_obs_dim: int, online_capacity: int,

@@ -3,11 +3,13 @@
 Reading order: pure functions (the maths, each testable on its own) -> the agent, whose
 `_train_step` is the one compiled update (no I/O, no Python side effects). The config,
 `SACConfig`, is in config.py (fields shared with TD3 in `AgentConfig`); what both agents share
-(construction, act, checkpoints) is in base.py, the twin critics in critics.py.
+(construction, act, checkpoints) is in base.py, the critics in critics.py.
 
 - Actor: a tanh-squashed Gaussian; the network outputs mean and log-std per action.
-- Critics: two Q networks Q(s, a) and a Polyak-averaged target copy of each (TwinCritics);
-  the soft TD target bootstraps from the smaller target Q (clipped double Q).
+- Critics: two Q networks Q(s, a) and a Polyak-averaged target copy of each (CriticEnsemble);
+  the soft TD target bootstraps from the smaller target Q (clipped double Q). With
+  `num_critics` > 2 an ensemble: the min over `critic_subset` drawn at random, the actor on
+  the ensemble's mean (REDQ, RLPD).
 - Temperature alpha: learned so that the policy entropy tracks `target_entropy`
   (default -act_dim).
 - Observations pass through a running normaliser owned by the agent (the trainer feeds it
@@ -25,7 +27,7 @@ import tensorflow as tf
 
 from .base import OffPolicyAgent
 from .config import SACConfig
-from .critics import TwinCritics
+from .critics import CriticEnsemble
 from .networks import MLP, Adam, prefixed
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -62,28 +64,31 @@ def sample_action(actor: MLP, obs: tf.Tensor, noise: tf.Tensor, bounds: tuple[fl
 
 def soft_td_target(reward, terminated, next_q, next_logp, alpha, gamma):
     """y = r + gamma * (1 - terminated) * (Q'(s', a') - alpha * log pi(a'|s')), where
-    Q' = min(Q1', Q2') of the target critics (TwinCritics.min_q)."""
+    Q' = min(Q1', Q2') of the target critics (CriticEnsemble.min_q)."""
     soft_value = next_q - alpha * next_logp
     return reward + gamma * (1.0 - terminated) * soft_value
 
 
-def critic_loss(actor: MLP, critics: TwinCritics, batch, alpha, gamma, noise, bounds):
-    """Sum over both critics of the mean squared TD error. Returns (loss, mean Q1).
+def critic_loss(actor: MLP, critics: CriticEnsemble, batch, alpha, gamma, noise, bounds,
+                rng=None):
+    """Sum over the critics of the mean squared TD error. Returns (loss, mean Q1).
 
     batch: obs / next_obs (actor input), q_obs / next_q_obs (critic state input), action,
     reward, terminated; all already normalised. noise: standard normal [B, act_dim] for a'.
+    rng: draws the ensemble's subset (unused for the twin pair).
     """
     next_action, next_logp = sample_action(actor, batch["next_obs"], noise, bounds)
-    next_q = critics.min_q(batch["next_q_obs"], next_action, target=True)
+    next_q = critics.min_q(batch["next_q_obs"], next_action, target=True, rng=rng)
     y = tf.stop_gradient(soft_td_target(batch["reward"], batch["terminated"], next_q,
                                         next_logp, alpha, gamma))
     return critics.td_loss(batch["q_obs"], batch["action"], y)
 
 
-def actor_loss(actor: MLP, critics: TwinCritics, obs, q_obs, alpha, noise, bounds):
-    """mean(alpha * log pi(a|s) - min(Q1, Q2)(s, a)), a ~ pi(.|s). Returns (loss, log pi)."""
+def actor_loss(actor: MLP, critics: CriticEnsemble, obs, q_obs, alpha, noise, bounds):
+    """mean(alpha * log pi(a|s) - Q(s, a)), a ~ pi(.|s), Q = min(Q1, Q2) (or the ensemble's
+    mean: CriticEnsemble.actor_q). Returns (loss, log pi)."""
     action, logp = sample_action(actor, obs, noise, bounds)
-    return tf.reduce_mean(alpha * logp - critics.min_q(q_obs, action)), logp
+    return tf.reduce_mean(alpha * logp - critics.actor_q(q_obs, action)), logp
 
 
 def temperature_loss(log_alpha, logp, target_entropy):
@@ -131,7 +136,7 @@ class SAC(OffPolicyAgent):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(critic_vars)
             c_loss, q_mean = critic_loss(self.actor, self.critics, b, alpha, c.gamma,
-                                         next_noise, self.bounds)
+                                         next_noise, self.bounds, rng=self._rng)
         critic_grads = tape.gradient(c_loss, critic_vars)
 
         with tf.GradientTape(watch_accessed_variables=False) as tape:

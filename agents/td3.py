@@ -2,11 +2,12 @@
 
 Reading order: pure functions -> the agent, whose `_train_step` is the one compiled update
 (no I/O, no Python side effects). The config, `TD3Config`, is in config.py (fields shared with
-SAC in `AgentConfig`); what both agents share is in base.py, the twin critics in critics.py.
+SAC in `AgentConfig`); what both agents share is in base.py, the critics in critics.py.
 
 - Actor: deterministic, a = tanh(MLP(s)); exploration adds Gaussian noise in `act`.
-- Critics: two Q networks and their Polyak-averaged targets (TwinCritics); the TD target
-  takes the smaller target Q (clipped double Q).
+- Critics: two Q networks and their Polyak-averaged targets (CriticEnsemble); the TD target
+  takes the smaller target Q (clipped double Q; with `num_critics` > 2, the min over
+  `critic_subset` of them drawn at random).
 - Target policy smoothing: the target action is the target actor's action plus clipped
   Gaussian noise, a' = clip(mu'(s') + clip(sigma * eps, -c, c), -1, 1).
 - Delayed updates: the critics learn every update; the actor and all targets only every
@@ -22,7 +23,7 @@ import tensorflow as tf
 
 from .base import OffPolicyAgent
 from .config import TD3Config
-from .critics import TwinCritics, q_value
+from .critics import CriticEnsemble, q_value
 from .networks import MLP, named_variables, polyak_update
 
 __all__ = ["TD3", "TD3Config"]
@@ -39,20 +40,20 @@ def smoothed_target_action(target_actor: MLP, next_obs, noise, noise_std, noise_
 
 def td_target(reward, terminated, next_q, gamma):
     """y = r + gamma * (1 - terminated) * Q'(s', a'), where Q' = min(Q1', Q2') of the target
-    critics (TwinCritics.min_q)."""
+    critics (CriticEnsemble.min_q)."""
     return reward + gamma * (1.0 - terminated) * next_q
 
 
-def critic_loss(target_actor: MLP, critics: TwinCritics, batch, gamma, noise, noise_std,
-                noise_clip):
-    """Sum over both critics of the mean squared TD error. Returns (loss, mean Q1).
+def critic_loss(target_actor: MLP, critics: CriticEnsemble, batch, gamma, noise, noise_std,
+                noise_clip, rng=None):
+    """Sum over the critics of the mean squared TD error. Returns (loss, mean Q1).
 
     batch: obs / next_obs (actor input), q_obs / next_q_obs (critic state input), action,
     reward, terminated; all already normalised. noise: standard normal [B, act_dim].
     """
     next_action = smoothed_target_action(target_actor, batch["next_obs"], noise, noise_std,
                                          noise_clip)
-    next_q = critics.min_q(batch["next_q_obs"], next_action, target=True)
+    next_q = critics.min_q(batch["next_q_obs"], next_action, target=True, rng=rng)
     y = tf.stop_gradient(td_target(batch["reward"], batch["terminated"], next_q, gamma))
     return critics.td_loss(batch["q_obs"], batch["action"], y)
 
@@ -90,7 +91,7 @@ class TD3(OffPolicyAgent):
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(critic_vars)
             c_loss, q_mean = critic_loss(self.target_actor, self.critics, b, c.gamma, noise,
-                                         c.target_noise, c.target_noise_clip)
+                                         c.target_noise, c.target_noise_clip, rng=self._rng)
         self.critics.apply_gradients(tape.gradient(c_loss, critic_vars))
         self.update_step.assign_add(1)
 

@@ -51,7 +51,9 @@ def register(sub) -> None:
     p.add_argument("--critic-warmup", type=count0, default=5_000, metavar="N",
                    help="updates of a new critic alone before the actor learns (default 5000)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a setting of the fine-tune run (as for train)")
+                   help="override a setting of the fine-tune run (as for train), e.g. "
+                   "--set agent.num_critics=10 for a critic ensemble (RLPD's; the TD target's "
+                   "min over agent.critic_subset=2 drawn per minibatch)")
     p.add_argument("--skip-bad", action="store_true", help="leave out a corrupt log (named) "
                    "and use the rest")
     p.add_argument("--resume", action="store_true", help="continue the fine-tune run RUN")

@@ -6,7 +6,13 @@ from __future__ import annotations
 import numpy as np
 
 from gaitforge.agents import config_class, make_agent
-from gaitforge.agents.finetune import CriticOnly, mixed_sample, offline_replay, partition_losses
+from gaitforge.agents.finetune import (
+    CriticOnly,
+    mixed_sample,
+    offline_replay,
+    partition_losses,
+    restore_matching,
+)
 
 OBS, ACT, CRITIC = 5, 2, 3
 
@@ -18,10 +24,28 @@ def transitions(n, rng, reward=1.0):
             "next_critic_obs": rng.normal(size=(n, CRITIC))}
 
 
-def agent():
+def agent(seed=2, **fields):
     cfg = config_class("sac")(actor_hidden=(16,), critic_hidden=(16,), batch_size=8,
-                              asymmetric_critic=True, critic_layer_norm=True)
-    return make_agent("sac", cfg, OBS, ACT, critic_obs_dim=CRITIC, seed=2)
+                              asymmetric_critic=True, critic_layer_norm=True, **fields)
+    return make_agent("sac", cfg, OBS, ACT, critic_obs_dim=CRITIC, seed=seed)
+
+
+def test_a_twin_run_fills_the_first_two_critics_of_an_ensemble():
+    """Fine-tuning with `--set agent.num_critics=10` (RLPD's ensemble) from a run trained
+    with the twin pair: the actor, critic1/2 and their targets come from the run, the other
+    critics start fresh (so `gaitforge finetune` warms the critics up first)."""
+    parent, rng = agent(seed=3), np.random.default_rng(4)
+    parent.observe(rng.normal(size=(50, OBS)), rng.normal(size=(50, CRITIC)))
+    state = {k: v.numpy() for k, v in parent.state_variables().items()}
+    state.update({f"obs_norm/{k}": v for k, v in parent.obs_norm.get_state().items()})
+    child = agent(seed=5, num_critics=4)
+    left = restore_matching(child, state)
+    assert {n.split("/")[0] for n in left if not n.startswith("opt_")} == {
+        "critic3", "critic4", "target3", "target4", "critic_obs_norm"}
+    for name in ("actor/l0/w", "critic2/l0/w", "target1/l1/w"):
+        np.testing.assert_array_equal(child.state_variables()[name].numpy(), state[name])
+    np.testing.assert_array_equal(child.obs_norm.get_state()["mean"],
+                                  parent.obs_norm.get_state()["mean"])
 
 
 def test_minibatches_are_half_logs_half_fresh_once_there_is_fresh_data():

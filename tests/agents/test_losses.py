@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from gaitforge.agents import make_agent, sac, td3
-from gaitforge.agents.critics import TwinCritics
+from gaitforge.agents.critics import CriticEnsemble
 from gaitforge.agents.networks import MLP
 
 
@@ -27,9 +27,15 @@ def linear(in_dim, out_dim, w, b, name="net"):
 
 
 def twin(online, targets=(([[0.0], [0.0]], [0.0]),) * 2):
-    """TwinCritics over (s, a) in 1 + 1 dims, its four networks linear with hand weights:
+    """The twin pair over (s, a) in 1 + 1 dims, its four networks linear with hand weights:
     online = ((w1, b1), (w2, b2)) for Q1, Q2; targets likewise for Q1', Q2'."""
-    critics = TwinCritics(2, (), rng=tf.random.Generator.from_seed(0), lr=1e-3)
+    return ensemble(online, targets)
+
+
+def ensemble(online, targets, subset=2):
+    """CriticEnsemble of len(online) linear critics with hand weights, as `twin`."""
+    critics = CriticEnsemble(2, (), rng=tf.random.Generator.from_seed(0), lr=1e-3,
+                             num=len(online), subset=subset)
     for net, (w, b) in zip(critics.online + critics.targets, [*online, *targets], strict=True):
         set_linear(net, w, b)
     return critics
@@ -55,6 +61,54 @@ def test_twin_critics_q_values_min_and_td_loss():
     # mean((Q1 - y)^2) + mean((Q2 - y)^2) = (0.25 + 1) / 2 + (0.25 + 20.25) / 2 = 10.875
     assert float(loss) == pytest.approx(10.875, rel=1e-6)
     assert float(q_mean) == pytest.approx(1.25, rel=1e-6)
+
+
+def test_an_ensemble_bootstraps_from_the_min_of_a_drawn_subset_and_the_actor_from_its_mean():
+    # Q1' .. Q4' = s + a, 2a + 0.5, s + 2a, s/2 - a + 1; at (s, a) = (1, 0.5), (-1, 2):
+    targets = (*CRITICS, *TARGETS)
+    critics = ensemble(targets, targets)
+    s, a = f32([[1.0], [-1.0]]), f32([[0.5], [2.0]])
+    values = np.array([[1.5, 1.0], [1.5, 4.5], [2.0, 3.0], [1.0, -1.5]])
+    rng = tf.random.Generator.from_seed(7)
+    twin_rng = tf.random.Generator.from_seed(7)
+    picked = np.argsort(twin_rng.uniform([4]).numpy())[:2]  # the same draw, made here
+    np.testing.assert_allclose(critics.min_q(s, a, target=True, rng=rng).numpy(),
+                               values[picked].min(axis=0))
+    # the actor climbs the ensemble's mean: ((1.5 + 1.5 + 2 + 1) / 4, (1 + 4.5 + 3 - 1.5) / 4)
+    np.testing.assert_allclose(critics.actor_q(s, a).numpy(), [1.5, 1.75])
+    with pytest.raises(ValueError, match="pass rng"):
+        critics.min_q(s, a, target=True)
+    # over many draws every pair turns up: the min of all four is not what it bootstraps from
+    draws = {tuple(critics.min_q(s, a, target=True, rng=rng).numpy()) for _ in range(60)}
+    assert len(draws) > 2 and (1.0, -1.5) in draws and (1.5, 1.0) in draws
+    # the twin pair draws nothing: its rng is untouched
+    pair, before = twin(CRITICS, TARGETS), rng.state.numpy().copy()
+    np.testing.assert_allclose(pair.min_q(s, a, target=True, rng=rng).numpy(), [1.0, -1.5])
+    np.testing.assert_array_equal(rng.state.numpy(), before)
+    np.testing.assert_allclose(pair.actor_q(s, a).numpy(), [1.5, 1.0])  # min(Q1, Q2)
+
+
+def test_ensemble_loss_sums_over_every_critic_and_sac_learns_with_one():
+    critics = ensemble((*CRITICS, *CRITICS), (*TARGETS, *TARGETS), subset=3)
+    s, a, y = f32([[1.0], [-1.0]]), f32([[0.5], [2.0]]), f32([1.0, 0.0])
+    loss, _ = critics.td_loss(s, a, y)
+    assert float(loss) == pytest.approx(2 * 10.875, rel=1e-6)  # twice the pair's loss
+    with pytest.raises(ValueError, match="critic_subset \\(3\\) must be at most num_critics"):
+        sac.SACConfig(num_critics=2, critic_subset=3)
+    for algo in ("sac", "td3"):  # five critics, the TD target's min over three of them
+        agent = make_agent(algo, {"actor_hidden": (8,), "critic_hidden": (8,), "batch_size": 4,
+                                  "num_critics": 5, "critic_subset": 3}, obs_dim=3, act_dim=2,
+                           seed=0)
+        rng = np.random.default_rng(0)
+        batch = {"obs": rng.normal(size=(4, 3)), "action": rng.uniform(-1, 1, (4, 2)),
+                 "reward": rng.normal(size=4), "next_obs": rng.normal(size=(4, 3)),
+                 "terminated": np.array([0, 0, 1, 0])}
+        before = [c.params["l0/w"].numpy() for c in agent.critics.online]
+        metrics = agent.update(batch)
+        assert np.isfinite(metrics["critic_loss"])
+        assert all(not np.array_equal(b, c.params["l0/w"].numpy())  # every critic learns
+                   for b, c in zip(before, agent.critics.online, strict=True))
+        assert {f"critic{i}/l0/w" for i in range(1, 6)} <= set(agent.state_variables())
 
 
 def test_twin_critics_polyak_and_checkpoint_names():
@@ -105,7 +159,7 @@ def test_squashed_gaussian_matches_hand_formula():
 
 
 def test_soft_td_target_plain_numbers():
-    # y = r + gamma * (1 - d) * (min(q1', q2') - alpha * logp'); the min is TwinCritics.min_q
+    # y = r + gamma * (1 - d) * (min(q1', q2') - alpha * logp'); the min is CriticEnsemble.min_q
     y = sac.soft_td_target(reward=f32([1.0, 1.0]), terminated=f32([0.0, 1.0]),
                            next_q=f32([4.0, 4.0]),  # min(q1' = 5, q2' = 4)
                            next_logp=f32([-2.0, -2.0]), alpha=0.5, gamma=0.9)
