@@ -60,7 +60,8 @@ def main() -> None:
                       f"{row['vx_mean']:.3f} m/s  errors vx {row['vx_tracking_error']:.3f} "
                       f"vy {row.get('vy_tracking_error', 0):.3f} m/s yaw "
                       f"{row.get('yaw_rate_error', 0):.3f} rad/s  heading "
-                      f"{row.get('heading_change_deg', 0):+.0f} deg"
+                      f"{row.get('heading_change_deg', 0):+.0f} deg  rate-limited "
+                      f"{100 * row.get('rate_limited_share', 0):.0f}%"
                       + ("  WALKING" if ok else ""), flush=True)
                 if ok and walked is None:
                     walked = (minutes, row["env_steps"])

@@ -141,6 +141,8 @@ def _report(result: EpisodeResult | None, deployment: Deployment, rt: DeployRunt
     return {"outcome": outcome, "reason": reason,
             "policy_s": result.policy_ticks * rt.control_dt_s,
             "end_phase": result.end_phase, "safety_events": result.safety_counts,
+            "rate_limited_share": rt.safety.policy_ticks_rate_limited / result.policy_ticks
+            if result.policy_ticks else 0.0,  # of the policy ticks
             "read_errors": result.read_errors, "rearms": result.rearms,
             "backend": rt.runner.backend,
             "work_p50_us": float(np.percentile(work, 50)) if work.size else float("nan"),

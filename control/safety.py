@@ -166,6 +166,7 @@ class SafetyLayer:
         self._estop_off = False
         self._events: list[SafetyEvent] = []
         self.counts: dict[str, int] = {}
+        self.policy_ticks_rate_limited = 0  # policy commands the rate limit held back
 
     # Public state ---------------------------------------------------------------------------
     @property
@@ -330,6 +331,7 @@ class SafetyLayer:
             self._record("clamp", ", ".join(self._names[clamped]), now)
         if limited.any():
             self._record("rate_limit", ", ".join(self._names[limited]), now)
+            self.policy_ticks_rate_limited += 1
         self._target = sent
         sent = sent.copy()
         kp, kd, tau = proposed.kp_nm_per_rad, proposed.kd_nm_s_per_rad, proposed.torque_ff_nm

@@ -136,11 +136,12 @@ class LocomotionEnv(gym.Env):
             body.push(push)
         # the action answers the last observation: it is timed by the state that one showed
         command = self.action_mapper.command(action, self._obs_state.time_s, self.command)
-        self._rate_limited = False
+        hit = None
         if self._limits:
             command.position_rad, _, hit = limit_targets(command.position_rad, self._target,
                                                          *self._limits)
-            self._target, self._rate_limited = command.position_rad, bool(hit.any())
+            self._target = command.position_rad
+        self._rate_limited = hit is not None and bool(hit.any())
         body.write(command)
         body.step()
         self.steps += 1
@@ -148,7 +149,8 @@ class LocomotionEnv(gym.Env):
         pos = state.privileged.base_pos_m
         reward, terms, terminated, _ = self.task.step(
             state, action, self.last_action, ground_z_m=body.ground_height(pos[0], pos[1]),
-            link_contacts=body.link_contacts() if self.task.needs_link_contacts else frozenset())
+            link_contacts=body.link_contacts() if self.task.needs_link_contacts else frozenset(),
+            rate_limited=hit)
         truncated = (not terminated) and self.steps >= self.task.max_steps
         self.last_action = action
         obs = self._observe(state)  # before _info: it also runs the estimator

@@ -14,6 +14,8 @@ Locomotion metrics, per episode then averaged:
     vx_mean, vy_mean, yaw_rate_mean   the means the errors are taken from
     heading_change_deg  heading at the end minus at the start (degrees; a robot told to walk
                         straight that walks in a circle shows it here)
+    rate_limited_share  share of the steps whose action the deploy's rate limit held back
+                        (`env.deploy_limits`; what `gaitforge deploy` reports as the same)
 `walking(result)` is the criterion: no fall, and every error below its bound.
 """
 
@@ -43,16 +45,18 @@ def evaluate_locomotion(act: Act, env_config: EnvConfig, *, episodes: int = 5,
     try:
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep, options={"command": command})
-            total, track, fell, done = 0.0, Track(), False, False
+            total, track, fell, done, held = 0.0, Track(), False, False, []
             while not done:
-                obs, reward, terminated, truncated, _ = env.step(act(obs[None])[0])
+                obs, reward, terminated, truncated, info = env.step(act(obs[None])[0])
                 total += reward
+                held.append(info["rate_limited"])
                 track.add(env.body.read())
                 fell, done = terminated, terminated or truncated
                 if frames is not None and ep == 0:
                     frames.append(env.render())
             results.append({"return": total, "fell": float(fell),
-                            **track.judge(command, per_second)})
+                            **track.judge(command, per_second),
+                            "rate_limited_share": float(np.mean(held))})
     finally:
         env.close()
     out = {key: float(np.mean([r[key] for r in results])) for key in results[0]}

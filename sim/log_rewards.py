@@ -13,11 +13,13 @@ it (`true_*` fields, NaN on hardware), for measuring. From it:
                   its duration (or a gap)
     reward        the task's named reward terms (sim/tasks.py), with the same before/after
                   convention as training: the state after the step (tick t+1), the action at
-                  t and the one before it. The trunk velocity is the estimator's (`velocity=
-                  "estimated"`), or the logged truth (`"true"`, simulated logs only, to check
-                  this against the rewards training computed online). The angular velocity is
-                  the gyro, foot contacts the estimator's (or the truth), collisions and trunk
-                  height the truth where logged and 0 / "not fallen" on hardware.
+                  t and the one before it, and the joints the safety layer's rate limit held
+                  at t (its logged `rate_limit` events). The trunk velocity is the
+                  estimator's (`velocity="estimated"`), or the logged truth (`"true"`,
+                  simulated logs only, to check this against the rewards training computed
+                  online). The angular velocity is the gyro, foot contacts the estimator's (or
+                  the truth), collisions and trunk height the truth where logged and 0 / "not
+                  fallen" on hardware.
     critic_obs    what a critic may see from a log: the estimated trunk velocity (3) and foot
                   contacts (n_feet), at t and at t+1 (`CRITIC_INPUTS`)
 """
@@ -86,6 +88,7 @@ def log_transitions(log: EpisodeLog, spec: RobotSpec, task_config: TaskConfig, *
     has_obs = np.isfinite(t["observation"]).all(axis=1)
     pairs = np.flatnonzero(acted[:-1] & has_obs[:-1] & has_obs[1:])
     terminal_ticks = {e["tick"] for e in log.events if e["kind"] in TERMINAL_EVENT_KINDS}
+    held = _rate_limited_joints(log, spec)
     task = Task(task_config, spec, float(log.metadata["control_dt_s"]))
     task.reset(np.random.default_rng(0), command=log.metadata.get("command", (0.0, 0.0, 0.0)))
     rewards, terms, terminated = [], {name: [] for name in task.weights}, []
@@ -98,7 +101,8 @@ def log_transitions(log: EpisodeLog, spec: RobotSpec, task_config: TaskConfig, *
         action = np.clip(t["action"][i], -1.0, 1.0)
         state = _state(t, i + 1, spec, source)
         step = task.step(state, action, last_action, ground_z_m=0.0,
-                         link_contacts=_collisions(t, i + 1))
+                         link_contacts=_collisions(t, i + 1),
+                         rate_limited=held.get(int(t["tick"][i]), np.zeros(spec.n_joints, bool)))
         rewards.append(step.reward)
         for name, value in step.terms.items():
             terms[name].append(value)
@@ -136,6 +140,21 @@ def _state(t: dict, k: int, spec: RobotSpec, source: str) -> RobotState:
                       gyro_rad_s=t["gyro_rad_s"][k].copy(), accel_m_s2=t["accel_m_s2"][k].copy(),
                       joint_torque_nm=torque.copy() if np.isfinite(torque).all() else
                       np.zeros(spec.n_joints), privileged=privileged)
+
+
+def _rate_limited_joints(log: EpisodeLog, spec: RobotSpec) -> dict[int, np.ndarray]:
+    """tick -> (n_joints,) bool: the joints named by that tick's `rate_limit` events."""
+    index = {name: j for j, name in enumerate(spec.joint_names)}
+    held: dict[int, np.ndarray] = {}
+    for e in log.events:
+        if e["kind"] == "rate_limit":
+            mask = held.setdefault(int(e["tick"]), np.zeros(spec.n_joints, bool))
+            for name in e["detail"].split(", "):
+                if name not in index:
+                    raise LogContentError(f"{log.path}: a rate_limit event at tick {e['tick']} "
+                                          f"names '{name}', not a joint of {spec.name}")
+                mask[index[name]] = True
+    return held
 
 
 def _collisions(t: dict, k: int) -> frozenset:

@@ -97,6 +97,7 @@ class StepContext:
     air_time_s: np.ndarray  # (n_feet,) time the foot had been in the air at touch-down
     sigma: float
     air_time_target_s: float
+    rate_limited: np.ndarray | None = None  # (n_joints,) bool: the deploy rate limit held it
 
 
 def _lin_vel(c: StepContext) -> np.ndarray:
@@ -145,6 +146,12 @@ def action_rate(c: StepContext) -> float:
     return float(np.dot(d, d))
 
 
+def rate_limit(c: StepContext) -> float:
+    """Share of the joints whose target the deploy's per-tick rate limit held back this step
+    (sim/env.py applies it as deployment does; 0 where no limit was applied)."""
+    return 0.0 if c.rate_limited is None else float(np.mean(c.rate_limited))
+
+
 def pose(c: StepContext) -> float:
     d = c.state.joint_pos_rad - c.spec.default_pose_rad
     return float(np.exp(-np.dot(d, d) / 0.25))
@@ -174,7 +181,8 @@ def alive(c: StepContext) -> float:
 REWARD_TERMS: dict[str, Callable[[StepContext], float]] = {
     f.__name__: f
     for f in (tracking_lin_vel, tracking_ang_vel, lin_vel_z, ang_vel_xy, orientation,
-              base_height, torque, joint_vel, action_rate, pose, feet_air_time, collision, alive)
+              base_height, torque, joint_vel, action_rate, rate_limit, pose, feet_air_time,
+              collision, alive)
 }
 
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
@@ -246,10 +254,12 @@ class Task:
         return self.command
 
     def step(self, state: RobotState, action: np.ndarray, last_action: np.ndarray, *,
-             ground_z_m: float, link_contacts: AbstractSet[str] = frozenset()) -> TaskStep:
+             ground_z_m: float, link_contacts: AbstractSet[str] = frozenset(),
+             rate_limited: np.ndarray | None = None) -> TaskStep:
         """Judge one control step: `state` after it (privileged filled), the clipped `action`
         that led there and the one before, the ground height under the trunk, and the links
-        touching the ground (needed only when `needs_link_contacts`). Advances the feet's air
+        touching the ground (needed only when `needs_link_contacts`), and the joints whose
+        target the deploy rate limit held (None: no limit applied). Advances the feet's air
         time."""
         first_contact, air_time_s = self._touch_downs(state.privileged.foot_contact)
         ctx = StepContext(
@@ -257,7 +267,7 @@ class Task:
             last_action=last_action, link_contacts=link_contacts,
             first_contact=first_contact, air_time_s=air_time_s,
             sigma=self.config.tracking_sigma,
-            air_time_target_s=self.config.feet_air_time_target_s)
+            air_time_target_s=self.config.feet_air_time_target_s, rate_limited=rate_limited)
         reward, terms = self.reward(ctx)
         fell, reason = self.terminated(state, ground_z_m)
         return TaskStep(reward, terms, fell, reason)

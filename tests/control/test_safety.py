@@ -145,6 +145,7 @@ def test_short_soft_start_is_rate_limited():
     np.testing.assert_allclose(hips, [0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0], atol=1e-12)
     assert layer.counts["rate_limit"] == 6
     assert all(e.detail == "FR_hip" for e in layer.drain_events() if e.kind == "rate_limit")
+    assert layer.policy_ticks_rate_limited == 0  # soft start is not the policy
 
 
 # Clamp and rate limit --------------------------------------------------------------------------
@@ -174,6 +175,7 @@ def test_rate_limit_against_last_target_sent():
     np.testing.assert_allclose(hips, [0.1, 0.2, 0.25, 0.25], atol=1e-12)
     events = layer.drain_events()
     assert [(e.kind, e.detail) for e in events] == [("rate_limit", "FR_hip")] * 2
+    assert layer.policy_ticks_rate_limited == 2
     # clamp and rate limit together: 2.0 -> 0.75 (clamp) -> 0.35 (0.25 + 0.1)
     q[0] = 2.0
     cmd = tick(layer, clock, 0.1, proposed=proposal(q))

@@ -35,6 +35,22 @@ def test_the_env_moves_targets_at_most_the_deploy_rate_limit_per_step():
     assert (np.array(written) <= spec.upper_rad - margin + 1e-12).all()
 
 
+def test_the_rate_limit_term_is_the_share_of_joints_held_back():
+    cfg = env_config("servo_dog", "walk", "mujoco", ["env.randomization.enabled=false",
+                                                      "env.task.rewards={rate_limit: -2.0}",
+                                                      "env.action.gait.frequency_hz=0"])
+    env = make_env(cfg)
+    try:
+        env.reset(seed=0)
+        _, _, _, _, still = env.step(np.zeros(12))
+        _, _, _, _, jump = env.step(np.full(12, -1.0))  # 0.3 rad asked of every joint
+    finally:
+        env.close()
+    assert still["reward_terms"]["rate_limit"] == 0.0 and not still["rate_limited"]
+    # all 12 held: share 1, weight -2, times the 0.02 s control period
+    assert jump["reward_terms"]["rate_limit"] == -2.0 * 1.0 * 0.02
+
+
 def test_deploy_limits_can_be_turned_off():
     cfg = env_config("servo_dog", "walk", "mujoco", ["env.randomization.enabled=false",
                                                       "env.deploy_limits=false"])

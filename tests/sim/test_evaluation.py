@@ -27,6 +27,7 @@ def test_standing_still_at_a_forward_command_is_judged_as_not_walking():
     assert abs(result["vx_mean"]) < 0.02
     assert result["episodes"] == 2 and result["command"] == [0.3, 0.0, 0.0]
     assert result["vy_tracking_error"] < 0.02 and result["yaw_rate_error"] < 0.02
+    assert result["rate_limited_share"] == 0.0  # holding still never meets the rate limit
     assert not walking(result)
     assert walking({"fall_rate": 0.0, "vx_tracking_error": 0.05})
     assert not walking({"fall_rate": 0.1, "vx_tracking_error": 0.05})
@@ -40,6 +41,7 @@ def test_an_early_fall_still_gives_a_finite_error():
     result = evaluate_locomotion(lambda obs: flail.choice([-1.0, 1.0], size=(len(obs), 12)),
                                  cfg, episodes=1, episode_length_s=3.0)
     assert np.isfinite(result["vx_tracking_error"]) and np.isfinite(result["vx_mean"])
+    assert result["rate_limited_share"] > 0.3  # bang-bang: 0.6 rad asked, 0.24 allowed a tick
 
 
 def test_the_gait_prior_alone_steps_forward_without_falling():

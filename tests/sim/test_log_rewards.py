@@ -24,6 +24,8 @@ from gaitforge.sim.tasks import Task, TaskConfig
 SPEC = load_robot_spec("servo_dog")
 DT = 0.02
 COMMAND = (0.2, 0.05, 0.3)
+TASK = TaskConfig(rewards={"rate_limit": -1.0})  # the deploy rate limit's term takes part too
+MAX_STEP = 0.03  # rad per tick: holds some of WobbleActor's target steps (up to 0.036 rad)
 
 
 class WobbleActor:
@@ -43,24 +45,28 @@ class WobbleActor:
 def deploy_with_online_rewards(tmp_path, engine, seconds=3.0):
     """A logged deploy episode, and the rewards computed online as the env computes them
     (Task.step on the simulator's privileged state after each policy step)."""
-    task = Task(TaskConfig(), SPEC, DT)
+    task = Task(TASK, SPEC, DT)
     task.reset(np.random.default_rng(0), command=COMMAND)
-    online, previous = [], {"action": None, "last": np.zeros(12)}
+    online, previous = [], {"action": None, "last": np.zeros(12), "sent": None, "held": None}
 
     def judge(state, action, sent, phase):
         if previous["action"] is not None and state is not None:
             contacts = frozenset(f"x{i}" for i in range(int(state.privileged.collisions)))
             step = task.step(state, previous["action"], previous["last"], ground_z_m=0.0,
-                             link_contacts=contacts)
+                             link_contacts=contacts, rate_limited=previous["held"])
             online.append(step.reward)
             previous["last"] = previous["action"]
         previous["action"] = None if action is None else np.clip(action, -1, 1)
+        # a joint the rate limit held moved by exactly the limit
+        previous["held"] = None if previous["sent"] is None else \
+            np.abs(sent.position_rad - previous["sent"]) >= MAX_STEP - 1e-9
+        previous["sent"] = sent.position_rad.copy()
 
     body = make_body(SPEC, SimConfig(engine=engine))
     robot = SimulatedRobot(body, command=COMMAND)
     clock = VirtualClock()
     safety = SafetyLayer(SPEC, SafetyConfig(soft_start_s=0.4, exit_damping_s=0.1,
-                                            max_step_rad=0.24), clock=clock)
+                                            max_step_rad=MAX_STEP), clock=clock)
     builder = ObservationBuilder(SPEC)
     path = tmp_path / f"{engine}.gflog"
     logger = EpisodeLogger(path, {"robot": SPEC.name, "control_dt_s": DT,
@@ -78,7 +84,7 @@ def deploy_with_online_rewards(tmp_path, engine, seconds=3.0):
 @pytest.mark.parametrize("engine", ["mujoco", "pybullet"])
 def test_recomputed_rewards_equal_the_online_ones(tmp_path, engine):
     log, online = deploy_with_online_rewards(tmp_path, engine)
-    truth = log_transitions(log, SPEC, TaskConfig(), velocity="true")
+    truth = log_transitions(log, SPEC, TASK, velocity="true")
     # 3 s of policy at 50 Hz; the last one's transition ends in the shutdown (truncated), and
     # the online judge saw it too, one tick later
     assert len(truth) == 150 and truth.truncated[-1] and not truth.terminated.any()
@@ -86,7 +92,9 @@ def test_recomputed_rewards_equal_the_online_ones(tmp_path, engine):
     np.testing.assert_allclose(truth.reward, online[:len(truth)], rtol=0, atol=1e-6)
     took_part = [n for n, v in truth.reward_terms.items() if np.abs(v).max() > 0]
     assert len(took_part) >= len(truth.reward_terms) - 1, took_part  # (no knee touched down)
-    estimated = log_transitions(log, SPEC, TaskConfig())
+    held = -truth.reward_terms["rate_limit"] / DT  # share of the joints held back
+    assert 0 < held.mean() < 1  # some joints held back, not all
+    estimated = log_transitions(log, SPEC, TASK)
     assert not np.allclose(estimated.reward, truth.reward)  # the estimate is not the truth
     assert estimated.critic_obs.shape == (len(truth), 3 + 4)
     np.testing.assert_array_equal(estimated.next_obs[:-1], estimated.obs[1:])

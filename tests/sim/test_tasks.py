@@ -57,7 +57,8 @@ def make_context(spec, command=(0.3, -0.1, 0.5)) -> StepContext:
         last_action=np.zeros(spec.n_joints),
         link_contacts={"FR_foot", "FL_foot", "trunk", "FR_calf", "RL_thigh"},
         first_contact=np.array([True, True, False, False]),
-        air_time_s=np.array([0.5, 0.35, 0.3, 0.0]), sigma=0.25, air_time_target_s=0.25)
+        air_time_s=np.array([0.5, 0.35, 0.3, 0.0]), sigma=0.25, air_time_target_s=0.25,
+        rate_limited=np.arange(spec.n_joints) < 3)
 
 
 # Hand-computed term values for make_context():
@@ -75,6 +76,7 @@ TERMS = {
     "torque": 1.0,  # four joints at 0.75 / 1.5 = 0.5 -> 4 * 0.25
     "joint_vel": 0.5,  # two joints at |3| / 6 = 0.5 -> 2 * 0.25
     "action_rate": 0.5,  # (0.5, -0.5) - 0 -> 0.25 + 0.25
+    "rate_limit": 0.25,  # the rate limit held 3 of the 12 joints
     "pose": math.exp(-0.5),  # two joints 0.25 off default: 0.125 / 0.25 = 0.5
     # touch-downs on FR (0.5 s in the air) and FL (0.35 s), target 0.25: 0.25 + 0.10
     "feet_air_time": 0.35,
@@ -91,6 +93,12 @@ def test_every_term_is_hand_checked():
 def test_reward_term_value(spec, name):
     assert REWARD_TERMS[name](make_context(spec)) == pytest.approx(TERMS[name], rel=1e-12,
                                                                    abs=1e-15)
+
+
+def test_rate_limit_is_zero_where_no_limit_was_applied(spec):
+    ctx = make_context(spec)
+    ctx.rate_limited = None
+    assert REWARD_TERMS["rate_limit"](ctx) == 0.0
 
 
 def test_feet_air_time_only_counts_when_moving(spec):
