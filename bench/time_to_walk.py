@@ -1,6 +1,7 @@
 """Time-to-walk: wall-clock of the default `gaitforge train` until evaluation shows a walking gait.
 
-    python bench/time_to_walk.py [--budget-min 20] [--eval-every 20000] [--set key=value ...]
+    python bench/time_to_walk.py [--budget-min 20] [--eval-every 20000] [--robot NAME] [--grid]
+                                 [--set key=value ...]
 
 Runs `gaitforge train` (configs/default.yaml, plus any --set) in a subprocess, with evaluation
 every --eval-every env steps over 10 episodes of 20 s at the command vx = 0.3 m/s (the
@@ -10,6 +11,11 @@ episodes, forward and lateral tracking errors < 0.1 m/s and yaw-rate error < 0.1
 runs from the subprocess start (imports included) to the moment the first walking evaluation
 is written, so evaluation time counts too. Stops at the first walking
 evaluation or at the budget. Prints the learning curve and writes it to the run folder.
+
+--robot trains another robot (its file in configs/robots/ sizes the commands). --grid asks
+more: once an evaluation at vx = 0.3 m/s walks, that checkpoint is judged on every cell of the
+robot's command grid (`gaitforge eval RUN --grid`, one episode of 20 s a cell, while training
+goes on; its time counts), and walking means walking on every cell.
 """
 
 from __future__ import annotations
@@ -33,13 +39,15 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--runs-dir", default=None, help="where the run folder goes "
                         "(default: a temporary folder)")
+    parser.add_argument("--robot", default="servo_dog")
+    parser.add_argument("--grid", action="store_true", help="walking means on the whole grid")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
 
     runs = Path(args.runs_dir or tempfile.mkdtemp(prefix="ttw-"))
     sets = [f"train.eval_every_steps={args.eval_every}", f"train.eval_episodes={args.episodes}",
             "evaluation.episode_length_s=20.0", "evaluation.command=[0.3, 0.0, 0.0]",
-            "train.total_env_steps=10000000", *args.set]
+            "train.total_env_steps=10000000", f"env.robot={args.robot}", *args.set]
     cmd = [sys.executable, "-m", "gaitforge.cli", "train", "--name", "ttw", "--no-progress"]
     for item in sets:
         cmd += ["--set", item]
@@ -54,7 +62,7 @@ def main() -> None:
             rows = _rows(evals_path)
             for row in rows[seen:]:
                 minutes = (row["time"] - start) / 60
-                ok = walking(row)
+                ok = walking(row) and (not args.grid or grid_walks(runs, env, row["env_steps"]))
                 print(f"{minutes:6.1f} min  {row['env_steps']:8d} steps  return "
                       f"{row['return']:7.2f}  falls {row['fall_rate']:.1f}  vx "
                       f"{row['vx_mean']:.3f} m/s  errors vx {row['vx_tracking_error']:.3f} "
@@ -82,6 +90,14 @@ def main() -> None:
         print(f"\ntime-to-walk: not reached within {args.budget_min:.0f} min")
     subprocess.run([sys.executable, "-m", "gaitforge.cli", "plot", str(runs / "ttw")], env=env,
                    check=False)
+
+
+def grid_walks(runs: Path, env: dict, steps: int) -> bool:
+    """`gaitforge eval --grid` on the run's newest checkpoint (the one at `steps`, or later)."""
+    done = subprocess.run([sys.executable, "-m", "gaitforge.cli", "eval", str(runs / "ttw"),
+                           "--grid", "--episodes", "1"], env=env, capture_output=True, text=True)
+    print(f"    grid at {steps} steps or later:\n" + done.stdout.rstrip(), flush=True)
+    return done.returncode == 0 and "grid: walking on every cell" in done.stdout
 
 
 def _rows(path: Path) -> list[dict]:

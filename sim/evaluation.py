@@ -17,6 +17,9 @@ Locomotion metrics, per episode then averaged:
     rate_limited_share  share of the steps whose action the deploy's rate limit held back
                         (`env.deploy_limits`; what `gaitforge deploy` reports as the same)
 `walking(result)` is the criterion: no fall, and every error below its bound.
+`evaluate_grid` judges every cell of a robot's command grid (forward, backward, standing,
+turning on the spot, side steps, walking while turning: `evaluation.grid` in its robot file);
+`walking_on_grid` needs every cell walking.
 """
 
 from __future__ import annotations
@@ -64,6 +67,19 @@ def evaluate_locomotion(act: Act, env_config: EnvConfig, *, episodes: int = 5,
     out["episodes"] = episodes
     out["command"] = [float(c) for c in command]
     return out
+
+
+def evaluate_grid(act: Act, env_config: EnvConfig, grid: dict, *, episodes: int = 1,
+                  episode_length_s: float | None = None, seed: int = 1_000_000) -> dict:
+    """{cell name: `evaluate_locomotion` at that cell's command} for a grid {name: command}."""
+    return {name: evaluate_locomotion(act, env_config, episodes=episodes, command=command,
+                                      episode_length_s=episode_length_s, seed=seed)
+            for name, command in grid.items()}
+
+
+def walking_on_grid(results: dict) -> list[str]:
+    """The cells of an `evaluate_grid` result that are not walking (empty: all are)."""
+    return [name for name, result in results.items() if not walking(result)]
 
 
 class Track:

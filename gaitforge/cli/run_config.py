@@ -42,6 +42,8 @@ class EvalConfig:
 
     command: tuple[float, float, float] = (0.3, 0.0, 0.0)  # vx m/s, vy m/s, yaw rad/s
     episode_length_s: float = 20.0
+    # cell name -> command, sized to the robot (its file in configs/robots/): `eval --grid`
+    grid: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.episode_length_s <= 0:
@@ -161,11 +163,20 @@ def env_fns(run: RunConfig):
     return env_factory(e), f"{e.robot}-{e.task.name}-{e.sim.engine}"
 
 
-def evaluator(run: RunConfig, episodes: int, frames: list | None = None):
-    """`evaluate(agent) -> dict` with the deterministic actor: locomotion metrics, or the mean
-    return of an external env."""
-    from gaitforge.sim.evaluation import evaluate_locomotion, evaluate_returns
+def evaluator(run: RunConfig, episodes: int, frames: list | None = None, grid: bool = False):
+    """`evaluate(agent) -> dict` with the deterministic actor: locomotion metrics (with `grid`:
+    {cell: metrics} over `evaluation.grid`), or the mean return of an external env."""
+    from gaitforge.sim.evaluation import evaluate_grid, evaluate_locomotion, evaluate_returns
 
+    if grid:
+        cells = {} if run.env_id else run.evaluation.grid or load_run_config(
+            None, [f"env.robot={run.env.robot}"]).evaluation.grid  # (a run saved before grids)
+        if not cells:
+            raise ConfigError(f"evaluation.grid: none for {run.env_id or run.env.robot} (a "
+                              "robot file in configs/robots/ names its command grid)")
+        return lambda agent: evaluate_grid(
+            lambda o: agent.act(o, deterministic=True), run.env, dict(cells),
+            episodes=episodes, episode_length_s=run.evaluation.episode_length_s)
     if run.env_id:
         factory, _ = env_fns(run)
         return lambda agent: evaluate_returns(lambda o: agent.act(o, deterministic=True),

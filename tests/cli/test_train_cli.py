@@ -51,6 +51,11 @@ def test_train_eval_plot_smoke(runs, capsys):
     out = capsys.readouterr().out
     assert "vx_tracking_error" in out and "fall_rate" in out
     assert list(run.glob("eval-*-pybullet.gif"))
+    assert main(["eval", "smoke", "--grid", "--episodes", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    cells = [line.split()[0] for line in out[1:-1]]  # servo_dog's grid, one row a cell
+    assert cells[:3] == ["forward", "backward", "stand"] and len(cells) == 8
+    assert out[-1].startswith("grid: ")
     assert main(["plot", "smoke"]) == 0
     assert (run / "learning_curves.png").stat().st_size > 1000
 

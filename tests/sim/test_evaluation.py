@@ -8,9 +8,11 @@ import pytest
 from gaitforge.cli.run_config import env_config
 from gaitforge.sim.evaluation import (
     Track,
+    evaluate_grid,
     evaluate_locomotion,
     heading_rad,
     walking,
+    walking_on_grid,
     window_error,
 )
 
@@ -33,6 +35,20 @@ def test_standing_still_at_a_forward_command_is_judged_as_not_walking():
     assert not walking({"fall_rate": 0.1, "vx_tracking_error": 0.05})
     assert not walking({"fall_rate": 0.0, "vx_tracking_error": 0.05, "vy_tracking_error": 0.0,
                         "yaw_rate_error": 0.2})  # walks, but in a circle
+
+
+def test_a_robot_that_holds_still_walks_only_the_standing_cell_of_a_grid():
+    cfg = env_config("servo_dog", "walk", "mujoco", ["env.randomization.enabled=false",
+                                                     "env.action.gait.frequency_hz=0"])
+    grid = {"stand": (0.0, 0.0, 0.0), "forward": (0.3, 0.0, 0.0), "turn": (0.0, 0.0, 0.5)}
+    results = evaluate_grid(lambda obs: np.zeros((len(obs), 12)), cfg, grid,
+                            episode_length_s=3.0)
+    assert list(results) == ["stand", "forward", "turn"]
+    assert results["turn"]["command"] == [0.0, 0.0, 0.5]
+    # holding the default pose: every error ~0 at the standing command, ~0.3 m/s and ~0.5
+    # rad/s at the others
+    assert abs(results["turn"]["yaw_rate_error"] - 0.5) < 0.02
+    assert walking_on_grid(results) == ["forward", "turn"]
 
 
 def test_an_early_fall_still_gives_a_finite_error():
