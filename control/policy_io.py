@@ -14,10 +14,13 @@ Action: a in [-1, 1]^n  ->  joint target = default pose + gait(t) + action_scale
 to limits. `gait(t)` is an optional open-loop trot (a trajectory generator, as in PMTG, Iscen
 et al. 2018). With phase_i = 2 pi (f t + phase_offset[i]) joint i moves by
 
-    swing_amplitude_rad[i] * max(0, sin(phase_i)) + stride_rad_per_m_s[i] * vx_cmd * cos(phase_i)
+    swing_amplitude_rad[i] * max(0, sin(phase_i))
+    + (stride_rad_per_m_s[i] * vx_cmd + stride_rad_per_m_s_lateral[i] * vy_cmd
+       + stride_rad_per_rad_s[i] * yaw_cmd) * cos(phase_i)
 
 (lift the foot in the first half of the cycle; swing it forward in the air and back on the
-ground, in proportion to the commanded forward speed). The policy learns corrections to a
+ground, in proportion to the commanded forward speed; sideways with the lateral command; the
+two sides apart with the yaw-rate command, to turn). The policy learns corrections to a
 gait that already steps, which is what makes walking learnable in minutes on two CPU cores.
 The clock is a pure function of `RobotState.time_s`, so simulation and hardware compute it
 the same way.
@@ -48,13 +51,16 @@ class GaitConfig:
 
     Per joint, in the spec's joint order: the phase offset (fraction of a cycle), the target
     offset at the top of the swing (rad) and the stride per commanded forward speed
-    (rad per m/s; empty: no stride).
+    (rad per m/s), lateral speed (rad per m/s) and yaw rate (rad per rad/s); an empty stride
+    is none.
     """
 
     frequency_hz: float = 0.0
     phase_offset: tuple[float, ...] = ()
     swing_amplitude_rad: tuple[float, ...] = ()
     stride_rad_per_m_s: tuple[float, ...] = ()
+    stride_rad_per_m_s_lateral: tuple[float, ...] = ()
+    stride_rad_per_rad_s: tuple[float, ...] = ()
 
     def __post_init__(self):
         if not self.frequency_hz >= 0:
@@ -63,9 +69,10 @@ class GaitConfig:
         if self.frequency_hz > 0 and len(self.swing_amplitude_rad) != n:
             raise ValueError(f"phase_offset has {n} entries but "
                              f"swing_amplitude_rad has {len(self.swing_amplitude_rad)}")
-        if self.frequency_hz > 0 and len(self.stride_rad_per_m_s) not in (0, n):
-            raise ValueError(f"phase_offset has {n} entries but "
-                             f"stride_rad_per_m_s has {len(self.stride_rad_per_m_s)}")
+        for name in STRIDES:
+            if self.frequency_hz > 0 and len(getattr(self, name)) not in (0, n):
+                raise ValueError(f"phase_offset has {n} entries but "
+                                 f"{name} has {len(getattr(self, name))}")
 
     @property
     def enabled(self) -> bool:
@@ -81,13 +88,19 @@ class GaitConfig:
         """The gait clock's phase, 2 pi f t."""
         return 2.0 * np.pi * self.frequency_hz * time_s
 
-    def offsets_rad(self, time_s: float, vx_command_m_s: float = 0.0) -> np.ndarray:
-        """Per-joint target offset of the stepping pattern at time_s."""
+    def offsets_rad(self, time_s: float, command=(0.0, 0.0, 0.0)) -> np.ndarray:
+        """Per-joint target offset of the stepping pattern at time_s for the velocity command
+        (vx, vy, yaw rate)."""
         phase = 2.0 * np.pi * (self.frequency_hz * time_s + np.asarray(self.phase_offset))
         out = np.asarray(self.swing_amplitude_rad) * np.maximum(0.0, np.sin(phase))
-        if self.stride_rad_per_m_s:
-            out = out + np.asarray(self.stride_rad_per_m_s) * vx_command_m_s * np.cos(phase)
+        for name, c in zip(STRIDES, command, strict=True):
+            if getattr(self, name):
+                out = out + np.asarray(getattr(self, name)) * float(c) * np.cos(phase)
         return out
+
+
+# the strides per command component (vx, vy, yaw rate), in the command's order
+STRIDES = ("stride_rad_per_m_s", "stride_rad_per_m_s_lateral", "stride_rad_per_rad_s")
 
 
 @dataclass(frozen=True)
@@ -207,7 +220,10 @@ class ActionMapper:
             "clip": [-1.0, 1.0],
             "gait": {"frequency_hz": g.frequency_hz, "phase_offset": list(g.phase_offset),
                      "swing_amplitude_rad": list(g.swing_amplitude_rad),
-                     "stride_rad_per_m_s": list(g.stride_rad_per_m_s)},
+                     "stride_rad_per_m_s": list(g.stride_rad_per_m_s),
+                     # (recorded only when set: bundles from before them stay the same)
+                     **{name: list(getattr(g, name)) for name in STRIDES[1:]
+                        if getattr(g, name)}},
         }
 
     @classmethod
@@ -225,7 +241,8 @@ class ActionMapper:
             gait = GaitConfig(frequency_hz=float(g["frequency_hz"]),
                               phase_offset=tuple(g["phase_offset"]),
                               swing_amplitude_rad=tuple(g["swing_amplitude_rad"]),
-                              stride_rad_per_m_s=tuple(g["stride_rad_per_m_s"]))
+                              stride_rad_per_m_s=tuple(g["stride_rad_per_m_s"]),
+                              **{name: tuple(g.get(name, ())) for name in STRIDES[1:]})
             mapper = cls(spec, ActionConfig(scale_rad=float(layout["scale_rad"]), gait=gait))
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"action layout: cannot rebuild the mapper ({err!r})") from None
@@ -236,8 +253,8 @@ class ActionMapper:
         a = np.clip(action, -1.0, 1.0)
         q = self.spec.default_pose_rad + self.config.scale_rad * a
         if self.config.gait.enabled:
-            vx = 0.0 if command is None else float(command[0])
-            q = q + self.config.gait.offsets_rad(time_s, vx)
+            q = q + self.config.gait.offsets_rad(time_s, (0.0, 0.0, 0.0) if command is None
+                                                 else command)
         return np.clip(q, self.spec.lower_rad, self.spec.upper_rad)
 
     def command(self, action: np.ndarray, time_s: float = 0.0, command=None) -> JointCommand:

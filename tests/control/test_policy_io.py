@@ -231,6 +231,32 @@ def test_gait_stride_follows_the_forward_command(robot_spec):
                    stride_rad_per_m_s=(1.0,))
 
 
+def test_gait_strides_follow_the_lateral_and_yaw_commands(robot_spec):
+    """At t = 0 (cos +1 for offset 0: FR, RL; -1 for 0.5: FL, RR), with hips -0.9 rad per m/s
+    of vy and thighs +-0.09 rad per rad/s of yaw (right legs +, left -): vy 0.1 moves the FR
+    and RL hips -0.09 and the FL and RR hips +0.09; yaw 0.5 moves the FR thigh +0.045, FL
+    -0.045 * -1 = +0.045, RR 0.045 * -1 = -0.045, RL -0.045."""
+    spec = robot_spec("servo_dog")
+    trot = GaitConfig(frequency_hz=2.0, phase_offset=TROT.phase_offset,
+                      swing_amplitude_rad=TROT.swing_amplitude_rad,
+                      stride_rad_per_m_s_lateral=(-0.9, 0.0, 0.0) * 4,
+                      stride_rad_per_rad_s=(0.0, 0.09, 0.0, 0.0, -0.09, 0.0) * 2)
+    mapper = ActionMapper(spec, ActionConfig(gait=trot))
+    offset = mapper.targets(np.zeros(12), 0.0, [0.0, 0.1, 0.5]) - [0, 0.8, -1.5] * 4
+    np.testing.assert_allclose(offset, [-0.09, 0.045, 0, 0.09, 0.045, 0,
+                                        0.09, -0.045, 0, -0.09, -0.045, 0], atol=1e-12)
+    # recorded in the layout only when set: a bundle from before them rebuilds unchanged
+    assert "stride_rad_per_rad_s" in mapper.layout["gait"]
+    assert "stride_rad_per_rad_s" not in ActionMapper(spec, ActionConfig(gait=TROT)).layout["gait"]
+    again = ActionMapper.from_layout(spec, mapper.layout)
+    np.testing.assert_array_equal(again.targets(np.zeros(12), 0.1, [0.2, -0.1, 0.3]),
+                                  mapper.targets(np.zeros(12), 0.1, [0.2, -0.1, 0.3]))
+    with pytest.raises(ValueError, match="phase_offset has 2 entries but stride_rad_per_rad_s "
+                       "has 3"):
+        GaitConfig(frequency_hz=1.0, phase_offset=(0.0, 0.5), swing_amplitude_rad=(0.1, 0.1),
+                   stride_rad_per_rad_s=(1.0, 2.0, 3.0))
+
+
 def test_builder_and_mapper_rebuild_from_their_layouts(robot_spec):
     spec = robot_spec("servo_dog")
     cfg = ObservationConfig(gyro_scale=0.5, joint_pos_scale=2.0, joint_vel_scale=0.1,
