@@ -7,7 +7,10 @@ recomputed from logged quantities and the base-velocity estimator (sim/log_rewar
 offline partition of replay; every minibatch takes `1 - sim_mix` of its rows from the logs and
 `sim_mix` from fresh simulation around the given dynamics (a dynamics file from `gaitforge
 sysid`), as RLPD does (0.5). The critic sees only what a log holds (observation plus the
-estimator's output), with LayerNorm; a new critic trains alone first, while the actor waits.
+estimator's output): the run's own critic when it was trained so (`env.critic_inputs=
+estimated`), kept as it was built, else a new one with LayerNorm (RLPD), which trains alone
+first while the actor waits (a good actor pulled about by a critic that knows nothing yet
+unlearns).
 The result is a new run folder, resumable like `train`; `gaitforge export` on it writes a
 bundle whose manifest records its lineage (parent bundle, logs, dynamics file).
 """
@@ -171,8 +174,9 @@ def _check_log(entry, cfg: RunConfig, spec) -> None:
 
 
 def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
-    """The parent's config, fine-tuned: a critic on what a log holds, with LayerNorm; no
-    random warm-up; the step budget; the dynamics; and where it all came from."""
+    """The parent's config, fine-tuned: a critic on what a log holds (the run's own where it
+    already is one, as it was built; else a new one with LayerNorm); no random warm-up; the
+    step budget; the dynamics; and where it all came from."""
     from gaitforge.agents.trainer import latest_checkpoint
     from gaitforge.control.bundle import file_sha256
 
@@ -180,10 +184,12 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
 
     data = upgrade_saved_config(load_config(parent_dir))
     bundle = parent_dir / "bundle" / "bundle.json"
+    keeps_critic = (data.get("env", {}).get("critic_inputs") == "estimated"
+                    and data.get("agent", {}).get("asymmetric_critic", False))
     data = apply_overrides(data, [
         "env.critic_inputs=estimated", "agent.asymmetric_critic=true",
-        "agent.critic_layer_norm=true", f"train.total_env_steps={args.steps}",
-        "train.warmup_steps=0"])
+        *([] if keeps_critic else ["agent.critic_layer_norm=true"]),
+        f"train.total_env_steps={args.steps}", "train.warmup_steps=0"])
     data["finetune"] = {
         "parent_run": str(parent_dir.resolve()),
         "parent_checkpoint": latest_checkpoint(parent_dir / "checkpoints").name,

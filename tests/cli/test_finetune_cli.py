@@ -60,6 +60,27 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
     assert lineage["logs"] == saved["finetune"]["logs"] and str(gap) in lineage["dynamics"]
 
 
+def test_a_run_whose_critic_takes_log_inputs_keeps_it_as_it_was_built(logged, tmp_path):
+    """A run trained with env.critic_inputs=estimated: the fine-tune restores its critic (no
+    LayerNorm forced on it, which would make it a new critic) and needs no critic warm-up."""
+    import argparse
+    import shutil
+
+    from gaitforge.cli.cmd_finetune import _finetune_config
+
+    runs, _ = logged
+    parent = tmp_path / "estimated"
+    shutil.copytree(runs / "tiny", parent)
+    saved = yaml.safe_load((parent / "config.yaml").read_text())
+    saved["env"]["critic_inputs"] = "estimated"
+    (parent / "config.yaml").write_text(yaml.safe_dump(saved))
+    args = argparse.Namespace(steps=100, sim_mix=0.5, critic_warmup=100, set=[], dynamics=None)
+    tuned = _finetune_config(args, parent, {"used": {}})
+    assert not tuned["agent"].get("critic_layer_norm", False)
+    fresh = _finetune_config(args, runs / "tiny", {"used": {}})  # privileged: a new critic
+    assert fresh["agent"]["critic_layer_norm"] is True
+
+
 def test_logs_only_needs_no_simulation(logged):
     runs, logs = logged
     assert main(["finetune", "tiny", "--logs", str(logs[0]), "--sim-mix", "0", "--steps",
