@@ -95,6 +95,13 @@ def test_reward_term_value(spec, name):
                                                                    abs=1e-15)
 
 
+def test_tracking_sigma_yaw_widens_the_yaw_kernel_only(spec):
+    ctx = make_context(spec)  # yaw error 0.4 rad/s: exp(-0.16 / 0.1) with its own width
+    ctx.sigma_yaw = 0.1
+    assert REWARD_TERMS["tracking_ang_vel"](ctx) == pytest.approx(math.exp(-1.6), rel=1e-12)
+    assert REWARD_TERMS["tracking_lin_vel"](ctx) == pytest.approx(TERMS["tracking_lin_vel"])
+
+
 def test_rate_limit_is_zero_where_no_limit_was_applied(spec):
     ctx = make_context(spec)
     ctx.rate_limited = None
@@ -122,12 +129,13 @@ def test_reward_is_weights_times_terms_times_dt(spec, task):
 
 def test_walk_reward_by_hand(spec):
     """walk: 1.0*0.72615 + 0.5*0.52729 - 2*0.04 - 0.05*0.25 - 1*0.25 - 0.01*1.0 - 0.001*0.5
-    - 0.01*0.5 + 1.0*0.35 - 1.0*2 = -1.01820; times dt 0.02 = -0.0203641."""
+    - 0.01*0.5 - 2*0.25 (rate limit) + 1.0*0.35 - 1.0*2 = -1.51820; times dt 0.02 =
+    -0.0303641."""
     reward, _ = Task(TaskConfig(name="walk"), spec, DT).reward(make_context(spec))
     expected = (math.exp(-0.32) + 0.5 * math.exp(-0.64) - 0.08 - 0.0125 - 0.25 - 0.01 - 0.0005
-                - 0.005 + 0.35 - 2.0) * DT
+                - 0.005 - 0.5 + 0.35 - 2.0) * DT
     assert reward == pytest.approx(expected, rel=1e-12)
-    assert reward == pytest.approx(-0.0203641, abs=1e-7)
+    assert reward == pytest.approx(-0.0303641, abs=1e-7)
 
 
 def test_config_weights_override_and_zero_drops_a_term(spec):
@@ -270,7 +278,7 @@ def test_step_is_reward_and_fall_reason_of_its_context(spec):
     ctx = make_context(spec)
     task.air_time_s = np.array([0.48, 0.33, 0.28, 0.0])  # + dt: ctx's air time at touch-down
     step = task.step(ctx.state, ctx.action, ctx.last_action, ground_z_m=0.0,
-                     link_contacts=ctx.link_contacts)
+                     link_contacts=ctx.link_contacts, rate_limited=ctx.rate_limited)
     reward, terms = task.reward(ctx)
     assert step.reward == pytest.approx(reward, rel=1e-12)
     assert step.terms == pytest.approx(terms, rel=1e-12)
