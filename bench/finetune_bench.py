@@ -162,6 +162,7 @@ def main() -> None:
     ap.add_argument("--run", required=True, help="a trained servo_dog run (name or folder)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--draws", type=int)
+    ap.add_argument("--seeds", type=int, nargs="+", help="these draws only (0 is the bad one)")
     args = ap.parse_args()
     args.episodes, args.seconds = (2, 10.0) if args.quick else (10, 20.0)
     args.steps, args.judge = (2000, 1) if args.quick else (40_000, 3)
@@ -173,7 +174,7 @@ def main() -> None:
     if not (bundle / "bundle.json").is_file():
         gaitforge("export", str(run_dir))
     results = []
-    for seed in range(args.draws or (1 if args.quick else 3)):
+    for seed in args.seeds or range(args.draws or (1 if args.quick else 3)):
         results.append(run_draw(seed, str(run_dir), bundle, runs, args))
         report(results[-1])
     OUT.parent.mkdir(parents=True, exist_ok=True)
