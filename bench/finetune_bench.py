@@ -149,12 +149,14 @@ def report(r: dict) -> None:
     print(f"  robot time: {r['policy_seconds_logged']:.0f} s of policy logged "
           f"({r['robot_wall_s']:.0f} s wall, excitation included)")
     print(f"  {'policy':14s} {'gap: vx err':>11s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
-          f" {'nominal: vx err':>16s} {'falls':>6s} {'fine-tune s':>12s}")
+          f" {'nominal: vx err':>16s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
+          f" {'fine-tune s':>12s}")
     for name, p in r["policies"].items():
         g, n = p["gap"], p["nominal"]
         print(f"  {name:14s} {g['vx_tracking_error']:11.3f} {g['vy_tracking_error']:7.3f} "
               f"{g['yaw_rate_error']:8.3f} {g['fell']:6.2f} {n['vx_tracking_error']:16.3f} "
-              f"{n['fell']:6.2f} {p.get('finetune_wall_s', 0):12.0f}")
+              f"{n['vy_tracking_error']:7.3f} {n['yaw_rate_error']:8.3f} {n['fell']:6.2f} "
+              f"{p.get('finetune_wall_s', 0):12.0f}")
 
 
 def main() -> None:
