@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return stop.code if isinstance(stop.code, int) else 2
     try:
         return args.func(args)
+    except BrokenPipeError:  # the reader went away (`| head`, a bench that stopped): no trace
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as err:
         message = user_error_message(err)
         if message is None:

@@ -245,6 +245,18 @@ def test_main_answers_a_refused_argument_with_2_and_lets_a_bug_raise(capsys, mon
         main(["envs"])
 
 
+def test_a_reader_that_goes_away_ends_the_verb_without_a_traceback():
+    """`gaitforge envs | head -0`: stdout closed before the verb writes (a bench that stopped
+    reading) is exit status 1 and nothing on stderr but TensorFlow's own lines."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.Popen([sys.executable, "-m", "gaitforge.cli", "envs"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # long before the child has imported anything
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
 def test_path_problems_name_the_path():
     import errno
 
