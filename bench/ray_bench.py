@@ -230,11 +230,17 @@ def _train_sets(args, mode: str) -> list[str]:
 
 def train_rate(args, mode: str, folder: Path, on_progress=None):
     """(trainer, {rate_learning, rate_all, updates_per_s}) of one `gaitforge train` run."""
-    from gaitforge.cli.cmd_train import _build
+    from gaitforge.cli.cmd_train import _build_trainer
+    from gaitforge.cli.run_config import env_fns
+    from gaitforge.cli.run_folders import RunLogger
+    from gaitforge.sim.vec_env import VecEnv
 
     run = _run_config(_train_sets(args, mode))
     folder.mkdir(parents=True)
-    trainer, env, logger = _build(run, folder, "bench")
+    workers = 0 if run.ray.enabled else run.vec_env.workers  # as `gaitforge train` builds it
+    env = VecEnv([env_fns(run)[0]] * run.vec_env.num_envs, workers=workers)
+    trainer, session = _build_trainer(run, env, folder, "bench")
+    logger = trainer.logger = RunLogger(folder)
     marks = {}
 
     def tick(t):
@@ -249,6 +255,8 @@ def train_rate(args, mode: str, folder: Path, on_progress=None):
     finally:
         env.close()
         logger.close()
+        if session is not None:
+            session.close()
     end = time.perf_counter()
     t0, steps0, updates0 = marks["warm"]
     return trainer, {"rate_learning": (trainer.env_steps - steps0) / (end - t0),
