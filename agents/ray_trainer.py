@@ -35,7 +35,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .ray_collect import Collector, RayConfig, actor_state, collector_seed, import_ray
-from .trainer import TrainConfig, Trainer, _crossed
+from .trainer import TrainConfig, Trainer
 
 LEARN_CHUNK = 64  # updates per learner call between two polls of the collectors
 _log = logging.getLogger("gaitforge.agents.ray")
@@ -188,7 +188,7 @@ class RayTrainer(Trainer):
                 for batch in self.pool.wait(timeout=0.0 if self._owed else 1.0):
                     before = self.env_steps
                     self._receive(batch)
-                    self._after_batch(before, marks)
+                    self._on_schedule(before, marks, None)
                     if self.env_steps >= stop:
                         break
                 self._learn_owed(LEARN_CHUNK)
@@ -237,16 +237,6 @@ class RayTrainer(Trainer):
         for name, total in episode["terms"].items():
             self._finished_terms.setdefault(name, []).append(total)
         self.episodes += 1
-
-    def _after_batch(self, before: int, marks: dict) -> None:
-        c = self.config
-        if _crossed(before, self.env_steps, c.log_every_steps):
-            self._log(marks)
-        if _crossed(before, self.env_steps, c.eval_every_steps) and self.evaluate:
-            self._evaluate()
-        if _crossed(before, self.env_steps, c.checkpoint_every_steps) or (
-                self.env_steps >= c.total_env_steps):
-            self.save_checkpoint()
 
     def _learn_owed(self, most: int | None = None) -> None:
         """Do the owed updates (at most `most`, else all), then publish the new weights."""
