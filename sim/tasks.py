@@ -10,6 +10,7 @@ episode, `step` judges one control step from what the env hands it.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -69,6 +70,9 @@ class TaskConfig:
     rewards: dict[str, float] = field(default_factory=dict)  # overrides the task's default weights
     tracking_sigma: float = 0.25  # (m/s)^2 and (rad/s)^2 width of the tracking kernels
     tracking_sigma_yaw: float | None = None  # (rad/s)^2 of the yaw-rate kernel (None: the same)
+    # the yaw rate tracking_ang_vel judges: its mean over this window (s; one stride cancels
+    # the trot's own yaw ripple, which otherwise swamps a steady turn); 0: the step's own
+    yaw_rate_window_s: float = 0.0
     feet_air_time_target_s: float = 0.25
     termination: TerminationConfig = TerminationConfig()
 
@@ -78,6 +82,8 @@ class TaskConfig:
                              f"(known: {', '.join(sorted(DEFAULT_WEIGHTS))})")
         if self.episode_length_s <= 0:
             raise ValueError("episode_length_s must be > 0")
+        if self.yaw_rate_window_s < 0:
+            raise ValueError("yaw_rate_window_s must be >= 0")
         unknown = sorted(set(self.rewards) - set(REWARD_TERMS))
         if unknown:
             raise ValueError(f"rewards: unknown term '{unknown[0]}' "
@@ -100,6 +106,7 @@ class StepContext:
     air_time_target_s: float
     sigma_yaw: float | None = None  # None: `sigma`
     rate_limited: np.ndarray | None = None  # (n_joints,) bool: the deploy rate limit held it
+    yaw_rate: float | None = None  # rad/s judged by tracking_ang_vel (None: the trunk's now)
 
 
 def _lin_vel(c: StepContext) -> np.ndarray:
@@ -112,7 +119,8 @@ def tracking_lin_vel(c: StepContext) -> float:
 
 
 def tracking_ang_vel(c: StepContext) -> float:
-    err = c.command[2] - c.state.privileged.base_ang_vel_rad_s[2]
+    rate = c.state.privileged.base_ang_vel_rad_s[2] if c.yaw_rate is None else c.yaw_rate
+    err = c.command[2] - rate
     return float(np.exp(-err * err / (c.sigma if c.sigma_yaw is None else c.sigma_yaw)))
 
 
@@ -232,6 +240,9 @@ class Task:
         self.command = np.zeros(3)  # (3,) vx m/s, vy m/s, yaw rad/s of the episode in progress
         self.air_time_s = np.zeros(len(spec.feet))  # (n_feet,) time since each foot lifted off
         self._held_command: np.ndarray | None = None
+        # the last yaw rates (rad/s) of the episode, for `yaw_rate_window_s`
+        self._yaw_rates: deque[float] = deque(
+            maxlen=max(1, round(config.yaw_rate_window_s / control_dt_s)))
 
     def sample_command(self, rng: np.random.Generator) -> np.ndarray:
         if self.config.name == "stand":
@@ -256,6 +267,7 @@ class Task:
         self.command = (self.sample_command(rng) if command is None
                         else np.array(command, dtype=np.float64))  # a copy, never the caller's
         self.air_time_s = np.zeros(len(self.spec.feet))
+        self._yaw_rates.clear()
         return self.command
 
     def step(self, state: RobotState, action: np.ndarray, last_action: np.ndarray, *,
@@ -265,14 +277,16 @@ class Task:
         that led there and the one before, the ground height under the trunk, and the links
         touching the ground (needed only when `needs_link_contacts`), and the joints whose
         target the deploy rate limit held (None: no limit applied). Advances the feet's air
-        time."""
+        time and the yaw-rate window."""
         first_contact, air_time_s = self._touch_downs(state.privileged.foot_contact)
+        self._yaw_rates.append(float(state.privileged.base_ang_vel_rad_s[2]))
         ctx = StepContext(
             spec=self.spec, state=state, command=self.command, action=action,
             last_action=last_action, link_contacts=link_contacts,
             first_contact=first_contact, air_time_s=air_time_s,
             sigma=self.config.tracking_sigma, sigma_yaw=self.config.tracking_sigma_yaw,
-            air_time_target_s=self.config.feet_air_time_target_s, rate_limited=rate_limited)
+            air_time_target_s=self.config.feet_air_time_target_s, rate_limited=rate_limited,
+            yaw_rate=float(np.mean(self._yaw_rates)))
         reward, terms = self.reward(ctx)
         fell, reason = self.terminated(state, ground_z_m)
         return TaskStep(reward, terms, fell, reason)

@@ -294,3 +294,31 @@ def test_privileged_vector_size_comes_from_the_type(spec):
     two_feet = PrivilegedState(np.zeros(3), np.zeros(3), np.zeros(3), np.array([True, False]),
                                1.0, False)
     assert two_feet.vector().shape == (PrivilegedState.size(2),)
+
+
+def test_yaw_rate_window_averages_the_last_steps_of_the_episode(spec):
+    """yaw_rate_window_s 0.06 at dt 0.02: the mean of the last 3 yaw rates. Yaw rates 0.3, 0.0,
+    0.6, 0.3 against a command of 0.3 rad/s: windows 0.3, 0.15, 0.3, 0.3, so the kernel
+    exp(-err^2 / 0.25) is 1, exp(-0.09), 1, 1; a new episode starts an empty window."""
+    import dataclasses
+
+    config = TaskConfig(name="walk", rewards={"tracking_ang_vel": 1.0}, tracking_sigma=0.25,
+                        yaw_rate_window_s=0.06)
+    task = Task(config, spec, DT)
+    task.reset(np.random.default_rng(0), (0.3, 0.0, 0.3))
+    zero = np.zeros(spec.n_joints)
+
+    def step(rate):
+        state = make_state(spec, quat=(1, 0, 0, 0), z=0.13)
+        state = dataclasses.replace(state, privileged=dataclasses.replace(
+            state.privileged, base_ang_vel_rad_s=np.array([0.0, 0.0, rate])))
+        return task.step(state, zero, zero, ground_z_m=0.0).terms["tracking_ang_vel"] / DT
+
+    got = [step(r) for r in (0.3, 0.0, 0.6, 0.3)]
+    assert got == pytest.approx([1.0, math.exp(-0.09), 1.0, 1.0], rel=1e-12)
+    task.reset(np.random.default_rng(0), (0.3, 0.0, 0.3))
+    assert step(0.0) == pytest.approx(math.exp(-0.36), rel=1e-12)  # the old rates are gone
+    # window 0 (the default): the step's own yaw rate
+    task = Task(dataclasses.replace(config, yaw_rate_window_s=0.0), spec, DT)
+    task.reset(np.random.default_rng(0), (0.3, 0.0, 0.3))
+    assert [step(0.3), step(0.0)] == pytest.approx([1.0, math.exp(-0.36)], rel=1e-12)
