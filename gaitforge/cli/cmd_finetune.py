@@ -10,7 +10,9 @@ sysid`), as RLPD does (0.5). The critic sees only what a log holds (observation 
 estimator's output): the run's own critic when it was trained so (`env.critic_inputs=
 estimated`), kept as it was built, else a new one with LayerNorm (RLPD), which trains alone
 first while the actor waits (a good actor pulled about by a critic that knows nothing yet
-unlearns).
+unlearns). With `--dynamics`, `--rehearse` of the fresh envs keep the run's own training
+dynamics beside the identified ones: trained around the identified dynamics alone, a policy
+forgot how to hold its heading on the nominal robot.
 The result is a new run folder, resumable like `train`; `gaitforge export` on it writes a
 bundle whose manifest records its lineage (parent bundle, logs, dynamics file).
 """
@@ -26,7 +28,7 @@ import numpy as np
 from gaitforge.robots.configio import ConfigError, apply_overrides, from_dict
 
 from .argtypes import count, count0, fraction
-from .run_config import RunConfig, env_fns, evaluator, upgrade_saved_config
+from .run_config import RunConfig, evaluator, upgrade_saved_config
 from .run_folders import (
     configure_tensorflow,
     create_run_dir,
@@ -49,6 +51,10 @@ def register(sub) -> None:
     p.add_argument("--sim-mix", type=fraction, default=0.5, metavar="F",
                    help="fraction of each minibatch from fresh simulation (default 0.5; 0: "
                    "the logs only, no simulation)")
+    p.add_argument("--rehearse", type=fraction, default=0.5, metavar="F",
+                   help="with --dynamics: share of the fresh-simulation envs that keep the "
+                   "run's own training dynamics, so that what it did well is not unlearned "
+                   "(default 0.5; 0: the identified dynamics only)")
     p.add_argument("--steps", type=count, default=40_000, metavar="N",
                    help="simulation steps (with --sim-mix 0: update steps) (default 40000)")
     p.add_argument("--critic-warmup", type=count0, default=5_000, metavar="N",
@@ -195,7 +201,8 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
         "parent_checkpoint": latest_checkpoint(parent_dir / "checkpoints").name,
         "parent_bundle_sha256": file_sha256(bundle) if bundle.is_file() else "",
         "logs": dict(transitions["used"]), "sim_mix": float(args.sim_mix),
-        "critic_warmup_updates": int(args.critic_warmup)}
+        "critic_warmup_updates": int(args.critic_warmup),
+        "rehearse": float(args.rehearse) if args.dynamics else 0.0}
     data = apply_overrides(data, args.set)
     if args.dynamics:
         data = apply_overrides(data, dynamics_overrides(args.dynamics, None, [
@@ -203,12 +210,32 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
     return data
 
 
+def env_configs(cfg: RunConfig) -> list:
+    """One EnvConfig per fresh-simulation env: the fine-tune's (around the identified
+    dynamics), and `finetune.rehearse` of them (rounded, at least one when above 0) with the
+    parent run's own dynamics and randomisation (the rest is the fine-tune's: the critic sees
+    the same inputs in every env)."""
+    import dataclasses
+
+    n, share = cfg.vec_env.num_envs, cfg.finetune.rehearse
+    k = min(n, max(1, round(share * n))) if share > 0 else 0
+    if not k:
+        return [cfg.env] * n
+    parent_dir = Path(cfg.finetune.parent_run)
+    parent = from_dict(RunConfig, upgrade_saved_config(load_config(parent_dir)),
+                       source=str(parent_dir / "config.yaml")).env
+    own = dataclasses.replace(cfg.env, dynamics=parent.dynamics,
+                              dynamics_source=parent.dynamics_source,
+                              randomization=parent.randomization)
+    return [cfg.env] * (n - k) + [own] * k
+
+
 def _env(cfg: RunConfig):
+    from gaitforge.sim.env import env_factory
     from gaitforge.sim.vec_env import VecEnv
 
-    factory, _ = env_fns(cfg)
     workers = cfg.vec_env.workers if cfg.finetune.sim_mix > 0 else 0
-    return VecEnv([factory] * cfg.vec_env.num_envs, workers=workers)
+    return VecEnv([env_factory(e) for e in env_configs(cfg)], workers=workers)
 
 
 def _fine_tuner(cfg: RunConfig, env, run_dir: Path, transitions: dict):

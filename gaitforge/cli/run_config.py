@@ -60,10 +60,14 @@ class FineTuneSection:
     logs: dict[str, str] = field(default_factory=dict)  # episode log path -> its sha256
     sim_mix: float = 0.5  # fraction of each minibatch from fresh simulation (RLPD: 0.5)
     critic_warmup_updates: int = 0  # updates of the critic alone before the actor learns
+    # share of the fresh-simulation envs that keep the parent run's own dynamics (and
+    # randomisation) beside the identified ones, so the policy does not unlearn them
+    rehearse: float = 0.0
 
     def __post_init__(self):
-        if not 0.0 <= self.sim_mix <= 1.0:
-            raise ValueError(f"sim_mix must be in [0, 1], got {self.sim_mix}")
+        for name in ("sim_mix", "rehearse"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.critic_warmup_updates < 0:
             raise ValueError("critic_warmup_updates must be >= 0")
 

@@ -9,7 +9,10 @@ import pytest
 import yaml
 
 from gaitforge.cli import main
+from gaitforge.cli.cmd_finetune import env_configs
+from gaitforge.cli.run_config import RunConfig
 from gaitforge.control.bundle import file_sha256, load_bundle
+from gaitforge.robots.configio import from_dict
 
 TINY = ["--set", "train.total_env_steps=600", "--set", "train.warmup_steps=300",
         "--set", "train.eval_every_steps=100000", "--set", "train.checkpoint_every_steps=600",
@@ -46,6 +49,12 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
     assert saved["agent"]["critic_layer_norm"] is True
     assert saved["finetune"]["logs"] == {str(p): file_sha256(p) for p in logs}
     assert saved["env"]["dynamics"]["kp_scale"] == 0.9
+    # --rehearse 0.5 (the default) of the 2 fresh envs keeps the parent's nominal dynamics
+    assert saved["finetune"]["rehearse"] == 0.5
+    envs = env_configs(from_dict(RunConfig, saved))
+    assert [e.dynamics.get("kp_scale") for e in envs] == [0.9, None]
+    assert envs[0].randomization.latency_s != envs[1].randomization.latency_s  # re-centred
+    assert {e.critic_inputs for e in envs} == {"estimated"}
     metrics = (run / "metrics.jsonl").read_text()
     assert "loss/critic_offline" in metrics and "loss/critic_online" in metrics
     # resumable like train: more steps continue from the checkpoint
