@@ -93,7 +93,7 @@ class PyBulletBody(SimBody):
         # PyBullet's base pose and velocity are those of the base's inertial frame (centre of
         # mass, principal axes); RobotState, like MuJoCo, reports the base link frame.
         base_info = p.getDynamicsInfo(self.robot, -1)
-        self._base_mass = base_info[0]
+        self._base_mass, self._base_inertia = base_info[0], np.array(base_info[2])
         self._com_in_link = (base_info[3], base_info[4])
         self._link_in_com = p.invertTransform(*self._com_in_link)
         self._com_is_link = not any(base_info[3]) and tuple(base_info[4]) == (0, 0, 0, 1)
@@ -232,6 +232,11 @@ class PyBulletBody(SimBody):
                                     forces=params.joint_values("joint_friction_nm", spec).tolist())
         mass = self._base_mass + params.trunk_mass_delta_kg
         p.changeDynamics(self.robot, -1, mass=mass)
+        # Bullet recomputes a link's inertia from its collision shapes' bounding box when its
+        # mass changes: put the description's back, scaled with the mass (as MuJoCo's body)
+        if self._base_mass > 0:  # (a fixed base has neither)
+            p.changeDynamics(self.robot, -1, localInertiaDiagonal=(
+                self._base_inertia * (mass / self._base_mass)).tolist())
         # PyBullet cannot move a loaded link's centre of mass. Approximate the offset by its
         # gravity moment, applied every physics step (inertial coupling is ignored).
         offset = np.asarray(params.com_offset_m, dtype=np.float64)
