@@ -11,6 +11,7 @@ import abc
 
 import numpy as np
 
+from gaitforge.robots.closure import load_closure
 from gaitforge.robots.kinematics import quat_to_matrix
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import (
@@ -21,7 +22,7 @@ from gaitforge.robots.types import (
     RobotState,
 )
 
-from .actuator import ServoActuator
+from .actuator import make_actuator
 from .config import SimConfig
 from .dynamics import DynamicsParams
 from .tasks import collision_links
@@ -45,10 +46,14 @@ class SimBody(Lifecycle, abc.ABC):
         self.sim = sim
         self.fixed_base = fixed_base
         self.terrain: Heightfield | None = make_heightfield(sim.terrain)
-        self.actuator = ServoActuator(spec, sim.sim_dt_s, sim.actuator.latency_s,
-                                      sim.actuator.torque_speed_limit)
+        self.actuator = make_actuator(spec, sim.sim_dt_s, sim.actuator.latency_s,
+                                      sim.actuator.torque_speed_limit, sim.actuator.model)
         self.params = DynamicsParams(foot_friction=sim.terrain.friction,
                                      latency_s=sim.actuator.latency_s)
+        # closed chains (robots/closure.py): every reset puts the passive joints where the
+        # chains close, and a contact of a chain's link_b counts as its link_a's
+        self.closure = load_closure(spec)
+        self._contact_alias = {c.link_b: c.link_a for c in spec.closed_chains}
         self.time_s = 0.0
         self._last_tau = np.zeros(spec.n_joints)
         self._prev_base_vel = np.zeros(3)
@@ -112,12 +117,17 @@ class SimBody(Lifecycle, abc.ABC):
 
     def reset(self, *, base_pos_m, base_quat_wxyz, joint_pos_rad, joint_vel_rad_s=None,
               base_lin_vel_m_s=(0.0, 0.0, 0.0), base_ang_vel_rad_s=(0.0, 0.0, 0.0)) -> None:
-        """Teleport to a state (world-frame velocities); the servos hold joint_pos_rad."""
+        """Teleport to a state (world-frame velocities); the servos hold joint_pos_rad. Passive
+        joints of closed chains take the angles and rates that keep the chains closed."""
         q = np.asarray(joint_pos_rad, dtype=np.float64)
         dq = np.zeros_like(q) if joint_vel_rad_s is None else np.asarray(joint_vel_rad_s, float)
         lin = np.asarray(base_lin_vel_m_s, dtype=np.float64)
+        passive = None
+        if self.closure is not None:
+            angles = self.closure.solve(q)
+            passive = (angles, self.closure.sensitivity(q, angles) @ dq)
         self._reset_state(np.asarray(base_pos_m, float), np.asarray(base_quat_wxyz, float), q, dq,
-                          lin, np.asarray(base_ang_vel_rad_s, float))
+                          lin, np.asarray(base_ang_vel_rad_s, float), passive)
         self.actuator.reset(q)
         self.time_s = 0.0
         self._last_tau = np.zeros(self.spec.n_joints)
@@ -153,7 +163,10 @@ class SimBody(Lifecycle, abc.ABC):
     def link_contacts(self) -> set[str]:
         """Names of robot links touching the ground now (cached until the next step)."""
         if self._contact_cache is None:
-            self._contact_cache = self._link_contacts()
+            links = self._link_contacts()
+            if self._contact_alias:
+                links = {self._contact_alias.get(name, name) for name in links}
+            self._contact_cache = links
         return self._contact_cache
 
     def ground_height(self, x: float, y: float) -> float:
@@ -183,7 +196,8 @@ class SimBody(Lifecycle, abc.ABC):
         """(position m, quaternion wxyz, linear velocity m/s, angular velocity rad/s), world."""
 
     @abc.abstractmethod
-    def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel) -> None: ...
+    def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel, passive) -> None:
+        """Teleport; `passive`: None, or (angles, rates) of the spec's passive_joints."""
 
     @abc.abstractmethod
     def _set_base_velocity(self, lin_vel, ang_vel) -> None: ...

@@ -30,10 +30,13 @@ class TerrainConfig:
 
 @dataclass(frozen=True)
 class ActuatorConfig:
-    """Servo model run at sim_dt: PD from the spec's gains, torque and torque-speed limits."""
+    """Servo model run at sim_dt: PD from the spec's gains, torque and torque-speed limits
+    (sim/actuator.py). `model`: the robot's own (its spec's `actuator`: the servo model, or a
+    DC motor where the spec names one), or `servo`, the servo model for any robot."""
 
     latency_s: float = 0.0  # command latency; rounded to whole physics steps
     torque_speed_limit: bool = True  # available torque falls linearly to 0 at the no-load speed
+    model: Literal["spec", "servo"] = "spec"
 
     def __post_init__(self):
         if self.latency_s < 0:

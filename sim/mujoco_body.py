@@ -1,11 +1,14 @@
 """MuJoCoBody: the robot's URDF compiled by MuJoCo, with MjSpec adding the free joint, the
-ground, one torque motor per joint and an IMU site. The URDF stays the single description."""
+ground, one torque motor per joint and an IMU site. The URDF stays the single description.
+Joints the spec does not list (a closed-chain leg's knees) get no motor: they turn freely.
+Each closed chain is an equality `connect` between a site on each of its two links."""
 
 from __future__ import annotations
 
 import mujoco
 import numpy as np
 
+from gaitforge.robots.inertia import collision_inertias
 from gaitforge.robots.spec import RobotSpec
 
 from .body import GRAVITY_M_S2, SimBody
@@ -64,10 +67,41 @@ def build_model(spec: RobotSpec, sim: SimConfig, heights, cell_m, *, fixed_base:
                         gainprm=[1.0] + [0.0] * 9)
     mj.add_sensor(name="accel", type=mujoco.mjtSensor.mjSENS_ACCELEROMETER,
                   objtype=mujoco.mjtObj.mjOBJ_SITE, objname="imu")
+    _passive_and_closed(mj, spec, sim)
     for foot in spec.feet:
         if mj.body(foot) is None:
             raise ValueError(f"{spec.description_path}: foot '{foot}' not in the description")
     return mj.compile()
+
+
+def _passive_and_closed(mj: mujoco.MjSpec, spec: RobotSpec, sim: SimConfig) -> None:
+    """Collision-shape inertias (spec `inertia_from`), passive joints without damping,
+    friction or armature, and an equality connect per closed chain, as stiff as the physics
+    step allows (MuJoCo's default time constant, 0.02 s, lets a loaded chain gape)."""
+    if spec.inertia_from == "collision":
+        for link, tensor in collision_inertias(spec.description_path).items():
+            body = mj.body(link)
+            body.fullinertia = [tensor[0, 0], tensor[1, 1], tensor[2, 2], tensor[0, 1],
+                                tensor[0, 2], tensor[1, 2]]
+    for passive in spec.passive_joints:
+        joint = mj.joint(passive.name)
+        if joint is None:
+            raise ValueError(f"{spec.description_path}: passive joint '{passive.name}' is not "
+                             "in the description")
+        joint.damping = np.zeros_like(joint.damping)
+        joint.armature, joint.frictionloss = 0.0, 0.0
+    for i, chain in enumerate(spec.closed_chains):
+        sites = []
+        for side, link, point in (("a", chain.link_a, chain.point_a),
+                                  ("b", chain.link_b, chain.point_b)):
+            body = mj.body(link)
+            if body is None:
+                raise ValueError(f"{spec.description_path}: closed-chain link '{link}' is not "
+                                 "in the description")
+            sites.append(body.add_site(name=f"closure{i}_{side}", pos=list(point)).name)
+        mj.add_equality(type=mujoco.mjtEq.mjEQ_CONNECT, objtype=mujoco.mjtObj.mjOBJ_SITE,
+                        name1=sites[0], name2=sites[1],
+                        solref=[2.0 * sim.sim_dt_s, 1.0])
 
 
 class MuJoCoBody(SimBody):
@@ -90,6 +124,9 @@ class MuJoCoBody(SimBody):
                       and np.all(self._vadr == v0 + np.arange(len(joints))))
         self._qsl = slice(q0, q0 + len(joints)) if contiguous else self._qadr
         self._vsl = slice(v0, v0 + len(joints)) if contiguous else self._vadr
+        passive = [m.joint(j.name) for j in spec.passive_joints]
+        self._passive_qadr = np.array([j.qposadr[0] for j in passive], dtype=np.int64)
+        self._passive_vadr = np.array([j.dofadr[0] for j in passive], dtype=np.int64)
         act_ids = [m.actuator(n).id for n in spec.joint_names]
         self._act = slice(act_ids[0], act_ids[-1] + 1) if act_ids == list(
             range(act_ids[0], act_ids[0] + len(act_ids))) else np.array(act_ids)
@@ -133,7 +170,7 @@ class MuJoCoBody(SimBody):
         other = np.where(geoms[:, 0] == g, geoms[:, 1], geoms[:, 0])
         return {self._body_names[b] for b in self.model.geom_bodyid[other]}
 
-    def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel):
+    def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel, passive):
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         if self.fixed_base:  # no free joint: the base is welded where the model puts it
@@ -143,6 +180,8 @@ class MuJoCoBody(SimBody):
             mujoco.mj_kinematics(m, d)
             self._set_base_velocity(lin_vel, ang_vel)
         d.qpos[self._qadr], d.qvel[self._vadr] = q, dq
+        if passive is not None:
+            d.qpos[self._passive_qadr], d.qvel[self._passive_vadr] = passive
         mujoco.mj_forward(m, d)
 
     def _set_base_velocity(self, lin_vel, ang_vel):

@@ -11,7 +11,9 @@ couples the joint to its parent's rotation through J / N (kinetic energy
 0.3 rad step with J = 0.002 at N = 100 (tests/sim/test_cross_engine.py); the difference shrinks
 as 1/N, but Bullet's solver loses accuracy beyond N ~ 200. Coulomb joint
 friction is each joint's velocity motor (target 0, maximum force = the friction torque), which
-PyBullet keeps alongside the torque commands.
+PyBullet keeps alongside the torque commands. Every other joint (a closed-chain leg's passive
+knees) has its default velocity motor switched off: it turns freely. The spec's closed chains
+are point-to-point constraints between their two links.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gaitforge.robots.inertia import collision_inertias, write_inertias
 from gaitforge.robots.spec import RobotSpec
 
 from .body import GRAVITY_M_S2, SimBody
@@ -78,10 +81,13 @@ class PyBulletBody(SimBody):
             self.robot = p.loadURDF(str(urdf), [0, 0, self.spawn_height()],
                                     flags=flags, useFixedBase=fixed_base)
         self._index_links_and_joints()
-        # Free the joints and rotors: PyBullet's default velocity motors would fight the
-        # torque commands (set_dynamics gives the joints' motors the friction torque).
-        p.setJointMotorControlArray(self.robot, self._joint_ids + self._rotor_ids,
-                                    pybullet.VELOCITY_CONTROL, forces=[0.0] * 2 * spec.n_joints)
+        # Free every joint and rotor: PyBullet's default velocity motors would fight the
+        # torque commands (set_dynamics gives the spec joints' motors the friction torque) and
+        # lock the passive joints.
+        moving = [i for i in range(p.getNumJoints(self.robot))
+                  if p.getJointInfo(self.robot, i)[2] != pybullet.JOINT_FIXED]
+        p.setJointMotorControlArray(self.robot, moving, pybullet.VELOCITY_CONTROL,
+                                    forces=[0.0] * len(moving))
         for link in [-1, *range(p.getNumJoints(self.robot))]:
             p.changeDynamics(self.robot, link, linearDamping=0.0, angularDamping=0.0,
                              jointDamping=0.0)
@@ -90,10 +96,11 @@ class PyBulletBody(SimBody):
             p.changeDynamics(self.robot, joint, maxJointVelocity=1e3)
         self._gears: dict[int, int] = {}  # joint index -> gear constraint, while armature > 0
         self._balance_inertia()
+        self._close_chains()
         # PyBullet's base pose and velocity are those of the base's inertial frame (centre of
         # mass, principal axes); RobotState, like MuJoCo, reports the base link frame.
         base_info = p.getDynamicsInfo(self.robot, -1)
-        self._base_mass = base_info[0]
+        self._base_mass, self._base_inertia = base_info[0], np.array(base_info[2])
         self._com_in_link = (base_info[3], base_info[4])
         self._link_in_com = p.invertTransform(*self._com_in_link)
         self._com_is_link = not any(base_info[3]) and tuple(base_info[4]) == (0, 0, 0, 1)
@@ -132,6 +139,20 @@ class PyBulletBody(SimBody):
                 if trace > 0:
                     p.changeDynamics(self.robot, link, localInertiaDiagonal=[trace / 3] * 3)
 
+    def _close_chains(self) -> None:
+        """A point-to-point constraint per closed chain. PyBullet places a constraint's pivots
+        in each link's inertial frame: move the spec's link-frame points there."""
+        p = self.client
+        index = {name: i for i, name in self._link_names.items()}
+        for chain in self.spec.closed_chains:
+            pivots = []
+            for link, point in ((chain.link_a, chain.point_a), (chain.link_b, chain.point_b)):
+                com_pos, com_orn = p.getDynamicsInfo(self.robot, index[link])[3:5]
+                to_com = p.invertTransform(com_pos, com_orn)
+                pivots.append(p.multiplyTransforms(*to_com, point, [0, 0, 0, 1])[0])
+            p.createConstraint(self.robot, index[chain.link_a], self.robot, index[chain.link_b],
+                               pybullet.JOINT_POINT2POINT, [0, 0, 0], *pivots)
+
     def _index_links_and_joints(self) -> None:
         p = self.client
         joints, links = {}, {p.getBodyInfo(self.robot)[0].decode(): -1}
@@ -149,8 +170,15 @@ class PyBulletBody(SimBody):
         if links.get(self.spec.base_link) != -1:
             raise ValueError(f"{self.spec.description_path}: base_link "
                              f"'{self.spec.base_link}' is not the root link")
+        missing = [j.name for j in self.spec.passive_joints if j.name not in joints]
+        missing += [name for c in self.spec.closed_chains for name in (c.link_a, c.link_b)
+                    if name not in links]
+        if missing:
+            raise ValueError(f"{self.spec.description_path}: passive joints or closed-chain "
+                             f"links {missing} not in the description")
         self._joint_ids = [joints[n] for n in self.spec.joint_names]
         self._rotor_ids = [joints[n + ROTOR_SUFFIX] for n in self.spec.joint_names]
+        self._passive_ids = [joints[j.name] for j in self.spec.passive_joints]
         self._link_names = {i: n for n, i in links.items()}
 
     # Engine primitives ---------------------------------------------------------------------
@@ -195,7 +223,7 @@ class PyBulletBody(SimBody):
         return {self._link_names[c[3]]
                 for c in self.client.getContactPoints(self.robot, self.ground)}
 
-    def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel):
+    def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel, passive):
         p = self.client
         p.restoreState(self._clean_state)
         w, x, y, z = quat
@@ -207,6 +235,9 @@ class PyBulletBody(SimBody):
         p.resetBaseVelocity(self.robot, lin_vel.tolist(), ang_vel.tolist())
         for jid, qi, dqi in zip(self._joint_ids, q, dq, strict=True):
             p.resetJointState(self.robot, jid, float(qi), float(dqi))
+        if passive is not None:
+            for jid, qi, dqi in zip(self._passive_ids, *passive, strict=True):
+                p.resetJointState(self.robot, jid, float(qi), float(dqi))
         # Contact points are computed by stepSimulation: without this, read() right after a
         # reset reports the previous episode's contacts (MuJoCo's mj_forward recomputes them).
         p.performCollisionDetection()
@@ -232,6 +263,11 @@ class PyBulletBody(SimBody):
                                     forces=params.joint_values("joint_friction_nm", spec).tolist())
         mass = self._base_mass + params.trunk_mass_delta_kg
         p.changeDynamics(self.robot, -1, mass=mass)
+        # Bullet recomputes a link's inertia from its collision shapes' bounding box when its
+        # mass changes: put the description's back, scaled with the mass (as MuJoCo's body)
+        if self._base_mass > 0:  # (a fixed base has neither)
+            p.changeDynamics(self.robot, -1, localInertiaDiagonal=(
+                self._base_inertia * (mass / self._base_mass)).tolist())
         # PyBullet cannot move a loaded link's centre of mass. Approximate the offset by its
         # gravity moment, applied every physics step (inertial coupling is ignored).
         offset = np.asarray(params.com_offset_m, dtype=np.float64)
@@ -268,10 +304,13 @@ def _urdf_inertia_traces(path) -> dict[str, float]:
 
 def _urdf_with_rotors(spec: RobotSpec, folder: Path) -> Path:
     """The spec's URDF, written into `folder`, with a rotor link per spec joint (see the module
-    docstring) and mesh paths made absolute so it loads from anywhere."""
+    docstring), mesh paths made absolute so it loads from anywhere, and, for a spec with
+    `inertia_from: collision`, the link inertias of robots/inertia.py."""
     source = spec.description_path
     tree = ET.parse(source)
     root = tree.getroot()
+    if spec.inertia_from == "collision":
+        write_inertias(root, collision_inertias(source))
     for element in root.iter():
         name = element.get("filename")
         if name and "://" not in name and not Path(name).is_absolute():

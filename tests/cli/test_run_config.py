@@ -93,3 +93,28 @@ def test_an_old_run_folder_with_agent_utd_still_loads(tmp_path, monkeypatch):
     assert agent.algo == "td3" and agent.critic_obs_dim == 2
     obs = rng.normal(size=(4, 5)).astype(np.float32)
     np.testing.assert_array_equal(agent.act(obs, True), saved.act(obs, True))
+
+
+@pytest.mark.parametrize("robot", ["servo_dog", "a1", "mini_cheetah", "minitaur"])
+def test_every_robot_file_composes_with_its_command_grid(robot):
+    """configs/robots/ROBOT.yaml composes under the defaults: the env is the robot's, and its
+    command grid names the eight cells, each command inside the training ranges."""
+    run = load_run_config(None, [f"env.robot={robot}"])
+    assert run.env.robot == robot
+    assert list(run.evaluation.grid) == ["forward", "backward", "stand", "turn_left",
+                                         "turn_right", "side_left", "side_right", "walk_turn"]
+    ranges = run.env.task.command
+    for cell, (vx, vy, yaw) in run.evaluation.grid.items():
+        assert ranges.vx_m_s[0] <= vx <= ranges.vx_m_s[1], cell
+        assert ranges.vy_m_s[0] <= vy <= ranges.vy_m_s[1], cell
+        assert ranges.yaw_rad_s[0] <= yaw <= ranges.yaw_rad_s[1], cell
+
+
+def test_gaitforge_envs_lists_every_robot(capsys):
+    from gaitforge.cli import main
+
+    assert main(["envs"]) == 0
+    rows = {line.split()[0]: line.split()[1:3] for line in capsys.readouterr().out.splitlines()
+            if line and line.split()[0] in ("servo_dog", "a1", "mini_cheetah", "minitaur")}
+    assert rows["minitaur"] == ["8", "6.00"]
+    assert rows["servo_dog"] == ["12", "1.46"] and len(rows) == 4

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import mujoco
 import numpy as np
 import pytest
 
+from gaitforge import configs
 from gaitforge.control.policy_io import (
     ActionConfig,
     ActionMapper,
@@ -16,6 +18,7 @@ from gaitforge.control.policy_io import (
     ObservationConfig,
     projected_gravity,
 )
+from gaitforge.robots.configio import from_dict, load_yaml
 from gaitforge.robots.types import CommandMode, RobotState
 
 H = math.sqrt(0.5)  # cos 45° = sin 45°: the half angle of a 90° rotation
@@ -291,3 +294,33 @@ def test_a_layout_this_code_cannot_build_is_refused_naming_the_term(robot_spec):
             *action["joint_order"][4:]]})
     with pytest.raises(ValueError, match="action.clip is recorded as"):
         ActionMapper.from_layout(spec, {**action, "clip": [-2.0, 2.0]})
+
+
+# Every robot, with its own robot config (configs/robots/ROBOT.yaml) -------------------------
+ROBOTS = ("servo_dog", "a1", "mini_cheetah", "minitaur")
+
+
+@pytest.mark.parametrize("robot", ROBOTS)
+def test_every_robot_with_its_own_action_config(robot_spec, robot):
+    """Observation 9 + 3 n (+ 2 for a gait clock), in the spec's joint order; zero action
+    targets the default pose, +-1 the default +- the robot's scale within the limits; its gait
+    (servo_dog's and minitaur's files have one) fits its joints and lifts every leg."""
+    spec = robot_spec(robot)
+    n = spec.n_joints
+    data = load_yaml(Path(configs.__file__).parent / "robots" / f"{robot}.yaml")
+    action = from_dict(ActionConfig, data["env"]["action"], source=robot)
+    mapper = ActionMapper(spec, action)
+    builder = ObservationBuilder(spec, gait=action.gait)
+    assert builder.size == 9 + 3 * n + (2 if action.gait.enabled else 0)
+    assert mapper.layout["joint_order"] == list(spec.joint_names)
+    # (a gait lifts nothing at t = 0, sin 0 = 0, and strides nothing without a command)
+    np.testing.assert_allclose(mapper.targets(np.zeros(n)), spec.default_pose_rad, atol=1e-12)
+    for sign in (1.0, -1.0):
+        np.testing.assert_allclose(mapper.targets(np.full(n, sign)),
+                                   np.clip(spec.default_pose_rad + sign * action.scale_rad,
+                                           spec.lower_rad, spec.upper_rad), atol=1e-12)
+    if action.gait.enabled:
+        lifted = np.abs(action.gait.offsets_rad(0.25 / action.gait.frequency_hz)) \
+            + np.abs(action.gait.offsets_rad(0.75 / action.gait.frequency_hz))
+        for leg in np.array_split(np.arange(n), len(spec.feet)):
+            assert lifted[leg].max() > 0.1, (robot, leg)

@@ -1,4 +1,4 @@
-"""RobotSpec loading: the three robots, their joint arrays, and clear errors for bad specs.
+"""RobotSpec loading: the robots, their joint arrays, and clear errors for bad specs.
 
 Broken specs are written as copies of servo_dog's spec.yaml under tmp_path; every error must be
 a ConfigError whose message names the offending field and the spec file.
@@ -6,7 +6,9 @@ a ConfigError whose message names the offending field and the spec file.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -15,10 +17,16 @@ import numpy as np
 import pytest
 import yaml
 
-from gaitforge.robots.configio import ConfigError
-from gaitforge.robots.spec import ROBOTS_DIR, available_robots, load_robot_spec
+from gaitforge.robots.configio import ConfigError, to_dict
+from gaitforge.robots.spec import (
+    ROBOTS_DIR,
+    DCMotorSpec,
+    ServoModelSpec,
+    available_robots,
+    load_robot_spec,
+)
 
-ROBOTS = ("a1", "mini_cheetah", "servo_dog")
+ROBOTS = ("a1", "mini_cheetah", "servo_dog")  # the 12-joint ones, with EXPECTED below
 
 # Per-leg values (hip/abduct, thigh, calf/knee), repeated for the 4 legs in spec order.
 EXPECTED = {
@@ -47,8 +55,50 @@ EXPECTED = {
 }
 
 
-def test_available_robots_lists_the_three():
-    assert available_robots() == list(ROBOTS)
+def test_available_robots_lists_the_four():
+    assert available_robots() == ["a1", "mini_cheetah", "minitaur", "servo_dog"]
+
+
+def test_minitaur_loads_with_its_closed_chains_and_dc_motor():
+    """8 motors (bullet3's order: front left L, R, back left, front right, back right), the
+    knees as passive joints, a toe closure per leg, and Tan et al.'s DC motor."""
+    spec = load_robot_spec("minitaur")
+    legs = ("front_left", "back_left", "front_right", "back_right")
+    assert spec.joint_names == tuple(f"motor_{leg}{s}_joint" for leg in legs for s in "LR")
+    assert spec.feet == tuple(f"lower_leg_{leg}L_link" for leg in legs)
+    assert spec.foot_offset_m == (0.0, 0.01, 0.2)
+    assert [j.name for j in spec.passive_joints] == [f"knee_{leg}{s}_link" for leg in legs
+                                                     for s in "LR"]
+    np.testing.assert_allclose(spec.passive_default_rad, np.repeat([1, 1, -1, -1], 2) * 2.1834)
+    np.testing.assert_allclose(spec.default_pose_rad, np.repeat([-1, -1, 1, 1], 2) * 1.5708)
+    assert [(c.link_a, c.link_b) for c in spec.closed_chains] == [
+        (f"lower_leg_{leg}L_link", f"lower_leg_{leg}R_link") for leg in legs]
+    assert spec.inertia_from == "collision"
+    motor = spec.actuator
+    assert isinstance(motor, DCMotorSpec)
+    # K_t V / R = 0.0954 * 16 / 0.186; the gains are bullet3's 1.0 and 0.02 duty per rad
+    assert motor.full_duty_stall_torque_nm == pytest.approx(8.2065, abs=1e-4)
+    np.testing.assert_allclose(spec.kp, 8.21)
+    np.testing.assert_allclose(spec.kd, 0.164)
+    assert spec.velocity_limit_rad_s[0] == pytest.approx(16.0 / 0.0954, abs=0.05)  # V / K_t
+    # the URDF's total: 3 + 2 x 0.1 chassis + 8 x 0.25 motors + 16 x 0.05 leg links
+    assert spec.nominal_mass_kg == 3 + 0.2 + 2 + 0.8
+
+
+def test_optional_fields_at_their_defaults_keep_a_robots_identity():
+    """closed_chains, actuator and the other optional fields came after bundles recorded spec
+    hashes: a robot that does not use them keeps the hash it had without them."""
+    spec = load_robot_spec("servo_dog")
+    assert isinstance(spec.actuator, ServoModelSpec) and spec.closed_chains == ()
+    fields = to_dict(spec)
+    for name in ("folder", "foot_offset_m", "passive_joints", "closed_chains", "inertia_from",
+                 "actuator"):
+        fields.pop(name)
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
+    digest.update(spec.description_path.read_bytes())
+    assert spec.sha256 == digest.hexdigest()
+    minitaur = load_robot_spec("minitaur")
+    assert "closed_chains" in json.dumps(to_dict(minitaur))
 
 
 @pytest.mark.parametrize("name", ROBOTS)
@@ -160,6 +210,20 @@ def _duplicate_joint(d):
     d["joints"][1]["name"] = d["joints"][0]["name"]
 
 
+CHAIN = {"link_a": "FR_calf", "link_b": "FL_foot", "point_a": [0, 0, 0],
+         "point_b": [0, 0, 0]}
+MOTOR = {"name": "dc_motor", "battery_voltage_v": 16.0, "resistance_ohm": 0.186,
+         "torque_constant_nm_per_a": 0.0954, "current_a": [0, 10], "torque_nm": [0, 1.0]}
+
+
+def _chain(**change):
+    return _set("closed_chains", [{**CHAIN, **change}])
+
+
+def _motor(**change):
+    return _set("actuator", {**MOTOR, **change})
+
+
 BROKEN = {
     # id: (edit, text the message must contain to name the field)
     "missing base_link": (_pop("base_link"), "base_link"),
@@ -182,6 +246,25 @@ BROKEN = {
     "no feet": (_set("feet", []), "feet"),
     "duplicate joint": (_duplicate_joint, "joints"),
     "description missing": (_set("description", "missing.urdf"), "description"),
+    "closed chain link not in the URDF": (_chain(link_a="shin"), "closed_chains[0].link_a"),
+    "closed chain point of two numbers": (_chain(point_b=[0, 0]), "closed_chains[0].point_b"),
+    "closed chain unknown key": (_chain(stiffness=1), "closed_chains[0].stiffness"),
+    "closed chain of one link": (_chain(link_b="FR_calf"), "closed_chains"),
+    "passive joint not in the URDF": (_set("passive_joints", [{"name": "knee",
+                                                               "default_rad": 0.0}]),
+                                      "passive_joints[0].name"),
+    "passive joint also driven": (_set("passive_joints", [{"name": "FR_hip",
+                                                           "default_rad": 0.0}]),
+                                  "passive_joints"),
+    "foot offset of two numbers": (_set("foot_offset_m", [0.0, 0.1]), "foot_offset_m"),
+    "unknown inertia source": (_set("inertia_from", "guess"), "inertia_from"),
+    "unknown actuator": (_set("actuator", {"name": "hydraulic"}), "actuator.name"),
+    "dc motor without resistance": (_set("actuator", {k: v for k, v in MOTOR.items()
+                                                      if k != "resistance_ohm"}),
+                                    "resistance_ohm"),
+    "dc motor curve lengths differ": (_motor(torque_nm=[0, 1, 2]), "actuator: current_a"),
+    "dc motor curve not from zero": (_motor(current_a=[1, 10]), "actuator: current_a"),
+    "dc motor negative voltage": (_motor(battery_voltage_v=-16), "actuator: battery_voltage_v"),
 }
 
 

@@ -1,14 +1,17 @@
 """ServoActuator: PD torque, torque clip, torque-speed envelope, modes, latency and scaling,
-against numbers worked out by hand; then the same latency seen through both engines' bodies."""
+against numbers worked out by hand; then the same latency seen through both engines' bodies;
+then the DC-motor option (duty, back-EMF, torque-current curve) by hand."""
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 import pytest
 
-from gaitforge.robots.spec import JointSpec, RobotSpec
+from gaitforge.robots.spec import DCMotorSpec, JointSpec, RobotSpec
 from gaitforge.robots.types import CommandMode, JointCommand
-from gaitforge.sim.actuator import ServoActuator
+from gaitforge.sim.actuator import DCMotorActuator, ServoActuator, make_actuator
 from gaitforge.sim.config import ActuatorConfig
 from gaitforge.sim.dynamics import DynamicsParams
 
@@ -207,3 +210,77 @@ def test_latency_through_a_body(robot_spec, sim_body, engine):
         seen.append(body.read().joint_torque_nm[1])
     assert all(abs(t) < 0.05 for t in seen[:3]), seen  # still holding the default pose
     assert abs(seen[3] - 0.8) < 0.05, seen  # the step has arrived
+
+
+# DC motor (Tan et al. 2018) ---------------------------------------------------------------------
+# Minitaur's constants: V = 16 V, R = 0.186 ohm, K_t = 0.0954 N·m/A, curve 0..60 A -> 0..3.5 N·m.
+# Full-duty stall torque by K_t alone: K_t V / R = 8.20645 N·m, so duty = PD torque / 8.20645.
+DC = DCMotorSpec(battery_voltage_v=16.0, resistance_ohm=0.186, torque_constant_nm_per_a=0.0954,
+                 current_a=(0, 10, 20, 30, 40, 50, 60), torque_nm=(0, 1.0, 1.9, 2.45, 3.0, 3.25,
+                                                                   3.5))
+DC_SPEC = dataclasses.replace(SPEC, joints=tuple(dataclasses.replace(
+    j, torque_limit_nm=3.5, kp_nm_per_rad=8.20645, kd_nm_s_per_rad=0.0) for j in SPEC.joints),
+    actuator=DC)
+
+
+def dc_motor(**kwargs) -> DCMotorActuator:
+    act = DCMotorActuator(DC_SPEC, DC, DT, **kwargs)
+    act.reset(np.zeros(2))
+    return act
+
+
+def test_dc_motor_stall_and_linear_torque():
+    """A: 1 rad error -> PD 8.20645 N·m -> duty 1 -> 16 V / 0.186 ohm = 86.02 A, beyond the
+    curve's 60 A: the stall torque 3.5 N·m. B: 0.05 rad -> duty 0.05 -> 4.301 A -> 0.4301 N·m
+    (the curve's 0.1 N·m/A below 10 A; the PD asked 0.4103 N·m, K_t's 0.0954 N·m/A)."""
+    act = dc_motor()
+    act.command(JointCommand(position_rad=np.array([1.0, 0.05])))
+    np.testing.assert_allclose(act.torque(np.zeros(2), np.zeros(2)), [3.5, 0.4301075], rtol=1e-6)
+
+
+def test_dc_motor_back_emf():
+    """Full duty at 100 rad/s: 16 - 9.54 = 6.46 V -> 34.731 A -> 2.45 + 0.4731 x 0.55 = 2.7102
+    N·m. At the no-load speed V / K_t = 167.71 rad/s the current, and the torque, are zero;
+    faster, the motor brakes. Zero duty turning at 10 rad/s: -0.954 V -> -5.129 A -> -0.5129
+    N·m (a shorted motor brakes). Duty -1 at 400 rad/s: -16 - 38.16 V is clipped to -50 V ->
+    -268.8 A -> -3.5 N·m."""
+    act = dc_motor()
+    act.command(JointCommand(position_rad=np.array([5.0, 5.0])))
+    tau = act.torque(np.zeros(2), np.array([100.0, 16.0 / 0.0954]))
+    np.testing.assert_allclose(tau, [2.710215, 0.0], atol=1e-5)
+    assert act.torque(np.zeros(2), np.array([170.0, 200.0]))[1] < 0
+    torque = act.motor_torque
+    np.testing.assert_allclose(torque(np.zeros(2), np.array([10.0, -10.0])),
+                               [-0.5129032, 0.5129032], rtol=1e-6)
+    np.testing.assert_allclose(torque(np.array([-1.0, 1.0]), np.array([400.0, 0.0])),
+                               [-3.5, 3.5], atol=1e-12)
+
+
+def test_dc_motor_strength_modes_and_latency():
+    """Strength 0.5 halves the motor's torque (stall 1.75 N·m) but not the controller's gains
+    (B still asks for duty 0.05: 0.5 x 0.4301 N·m). Damping mode at -1 rad/s with kd 0.8: PD
+    0.8 N·m -> duty 0.0974843 -> 16 x 0.0974843 + 0.0954 = 1.655148 V -> 8.89865 A -> 0.889865 N·m
+    (x 0.5). Off: no torque, even turning. Latency as the servo's: 2 steps."""
+    act = dc_motor(latency_s=2 * DT)
+    act.set_params(strength=0.5, latency_s=2 * DT)
+    act.command(JointCommand(position_rad=np.array([1.0, 0.05])))
+    np.testing.assert_array_equal(act.torque(np.zeros(2), np.zeros(2)), [0.0, 0.0])  # holds 0
+    act.torque(np.zeros(2), np.zeros(2))
+    np.testing.assert_allclose(act.torque(np.zeros(2), np.zeros(2)), [1.75, 0.21505376],
+                               rtol=1e-6)
+    act = dc_motor()
+    act.set_params(strength=0.5)
+    act.command(JointCommand(position_rad=np.zeros(2), mode=CommandMode.DAMPING,
+                             kd_nm_s_per_rad=np.array([0.8, 0.8])))
+    np.testing.assert_allclose(act.torque(np.zeros(2), np.array([-1.0, 0.0])),
+                               [0.5 * 0.889865, 0.0], rtol=1e-6)
+    act.command(JointCommand(position_rad=np.zeros(2), mode=CommandMode.OFF))
+    np.testing.assert_array_equal(act.torque(np.zeros(2), np.array([50.0, -5.0])), [0.0, 0.0])
+
+
+def test_the_spec_picks_the_model_and_the_sim_config_can_override_it(robot_spec):
+    assert type(make_actuator(robot_spec("servo_dog"), DT)) is ServoActuator
+    minitaur = robot_spec("minitaur")
+    assert type(make_actuator(minitaur, DT)) is DCMotorActuator
+    assert type(make_actuator(minitaur, DT, model="servo")) is ServoActuator
+    assert ActuatorConfig().model == "spec"

@@ -20,7 +20,7 @@ from gaitforge.sim.env import EnvConfig, make_env
 from gaitforge.sim.randomization import RandomizationConfig
 from gaitforge.sim.tasks import TaskConfig
 
-ROBOTS = ("servo_dog", "a1", "mini_cheetah")
+ROBOTS = ("servo_dog", "a1", "mini_cheetah", "minitaur")
 ENGINES = ("pybullet", "mujoco")
 TASKS = ("walk", "stand")
 COMBOS = [(r, e, t) for r in ROBOTS for e in ENGINES for t in TASKS]

@@ -13,7 +13,7 @@ from gaitforge.sim.config import SimConfig
 from gaitforge.sim.dynamics import DynamicsParams
 from gaitforge.sim.env import EnvConfig
 
-ROBOTS = ("servo_dog", "a1", "mini_cheetah")
+ROBOTS = ("servo_dog", "a1", "mini_cheetah", "minitaur")
 ENGINES = ("pybullet", "mujoco")
 IN_THE_AIR = dict(base_pos_m=[0.0, 0.0, 1.0], base_quat_wxyz=[1.0, 0.0, 0.0, 0.0])
 
@@ -22,14 +22,28 @@ def bodies(sim_body, spec, *, fixed_base=False):
     return {e: sim_body(spec, e, fixed_base=fixed_base) for e in ENGINES}
 
 
-def foot_positions(body) -> np.ndarray:
-    """World positions (m) of the foot link frames, (n_feet, 3), read from the engine itself."""
+def link_points(body, links, points) -> np.ndarray:
+    """World positions (m) of `points` (each in its link's frame), (len(links), 3), read from
+    the engine itself."""
     if body.engine == "pybullet":
         p = body.client
         index = {name: i for i, name in body._link_names.items()}
-        return np.array([p.getLinkState(body.robot, index[f], computeForwardKinematics=True)[4]
-                         for f in body.spec.feet])
-    return np.array([body.data.xpos[body.model.body(f).id] for f in body.spec.feet])
+        out = []
+        for link, point in zip(links, points, strict=True):
+            state = p.getLinkState(body.robot, index[link], computeForwardKinematics=True)
+            out.append(p.multiplyTransforms(state[4], state[5], point, [0, 0, 0, 1])[0])
+        return np.array(out)
+    d = body.data
+    return np.array([d.xpos[b] + d.xmat[b].reshape(3, 3) @ np.asarray(point)
+                     for b, point in zip((body.model.body(n).id for n in links), points,
+                                         strict=True)])
+
+
+def foot_positions(body) -> np.ndarray:
+    """World positions (m) of the feet (foot link frames moved by the spec's foot offset),
+    (n_feet, 3), read from the engine itself."""
+    spec = body.spec
+    return link_points(body, spec.feet, [spec.foot_offset_m] * len(spec.feet))
 
 
 # Standing ------------------------------------------------------------------------------------
@@ -38,7 +52,7 @@ def test_default_pose_stands_for_2s_in_both_engines(robot_spec, sim_body, robot)
     """Spawned at the spec's standing height, servos holding the default pose for 2 s (100
     control steps): upright, trunk off the ground, all feet down, little drift, and trunk heights
     within 10 % of each other. Measured (m): servo_dog 0.1266 / 0.1245, a1 0.2464 / 0.2387,
-    mini_cheetah 0.2659 / 0.2627 (PyBullet / MuJoCo)."""
+    mini_cheetah 0.2659 / 0.2627, minitaur 0.1566 / 0.1576 (PyBullet / MuJoCo)."""
     spec = robot_spec(robot)
     heights = {}
     for engine, body in bodies(sim_body, spec).items():
@@ -106,7 +120,7 @@ def test_positive_command_moves_the_same_foot_the_same_way(robot_spec, sim_body,
         return foot_positions(body), body.read().joint_pos_rad
 
     base = {e: feet_after(b, spec.default_pose_rad)[0] for e, b in pair.items()}
-    legs_per_foot = spec.n_joints // len(spec.feet)  # 3 joints per leg, legs in feet order
+    legs_per_foot = spec.n_joints // len(spec.feet)  # 3 (minitaur 2) per leg, in feet order
     for j, name in enumerate(spec.joint_names):
         target = spec.default_pose_rad.copy()
         target[j] += delta
@@ -137,6 +151,10 @@ ARMATURE_TOLERANCE_RAD = 2e-3
 # With Coulomb friction: MuJoCo's soft frictionloss constraint against PyBullet's velocity
 # motor: measured 2.4e-3 .. 2.8e-3 rad.
 FRICTION_TOLERANCE_RAD = 5e-3
+# Closed chains (minitaur's five-bar legs, with its DC motors): Bullet's point-to-point
+# constraint against MuJoCo's soft equality connect: measured 3.8e-5 rad (0.3 rad step) and
+# 1.2e-4 rad (1 rad, duty saturated).
+CLOSURE_TOLERANCE_RAD = 5e-4
 ARMATURE = DynamicsParams(armature_kg_m2=0.002)
 NO_ARMATURE = DynamicsParams(armature_kg_m2=0.0)
 
@@ -163,6 +181,9 @@ STEP_CASES = {
                           ARMATURE_TOLERANCE_RAD),
     "servo_dog-calf-armature-friction": ("servo_dog", 2, 0.3, DynamicsParams(
         armature_kg_m2=0.002, joint_friction_nm=0.05), FRICTION_TOLERANCE_RAD),
+    "minitaur-motor-dc": ("minitaur", 0, 0.3, DynamicsParams(), CLOSURE_TOLERANCE_RAD),
+    "minitaur-motor-dc-saturated": ("minitaur", 1, 1.0, DynamicsParams(),
+                                    CLOSURE_TOLERANCE_RAD),
     "servo_dog-hip-everything": ("servo_dog", 0, 0.3, DynamicsParams(
         armature_kg_m2=0.003, joint_friction_nm=0.1, joint_damping_nm_s_per_rad=0.02,
         latency_s=0.01), FRICTION_TOLERANCE_RAD),

@@ -53,3 +53,30 @@ def test_missing_names_take_nominal_values_and_armature_the_spec():
 def test_bad_values_are_refused_naming_the_field_and_range(data, message):
     with pytest.raises(ConfigError, match=f"file.yaml: {message}"):
         from_mapping(data, SPEC, source="file.yaml")
+
+
+@pytest.mark.parametrize("robot", ["a1", "mini_cheetah"])
+def test_trunk_inertia_is_the_descriptions_scaled_with_its_mass_in_both_engines(robot_spec,
+                                                                                 sim_body, robot):
+    """Bullet recomputes a link's inertia from its collision shapes' bounding box whenever its
+    mass is changed (as set_dynamics does every episode); the PyBullet body puts the
+    description's back (a1's trunk had (0.021, 0.034, 0.044) kg m^2 in PyBullet instead of the
+    URDF's (0.017, 0.057, 0.065)). Principal moments, sorted (the engines order their principal axes
+    differently), at the nominal mass and 1 kg heavier."""
+    spec = robot_spec(robot)
+    moments = {}
+    for engine in ("pybullet", "mujoco"):
+        body = sim_body(spec, engine)
+        for delta in (0.0, 1.0):
+            body.set_dynamics(DynamicsParams(trunk_mass_delta_kg=delta))
+            if engine == "pybullet":
+                inertia = body.client.getDynamicsInfo(body.robot, -1)[2]
+            else:
+                inertia = body.model.body_inertia[body._base_id]
+            moments[engine, delta] = np.sort(inertia)
+    for delta in (0.0, 1.0):
+        np.testing.assert_allclose(moments["pybullet", delta], moments["mujoco", delta],
+                                   rtol=1e-6)
+    ratio = moments["pybullet", 1.0] / moments["pybullet", 0.0]  # trunk mass + 1 kg over it
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-9)
+    assert ratio[0] > 1.0

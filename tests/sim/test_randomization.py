@@ -20,7 +20,7 @@ from gaitforge.sim.randomization import (
     sample_push,
 )
 
-ROBOTS = ("servo_dog", "a1", "mini_cheetah")
+ROBOTS = ("servo_dog", "a1", "mini_cheetah", "minitaur")
 CFG = RandomizationConfig()
 OFF = RandomizationConfig(enabled=False)
 
