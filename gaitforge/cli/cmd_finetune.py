@@ -206,7 +206,8 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
     data = apply_overrides(data, args.set)
     if args.dynamics:
         data = apply_overrides(data, dynamics_overrides(args.dynamics, None, [
-            f"env.robot={data['env']['robot']}"]))
+            f"env.robot={data['env']['robot']}",
+            f"env.sim.engine={data['env'].get('sim', {}).get('engine', 'pybullet')}"]))
     return data
 
 

@@ -66,8 +66,17 @@ def dynamics_overrides(path: str, config_path: str | None, user_sets: list[str])
 
     data = compose(config_path, user_sets)
     spec = load_robot_spec(data["env"]["robot"])
-    values = {k: v for k, v in load_yaml(path).items() if k != "provenance"}
+    loaded = load_yaml(path)
+    values = {k: v for k, v in loaded.items() if k != "provenance"}
     from_mapping(values, spec, source=path)
+    provenance = loaded.get("provenance")
+    identified = provenance.get("engine") if isinstance(provenance, dict) else None
+    engine = data["env"].get("sim", {}).get("engine")
+    if identified and engine and identified != engine:
+        print(f"gaitforge: note: {path} was identified in {identified} and this run simulates "
+              f"{engine}, where the same values behave differently (joint friction, contacts): "
+              f"`--set env.sim.engine={identified}` simulates where it was identified, `gaitforge "
+              f"sysid --engine {engine}` identifies it for {engine}", file=sys.stderr)
     lo, hi = data["env"].get("randomization", {}).get("latency_s",
                                                       RandomizationConfig().latency_s)
     mid = (lo + hi) / 2

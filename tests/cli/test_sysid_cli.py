@@ -104,3 +104,21 @@ def _spec():
     from gaitforge.robots.spec import load_robot_spec
 
     return load_robot_spec("servo_dog")
+
+
+def test_a_dynamics_file_from_another_engine_is_noted(tmp_path, capsys):
+    """Values identified in one engine behave differently in the other: training or
+    fine-tuning there says so (and how to match them), and goes on."""
+    from gaitforge.cli.cmd_train import dynamics_overrides
+
+    fitted = tmp_path / "fitted.yaml"
+    fitted.write_text(yaml.safe_dump({"kp_scale": 0.7, "provenance": {"engine": "mujoco"}}))
+    sets = dynamics_overrides(str(fitted), None, ["env.sim.engine=pybullet"])
+    assert any(s.startswith("env.dynamics=") for s in sets)
+    err = capsys.readouterr().err
+    assert "identified in mujoco and this run simulates pybullet" in err
+    assert "--set env.sim.engine=mujoco" in err and "sysid --engine pybullet" in err
+    dynamics_overrides(str(fitted), None, ["env.sim.engine=mujoco"])
+    fitted.write_text(yaml.safe_dump({"kp_scale": 0.7}))  # written by hand: no provenance
+    dynamics_overrides(str(fitted), None, ["env.sim.engine=pybullet"])
+    assert capsys.readouterr().err == ""
