@@ -211,6 +211,12 @@ DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
 TASKS = tuple(DEFAULT_WEIGHTS)
 
 
+def full_weights(config: TaskConfig) -> dict[str, float]:
+    """Every reward weight of the task: its defaults, then the config's (0 drops a term). A
+    run's saved config records these, so later changes to the defaults leave it as trained."""
+    return {**DEFAULT_WEIGHTS[config.name], **config.rewards}
+
+
 class TaskStep(NamedTuple):
     """What `Task.step` judged of one control step."""
 
@@ -233,8 +239,7 @@ class Task:
         self.config = config
         self.spec = spec
         self.control_dt_s = control_dt_s
-        weights = {**DEFAULT_WEIGHTS[config.name], **config.rewards}
-        self.weights = {k: w for k, w in weights.items() if w != 0.0}
+        self.weights = {k: w for k, w in full_weights(config).items() if w != 0.0}
         self.max_steps = int(round(config.episode_length_s / control_dt_s))
         self.needs_link_contacts = "collision" in self.weights  # step() reads link_contacts
         self.command = np.zeros(3)  # (3,) vx m/s, vy m/s, yaw rad/s of the episode in progress

@@ -186,7 +186,7 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
     from gaitforge.agents.trainer import latest_checkpoint
     from gaitforge.control.bundle import file_sha256
 
-    from .cmd_train import dynamics_overrides
+    from .cmd_train import dynamics_overrides, pin_reward_weights
 
     data = upgrade_saved_config(load_config(parent_dir))
     bundle = parent_dir / "bundle" / "bundle.json"
@@ -204,6 +204,7 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
         "critic_warmup_updates": int(args.critic_warmup),
         "rehearse": float(args.rehearse) if args.dynamics else 0.0}
     data = apply_overrides(data, args.set)
+    data = pin_reward_weights(data, f"{parent_dir} fine-tuned")[0]  # the reward it tunes on
     if args.dynamics:
         data = apply_overrides(data, dynamics_overrides(args.dynamics, None, [
             f"env.robot={data['env']['robot']}",

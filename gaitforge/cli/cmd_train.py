@@ -85,6 +85,20 @@ def dynamics_overrides(path: str, config_path: str | None, user_sets: list[str])
             f"env.randomization.latency_s=[{lo - mid}, {hi - mid}]"]
 
 
+def pin_reward_weights(data: dict, source: str) -> tuple[dict, RunConfig]:
+    """(data, run) with every reward weight of a locomotion run written out under
+    env.task.rewards (sim/tasks.py full_weights): its saved config then keeps the reward it
+    trained on when the defaults change (a fine-tune of it recomputes the same reward)."""
+    from gaitforge.sim.tasks import full_weights
+
+    run = _checked(data, source)
+    if run.env_id:
+        return data, run
+    env = data.setdefault("env", {})
+    env["task"] = {**env.get("task", {}), "rewards": full_weights(run.env.task)}
+    return data, _checked(data, source)
+
+
 def _fit_to_env(data: dict, run: RunConfig, env) -> tuple[dict, RunConfig]:
     """Settings that cannot apply to the chosen env take the value that can, said once and
     recorded in the config the run saves: an asymmetric critic needs privileged state
@@ -167,6 +181,7 @@ def train(config_path: str | None, overrides: list[str], resume: str | None,
         source = str(config_path or "configs/default.yaml")
     run = _checked(data, source)
     if not resume:
+        data, run = pin_reward_weights(data, source)
         run_dir = run_dir_for(name, f"{env_fns(run)[1]}-{run.agent.name}")
     configure_tensorflow()
     workers = 0 if run.ray.enabled else run.vec_env.workers  # Ray: the env gives its spaces

@@ -13,6 +13,7 @@ from gaitforge.cli.cmd_finetune import env_configs
 from gaitforge.cli.run_config import RunConfig
 from gaitforge.control.bundle import file_sha256, load_bundle
 from gaitforge.robots.configio import from_dict
+from gaitforge.sim.tasks import DEFAULT_WEIGHTS
 
 TINY = ["--set", "train.total_env_steps=600", "--set", "train.warmup_steps=300",
         "--set", "train.eval_every_steps=100000", "--set", "train.checkpoint_every_steps=600",
@@ -49,6 +50,10 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
     assert saved["agent"]["critic_layer_norm"] is True
     assert saved["finetune"]["logs"] == {str(p): file_sha256(p) for p in logs}
     assert saved["env"]["dynamics"]["kp_scale"] == 0.9
+    # both runs record every reward weight they train on (today's defaults, here)
+    assert saved["env"]["task"]["rewards"] == DEFAULT_WEIGHTS["walk"]
+    parent = yaml.safe_load((runs / "tiny" / "config.yaml").read_text())
+    assert parent["env"]["task"]["rewards"] == DEFAULT_WEIGHTS["walk"]
     # --rehearse 0.5 (the default) of the 2 fresh envs keeps the parent's nominal dynamics
     assert saved["finetune"]["rehearse"] == 0.5
     envs = env_configs(from_dict(RunConfig, saved))
