@@ -291,7 +291,7 @@ class Task:
             first_contact=first_contact, air_time_s=air_time_s,
             sigma=self.config.tracking_sigma, sigma_yaw=self.config.tracking_sigma_yaw,
             air_time_target_s=self.config.feet_air_time_target_s, rate_limited=rate_limited,
-            yaw_rate=float(np.mean(self._yaw_rates)))
+            yaw_rate=sum(self._yaw_rates) / len(self._yaw_rates))
         reward, terms = self.reward(ctx)
         fell, reason = self.terminated(state, ground_z_m)
         return TaskStep(reward, terms, fell, reason)

@@ -204,7 +204,8 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
         "critic_warmup_updates": int(args.critic_warmup),
         "rehearse": float(args.rehearse) if args.dynamics else 0.0}
     data = apply_overrides(data, args.set)
-    data = pin_reward_weights(data, f"{parent_dir} fine-tuned")[0]  # the reward it tunes on
+    data = pin_reward_weights(  # the reward it tunes on
+        data, from_dict(RunConfig, data, source=f"{parent_dir} fine-tuned"))
     if args.dynamics:
         data = apply_overrides(data, dynamics_overrides(args.dynamics, None, [
             f"env.robot={data['env']['robot']}",

@@ -85,18 +85,18 @@ def dynamics_overrides(path: str, config_path: str | None, user_sets: list[str])
             f"env.randomization.latency_s=[{lo - mid}, {hi - mid}]"]
 
 
-def pin_reward_weights(data: dict, source: str) -> tuple[dict, RunConfig]:
-    """(data, run) with every reward weight of a locomotion run written out under
-    env.task.rewards (sim/tasks.py full_weights): its saved config then keeps the reward it
-    trained on when the defaults change (a fine-tune of it recomputes the same reward)."""
+def pin_reward_weights(data: dict, run: RunConfig) -> dict:
+    """`data` (the config `run` was checked from) with every reward weight of a locomotion
+    run written out under env.task.rewards (sim/tasks.py full_weights): its saved config then
+    keeps the reward it trained on when the defaults change (a fine-tune of it recomputes the
+    same reward). The weights in force are the same, so `run` stays valid."""
     from gaitforge.sim.tasks import full_weights
 
-    run = _checked(data, source)
     if run.env_id:
-        return data, run
-    env = data.setdefault("env", {})
-    env["task"] = {**env.get("task", {}), "rewards": full_weights(run.env.task)}
-    return data, _checked(data, source)
+        return data
+    env = data.get("env", {})
+    task = {**env.get("task", {}), "rewards": full_weights(run.env.task)}
+    return {**data, "env": {**env, "task": task}}
 
 
 def _fit_to_env(data: dict, run: RunConfig, env) -> tuple[dict, RunConfig]:
@@ -181,7 +181,7 @@ def train(config_path: str | None, overrides: list[str], resume: str | None,
         source = str(config_path or "configs/default.yaml")
     run = _checked(data, source)
     if not resume:
-        data, run = pin_reward_weights(data, source)
+        data = pin_reward_weights(data, run)
         run_dir = run_dir_for(name, f"{env_fns(run)[1]}-{run.agent.name}")
     configure_tensorflow()
     workers = 0 if run.ray.enabled else run.vec_env.workers  # Ray: the env gives its spaces
