@@ -125,6 +125,7 @@ class Trainer:
         self._finished: list[float] = []  # episode returns since the last log
         self._finished_terms: dict[str, list[float]] = {}
         self._recent: list[float] = []  # the last 20 episode returns, for progress bars
+        self._terrain_level: float | None = None  # mean over envs, with terrain levels
         self.history: list[dict] = []  # evaluation results
 
     # --- the loop ---
@@ -206,6 +207,8 @@ class Trainer:
         self._observe(obs, self._critic_obs)
         self.env_steps += n
         self._track_episodes(reward, terminated | truncated, info.get("reward_terms", {}))
+        if "terrain_level" in info:
+            self._terrain_level = float(np.mean(info["terrain_level"]))
 
     def _learn(self, n_updates: int) -> None:
         batches = self.replay.sample(self.batch_size, self.rng, num_batches=n_updates)
@@ -242,6 +245,8 @@ class Trainer:
             for name, values in self._finished_terms.items():
                 scalars[f"reward_terms/{name}"] = float(np.mean(values))
             self._finished, self._finished_terms = [], {}
+        if self._terrain_level is not None:
+            scalars["train/terrain_level"] = self._terrain_level
         for name, value in getattr(self, "last_metrics", {}).items():
             scalars[f"loss/{name}"] = value
         self.last_scalars = scalars

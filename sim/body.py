@@ -172,6 +172,20 @@ class SimBody(Lifecycle, abc.ABC):
     def ground_height(self, x: float, y: float) -> float:
         return ground_height(self.terrain, x, y)
 
+    def set_terrain(self, field: Heightfield) -> None:
+        """Load a new field of the shape and bound this body's terrain was built with (the
+        next episode's level); the robot is placed on it by the next reset."""
+        old = self.terrain
+        if old is None or field.heights.shape != old.heights.shape \
+                or field.cell_m != old.cell_m or field.bound_m != old.bound_m:
+            raise ValueError("set_terrain needs a field of the built terrain's size, cell and "
+                             "height bound (terrain kind 'levels')")
+        if field.heights.max() > field.bound_m + 1e-9:
+            raise ValueError(f"terrain height {field.heights.max():.3f} m is above the field's "
+                             f"bound {field.bound_m:.3f} m")
+        self.terrain = field
+        self._set_heightfield(field)
+
     def spawn_height(self, x: float = 0.0, y: float = 0.0) -> float:
         """Trunk height for a robot standing at (x, y): local terrain top + standing height."""
         top = 0.0 if self.terrain is None else self.terrain.max_height_near(x, y, 0.3)
@@ -204,6 +218,10 @@ class SimBody(Lifecycle, abc.ABC):
 
     @abc.abstractmethod
     def _set_engine_dynamics(self, params: DynamicsParams) -> None: ...
+
+    @abc.abstractmethod
+    def _set_heightfield(self, field: Heightfield) -> None:
+        """Replace the ground's heights in the engine (same size and bound)."""
 
     @abc.abstractmethod
     def _link_contacts(self) -> set[str]:

@@ -10,22 +10,40 @@ ENGINES = ("pybullet", "mujoco")
 
 @dataclass(frozen=True)
 class TerrainConfig:
-    kind: Literal["flat", "rough"] = "flat"
+    """`flat`; `rough`: one heightfield from `rough_seed`; `levels`: a new field every episode
+    at the env's level (sim/terrain.py), level l of `levels` having the fraction l / (levels - 1)
+    of the top level's roughness (`rough_amplitude_m`) and slope (`slope`: a square ridge
+    around the start, climbed then descended). With `curriculum` each env starts at `level`
+    and moves up after an episode that ran its length and covered half its commanded
+    distance, down after a fall; without it every episode is at `level`."""
+
+    kind: Literal["flat", "rough", "levels"] = "flat"
     friction: float = 1.0  # ground friction coefficient (randomisation scales it per episode)
     rough_amplitude_m: float = 0.02  # rough: heights uniform in [0, amplitude]
     rough_size_m: float = 8.0  # rough: square patch side length, centred on the origin
     rough_cell_m: float = 0.1  # rough: grid spacing
     rough_seed: int = 0  # rough: the same seed gives the same field in both engines
+    levels: int = 10  # levels: how many
+    slope: float = 0.1  # levels: the top level's ridge grade (rise over run)
+    level: int = 0  # levels: the start level (or the only one, without curriculum)
+    curriculum: bool = True  # levels: promote on success, demote on falls
 
     def __post_init__(self):
-        if self.kind not in ("flat", "rough"):
-            raise ValueError(f"kind must be 'flat' or 'rough', got {self.kind!r}")
+        if self.kind not in ("flat", "rough", "levels"):
+            raise ValueError(f"kind must be 'flat', 'rough' or 'levels', got {self.kind!r}")
         if self.friction <= 0:
             raise ValueError("friction must be > 0")
-        if self.kind == "rough" and not (
+        if self.kind != "flat" and not (
             self.rough_amplitude_m >= 0 and self.rough_size_m > 0 and self.rough_cell_m > 0
         ):
             raise ValueError("rough terrain needs amplitude >= 0 and positive size and cell")
+        if self.kind == "levels":
+            if self.levels < 2:
+                raise ValueError(f"levels must be >= 2, got {self.levels}")
+            if not 0 <= self.level < self.levels:
+                raise ValueError(f"level must be in [0, {self.levels - 1}], got {self.level}")
+            if not 0 <= self.slope <= 1:
+                raise ValueError(f"slope must be in [0, 1] (rise over run), got {self.slope}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ each step from the state the env hands it. `info` carries:
                   output (`critic_inputs: estimated`; what fine-tuning from logs uses)
     command       (3,) vx m/s, vy m/s, yaw rad/s
     fell          1.0 when the episode terminated this step (trunk contact, tilt, height)
+    terrain_level with terrain kind `levels` only: the level of the episode in progress
     estimate      float32 (3 + n_feet,): the trunk-velocity estimator's output for the state
                   beside it (control/estimator.py, the one the deploy tick runs and logs),
                   `VelocityEstimate.vector()`: body-frame velocity m/s, then 1.0 per stance
@@ -49,6 +50,7 @@ from .randomization import (
     sample_push,
 )
 from .tasks import Task, TaskConfig
+from .terrain import TerrainCurriculum
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class LocomotionEnv(gym.Env):
                         rate_limit_for(spec, config.sim.control_dt_s)) \
             if config.deploy_limits else None
         self.task = Task(config.task, spec, config.sim.control_dt_s)
+        self.curriculum = TerrainCurriculum(config.sim.terrain) \
+            if config.sim.terrain.kind == "levels" else None
         self.obs_builder = ObservationBuilder(spec, config.observation, config.action.gait)
         self.action_mapper = ActionMapper(spec, config.action)
         self.estimator = VelocityEstimator(spec, config.action.gait)
@@ -116,6 +120,8 @@ class LocomotionEnv(gym.Env):
         rng, cfg, spec, body = self.np_random, self.config, self.robot_spec, self.body
         body.set_dynamics(sample_dynamics(cfg.randomization, spec, self.nominal_dynamics, rng))
         q, quat = sample_initial_pose(cfg.randomization, spec, rng)
+        if self.curriculum is not None:  # a new field at the env's level, every episode
+            body.set_terrain(self.curriculum.field(rng))
         body.reset_standing(quat, q)
         self.task.reset(rng, (options or {}).get("command"))
         self.last_action = np.zeros(spec.n_joints)
@@ -124,6 +130,7 @@ class LocomotionEnv(gym.Env):
         self.steps = 0
         self.estimator.reset()
         state = self._obs_state = body.read()
+        self._start_xy = state.privileged.base_pos_m[:2].copy()
         obs = self._observe(state)
         return obs, self._info(state, {}, False)
 
@@ -154,7 +161,13 @@ class LocomotionEnv(gym.Env):
         truncated = (not terminated) and self.steps >= self.task.max_steps
         self.last_action = action
         obs = self._observe(state)  # before _info: it also runs the estimator
-        return obs, reward, terminated, truncated, self._info(state, terms, terminated)
+        info = self._info(state, terms, terminated)
+        if self.curriculum is not None and (terminated or truncated):
+            self.curriculum.episode_end(
+                fell=terminated, distance_m=float(np.linalg.norm(pos[:2] - self._start_xy)),
+                commanded_m=float(np.linalg.norm(self.command[:2]))
+                * self.steps * self.config.sim.control_dt_s)
+        return obs, reward, terminated, truncated, info
 
     def render(self):
         if self.render_mode != "rgb_array":
@@ -183,7 +196,7 @@ class LocomotionEnv(gym.Env):
         return self.obs_builder.build(noisy, self.last_action, self.command)
 
     def _info(self, state, terms: dict, fell: bool) -> dict:
-        return {
+        info = {
             "reward_terms": {name: terms.get(name, 0.0) for name in self.task.weights},
             "critic_obs": state.privileged.vector() if self.config.critic_inputs == "privileged"
             else self._estimate.vector(),
@@ -192,6 +205,9 @@ class LocomotionEnv(gym.Env):
             "estimate": self._estimate.vector(),
             "rate_limited": float(self._rate_limited),  # the deploy rate limit held this action
         }
+        if self.curriculum is not None:
+            info["terrain_level"] = float(self.curriculum.level)
+        return info
 
 
 def make_env(config: EnvConfig = EnvConfig(), render_mode: str | None = None) -> LocomotionEnv:

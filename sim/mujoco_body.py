@@ -14,12 +14,13 @@ from gaitforge.robots.spec import RobotSpec
 from .body import GRAVITY_M_S2, SimBody
 from .config import SimConfig
 from .dynamics import DynamicsParams
+from .terrain import Heightfield
 
 ROBOT_GROUP, GROUND_GROUP = 1, 2  # contype/conaffinity bits: robot touches ground, not itself
 
 
-def build_model(spec: RobotSpec, sim: SimConfig, heights, cell_m, *, fixed_base: bool,
-                spawn_height_m: float) -> mujoco.MjModel:
+def build_model(spec: RobotSpec, sim: SimConfig, field: Heightfield | None, *,
+                fixed_base: bool, spawn_height_m: float) -> mujoco.MjModel:
     mj = mujoco.MjSpec.from_file(str(spec.description_path))
     mj.compiler.discardvisual = True
     mj.compiler.fusestatic = False  # keep foot links as bodies, so contacts name them
@@ -43,15 +44,13 @@ def build_model(spec: RobotSpec, sim: SimConfig, heights, cell_m, *, fixed_base:
         # MuJoCo combines friction by max: keep the robot's tiny so the ground's value rules,
         # matching PyBullet (product with the robot links' 1.0).
         geom.friction = [1e-3, 1e-5, 1e-7]
-    if heights is None:
+    if field is None:
         ground = mj.worldbody.add_geom(name="ground", type=mujoco.mjtGeom.mjGEOM_PLANE,
                                        size=[0, 0, 0.05])
     else:
-        n = heights.shape[0]
-        top = float(heights.max()) or 1e-6
-        half = (n - 1) * cell_m / 2
-        mj.add_hfield(name="terrain", size=[half, half, top, 0.1], nrow=n, ncol=n,
-                      userdata=(heights / top).ravel().tolist())
+        top = field.bound_m or 1e-6
+        mj.add_hfield(name="terrain", size=[field.half_extent_m, field.half_extent_m, top, 0.1],
+                      nrow=field.n, ncol=field.n, userdata=(field.heights / top).ravel().tolist())
         ground = mj.worldbody.add_geom(name="ground", type=mujoco.mjtGeom.mjGEOM_HFIELD,
                                        hfieldname="terrain")
     ground.contype, ground.conaffinity = 0, ROBOT_GROUP | GROUND_GROUP
@@ -109,11 +108,8 @@ class MuJoCoBody(SimBody):
 
     def __init__(self, spec: RobotSpec, sim: SimConfig, *, fixed_base: bool = False):
         super().__init__(spec, sim, fixed_base=fixed_base)
-        field = self.terrain
-        self.model = m = build_model(
-            spec, sim, None if field is None else field.heights,
-            None if field is None else field.cell_m, fixed_base=fixed_base,
-            spawn_height_m=self.spawn_height())
+        self.model = m = build_model(spec, sim, self.terrain, fixed_base=fixed_base,
+                                     spawn_height_m=self.spawn_height())
         self.data = mujoco.MjData(m)
         joints = [m.joint(n) for n in spec.joint_names]
         self._qadr = np.array([j.qposadr[0] for j in joints])
@@ -160,6 +156,14 @@ class MuJoCoBody(SimBody):
         quat = d.qpos[3:7].copy()
         rot = d.xmat[self._base_id].reshape(3, 3)
         return d.qpos[0:3].copy(), quat, d.qvel[0:3].copy(), rot @ d.qvel[3:6]
+
+    def _set_heightfield(self, field: Heightfield) -> None:
+        m = self.model
+        start, size = m.hfield_adr[0], field.n * field.n
+        m.hfield_data[start:start + size] = field.heights.ravel() / m.hfield_size[0][2]
+        renderer = self.__dict__.pop("_renderer", None)  # sim/render.py's: it holds the old
+        if renderer is not None:  # field's mesh
+            renderer.close()
 
     def _link_contacts(self) -> set[str]:
         d, g = self.data, self._ground_geom

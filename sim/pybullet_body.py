@@ -116,13 +116,23 @@ class PyBulletBody(SimBody):
             shape = p.createCollisionShape(pybullet.GEOM_PLANE)
             return p.createMultiBody(0, shape)
         h = self.terrain
-        shape = p.createCollisionShape(
+        # PyBullet centres the field's height range, as first built, on the body origin, and
+        # keeps that range when the heights are replaced: build it spanning [0, bound].
+        first = np.zeros_like(h.heights)
+        first[h.n // 2, h.n // 2] = h.bound_m
+        self._ground_shape = shape = p.createCollisionShape(
             pybullet.GEOM_HEIGHTFIELD, meshScale=[h.cell_m, h.cell_m, 1.0],
-            heightfieldData=h.heights.ravel().tolist(),
-            numHeightfieldRows=h.n, numHeightfieldColumns=h.n)
-        # PyBullet centres the field's height range on the body origin.
-        z = (h.heights.max() + h.heights.min()) / 2
-        return p.createMultiBody(0, shape, basePosition=[0, 0, z])
+            heightfieldData=first.ravel().tolist(), numHeightfieldRows=h.n,
+            numHeightfieldColumns=h.n)
+        ground = p.createMultiBody(0, shape, basePosition=[0, 0, h.bound_m / 2])
+        self._set_heightfield(h)
+        return ground
+
+    def _set_heightfield(self, field) -> None:
+        self.client.createCollisionShape(
+            pybullet.GEOM_HEIGHTFIELD, meshScale=[field.cell_m, field.cell_m, 1.0],
+            heightfieldData=field.heights.ravel().tolist(), numHeightfieldRows=field.n,
+            numHeightfieldColumns=field.n, replaceHeightfieldIndex=self._ground_shape)
 
     def _balance_inertia(self) -> None:
         """PyBullet zeroes the inertia of a link whose principal moments break the triangle

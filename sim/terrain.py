@@ -1,4 +1,5 @@
-"""Terrain shared by both engines: flat ground, or one rough heightfield built from a seed.
+"""Terrain shared by both engines: flat ground, one rough heightfield built from a seed, or
+levels of roughness and slope with a curriculum that moves each env between them.
 
 Heights are a (n, n) grid `heights[iy, ix]` in metres on a square patch centred on the origin,
 so both engines load the same numbers (row-major, x fastest: what PyBullet and MuJoCo expect).
@@ -17,6 +18,12 @@ from .config import TerrainConfig
 class Heightfield:
     heights: np.ndarray  # (n, n) metres, heights[iy, ix]
     cell_m: float
+    top_m: float | None = None  # the height the engines size the field for: None, the
+    # highest sample; with levels, the highest any level can reach, so a new field fits
+
+    @property
+    def bound_m(self) -> float:
+        return float(self.heights.max()) if self.top_m is None else self.top_m
 
     @property
     def n(self) -> int:
@@ -51,14 +58,58 @@ class Heightfield:
 
 
 def make_heightfield(config: TerrainConfig) -> Heightfield | None:
-    """None for flat ground; else uniform random heights in [0, amplitude], edges at 0."""
+    """None for flat ground; rough: uniform random heights in [0, amplitude], edges at 0;
+    levels: the start level's field from `rough_seed`."""
     if config.kind == "flat":
         return None
-    n = int(round(config.rough_size_m / config.rough_cell_m)) + 1
-    rng = np.random.default_rng(config.rough_seed)
-    heights = rng.uniform(0.0, config.rough_amplitude_m, size=(n, n))
-    heights[0, :] = heights[-1, :] = heights[:, 0] = heights[:, -1] = 0.0
+    if config.kind == "levels":
+        return level_heightfield(config, config.level, np.random.default_rng(config.rough_seed))
+    heights = _rough(config, config.rough_amplitude_m, np.random.default_rng(config.rough_seed))
     return Heightfield(heights=heights, cell_m=config.rough_cell_m)
+
+
+def _rough(config: TerrainConfig, amplitude_m: float, rng: np.random.Generator) -> np.ndarray:
+    n = int(round(config.rough_size_m / config.rough_cell_m)) + 1
+    heights = rng.uniform(0.0, amplitude_m, size=(n, n))
+    heights[0, :] = heights[-1, :] = heights[:, 0] = heights[:, -1] = 0.0
+    return heights
+
+
+def level_heightfield(config: TerrainConfig, level: int, rng: np.random.Generator) -> Heightfield:
+    """Level `level` of `config.levels`: a square ridge around the origin at half the patch's
+    half-width, its faces at the grade `slope * f` (climbed from the start, then descended to
+    the patch edge), with uniform roughness in [0, rough_amplitude_m * f] on top, where
+    f = level / (levels - 1). Edges stay at 0, so the field meets the flat ground around it."""
+    f = level / (config.levels - 1)
+    heights = _rough(config, config.rough_amplitude_m * f, rng)
+    n, half = heights.shape[0], config.rough_size_m / 2
+    axis = np.linspace(-half, half, n)
+    r = np.maximum(np.abs(axis)[None, :], np.abs(axis)[:, None])  # square rings
+    heights += config.slope * f * (half / 2 - np.abs(half / 2 - r))
+    heights[0, :] = heights[-1, :] = heights[:, 0] = heights[:, -1] = 0.0
+    top = config.slope * half / 2 + config.rough_amplitude_m
+    return Heightfield(heights=heights, cell_m=config.rough_cell_m, top_m=max(top, 1e-6))
+
+
+class TerrainCurriculum:
+    """One env's level. After an episode that ran its whole length and covered at least half
+    its commanded distance, one level up; after a fall, one level down (legged_gym's rule,
+    with falls in place of its too-short distance). Without `curriculum` it stays put."""
+
+    def __init__(self, config: TerrainConfig):
+        self.config = config
+        self.level = config.level
+
+    def episode_end(self, *, fell: bool, distance_m: float, commanded_m: float) -> None:
+        if not self.config.curriculum:
+            return
+        if fell:
+            self.level = max(0, self.level - 1)
+        elif distance_m >= 0.5 * commanded_m:
+            self.level = min(self.config.levels - 1, self.level + 1)
+
+    def field(self, rng: np.random.Generator) -> Heightfield:
+        return level_heightfield(self.config, self.level, rng)
 
 
 def ground_height(field: Heightfield | None, x: float, y: float) -> float:

@@ -9,6 +9,7 @@ RunConfig; unknown keys anywhere are rejected with their dotted path and the fil
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,9 @@ class EvalConfig:
     episode_length_s: float = 20.0
     # cell name -> command, sized to the robot (its file in configs/robots/): `eval --grid`
     grid: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    # terrain kind `levels`: the level every evaluation episode runs on, the curriculum held
+    # (None: the top level, the roughest ground the run trains for)
+    terrain_level: int | None = None
 
     def __post_init__(self):
         if self.episode_length_s <= 0:
@@ -88,6 +92,21 @@ class RunConfig:
         if self.train.overlap and self.vec_env.workers < 1 and not self.ray.enabled:
             raise ValueError("train.overlap needs vec_env.workers >= 1 (the envs step in their "
                              "processes while the agent learns)")
+        level, terrain = self.evaluation.terrain_level, self.env.sim.terrain
+        if level is not None and not (terrain.kind == "levels" and 0 <= level < terrain.levels):
+            raise ValueError(f"evaluation.terrain_level {level} needs env.sim.terrain kind "
+                             f"'levels' with more than {level} levels")
+
+    def evaluation_env(self) -> EnvConfig:
+        """The env evaluation runs: the training env, on terrain levels at one fixed level."""
+        terrain = self.env.sim.terrain
+        if terrain.kind != "levels":
+            return self.env
+        level = terrain.levels - 1 if self.evaluation.terrain_level is None \
+            else self.evaluation.terrain_level
+        terrain = dataclasses.replace(terrain, level=level, curriculum=False)
+        return dataclasses.replace(
+            self.env, sim=dataclasses.replace(self.env.sim, terrain=terrain))
 
 
 def upgrade_saved_config(data: dict) -> dict:
@@ -179,7 +198,7 @@ def evaluator(run: RunConfig, episodes: int, frames: list | None = None, grid: b
             raise ConfigError(f"evaluation.grid: none for {run.env_id or run.env.robot} (a "
                               "robot file in configs/robots/ names its command grid)")
         return lambda agent: evaluate_grid(
-            lambda o: agent.act(o, deterministic=True), run.env, dict(cells),
+            lambda o: agent.act(o, deterministic=True), run.evaluation_env(), dict(cells),
             episodes=episodes, episode_length_s=run.evaluation.episode_length_s)
     if run.env_id:
         factory, _ = env_fns(run)
@@ -187,5 +206,5 @@ def evaluator(run: RunConfig, episodes: int, frames: list | None = None, grid: b
                                               factory, episodes=episodes)
     ev = run.evaluation
     return lambda agent: evaluate_locomotion(
-        lambda o: agent.act(o, deterministic=True), run.env, episodes=episodes,
+        lambda o: agent.act(o, deterministic=True), run.evaluation_env(), episodes=episodes,
         command=ev.command, episode_length_s=ev.episode_length_s, frames=frames)

@@ -18,7 +18,7 @@ import yaml
 from gaitforge.agents.checkpoint import load_arrays
 from gaitforge.agents.trainer import TrainConfig, latest_checkpoint
 from gaitforge.cli import main
-from gaitforge.cli.run_config import RunConfig
+from gaitforge.cli.run_config import RunConfig, load_run_config
 from gaitforge.sim.vec_env import VecEnvConfig
 
 TINY = ["--set", "train.total_env_steps=2000", "--set", "train.warmup_steps=400",
@@ -324,3 +324,20 @@ def test_a_run_folder_appears_whole_or_not_at_all(tiny_tmpfs):
                                               "folder: the disk is full"):
         create_run_dir(runs / "big", big)
     assert sorted(p.name for p in runs.iterdir()) == ["small"]  # no staging folder left
+
+
+def test_rough_ground_trains_on_levels_and_evaluates_on_the_top_one(runs, capsys):
+    config = Path(__file__).resolve().parents[2] / "configs" / "rough_ground.yaml"
+    assert main(["train", str(config), "--name", "rough", *TINY,
+                 "--set", "env.task.episode_length_s=0.5"]) == 0
+    rows = [json.loads(line) for line in (runs / "rough" / "metrics.jsonl").open()]
+    levels = [r["train/terrain_level"] for r in rows if "train/terrain_level" in r]
+    assert levels and 0.0 <= max(levels) <= 9.0
+    run = load_run_config(runs / "rough" / "config.yaml")
+    assert run.env.sim.terrain.kind == "levels"
+    terrain = run.evaluation_env().sim.terrain  # the curriculum held, on the top level
+    assert (terrain.level, terrain.curriculum) == (9, False)
+    assert main(["eval", "rough", "--episodes", "1"]) == 0
+    assert "fall_rate" in capsys.readouterr().out
+    assert main(["train", str(config), *TINY, "--set", "evaluation.terrain_level=10"]) == 2
+    assert "evaluation.terrain_level 10" in capsys.readouterr().err

@@ -172,7 +172,7 @@ def pybullet_feet(spec, poses) -> np.ndarray:
 def mujoco_feet(spec, poses) -> tuple[np.ndarray, np.ndarray]:
     """(feet (poses, feet, 3), Jacobians (poses, feet, 3, n_joints)), MuJoCo, base at rest at
     the origin."""
-    model = build_model(spec, SimConfig(engine="mujoco"), None, None, fixed_base=True,
+    model = build_model(spec, SimConfig(engine="mujoco"), None, fixed_base=True,
                         spawn_height_m=0.0)
     data = mujoco.MjData(model)
     qadr = [model.joint(n).qposadr[0] for n in spec.joint_names]

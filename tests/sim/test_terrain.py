@@ -1,5 +1,7 @@
 """Terrain: the rough heightfield from one seed, its bilinear height, and the same ground in both
-engines (rays cast straight down hit Heightfield.height_at)."""
+engines (rays cast straight down hit Heightfield.height_at); terrain levels: the level's field
+worked out by hand, the curriculum's rule, a new field loaded into both engines where their
+rays find it, and the env moving its level."""
 
 from __future__ import annotations
 
@@ -7,8 +9,16 @@ import mujoco
 import numpy as np
 import pytest
 
-from gaitforge.sim.config import TerrainConfig
-from gaitforge.sim.terrain import Heightfield, ground_height, make_heightfield
+from gaitforge.sim.config import SimConfig, TerrainConfig
+from gaitforge.sim.env import EnvConfig, make_body, make_env
+from gaitforge.sim.tasks import TaskConfig
+from gaitforge.sim.terrain import (
+    Heightfield,
+    TerrainCurriculum,
+    ground_height,
+    level_heightfield,
+    make_heightfield,
+)
 
 # A small field keeps the engines quick: 2 m square, 10 cm cells -> 21 x 21 samples,
 # grid nodes at x, y = -1.0, -0.9, ..., 1.0.
@@ -90,8 +100,6 @@ def mujoco_ground_z(body, x, y) -> float:
 @pytest.fixture(scope="module")
 def rough_bodies(request):
     from gaitforge.robots.spec import load_robot_spec
-    from gaitforge.sim.config import SimConfig
-    from gaitforge.sim.env import make_body
 
     spec = load_robot_spec("servo_dog")
     bodies = {e: make_body(spec, SimConfig(engine=e, terrain=ROUGH)) for e in ("pybullet",
@@ -139,3 +147,102 @@ def test_spawn_height_on_rough_ground(rough_bodies):
     expected = body.terrain.max_height_near(0.0, 0.0, 0.3) + 0.13
     assert body.spawn_height() == pytest.approx(expected)
     assert body.spawn_height() > 0.13
+
+
+# 8 m patch, 1 m cells: nodes at -4 .. 4, the ridge at 2 m from the centre.
+SMOOTH = TerrainConfig(kind="levels", levels=3, slope=0.1, rough_amplitude_m=0.0,
+                       rough_cell_m=1.0)
+
+
+def test_the_top_level_is_a_ridge_climbed_then_descended():
+    field = level_heightfield(SMOOTH, 2, np.random.default_rng(0))
+    # rings at max(|x|, |y|) = 0, 1, 2, 3, 4 m: 0.1 * (2 - |2 - r|) = 0, 0.1, 0.2, 0.1, 0 (edge)
+    np.testing.assert_allclose(field.heights[4, 4:], [0.0, 0.1, 0.2, 0.1, 0.0], atol=1e-12)
+    assert field.heights[1, 6] == pytest.approx(0.1)  # (x 2, y -3): ring 3
+    assert field.top_m == pytest.approx(0.2) and field.bound_m == pytest.approx(0.2)
+
+
+def test_a_middle_level_has_that_fraction_of_slope_and_roughness():
+    half = level_heightfield(SMOOTH, 1, np.random.default_rng(0))
+    np.testing.assert_allclose(half.heights[4, 4:], [0.0, 0.05, 0.1, 0.05, 0.0], atol=1e-12)
+    assert not level_heightfield(SMOOTH, 0, np.random.default_rng(0)).heights.any()
+    rough = TerrainConfig(kind="levels", levels=3, slope=0.1, rough_amplitude_m=0.04,
+                          rough_cell_m=1.0)
+    bumps = level_heightfield(rough, 1, np.random.default_rng(0)).heights - half.heights
+    assert bumps.min() >= 0.0 and 0.015 < bumps.max() <= 0.02  # roughness in [0, 0.04 * 1/2]
+    # the bound covers the top level's ridge plus its full roughness: 0.1 * 2 + 0.04
+    assert level_heightfield(rough, 0, np.random.default_rng(0)).bound_m == pytest.approx(0.24)
+
+
+def test_the_curriculum_moves_up_on_success_and_down_on_falls():
+    levels = TerrainCurriculum(TerrainConfig(kind="levels", levels=3, level=1))
+    levels.episode_end(fell=False, distance_m=3.0, commanded_m=6.0)  # half the distance: up
+    assert levels.level == 2
+    levels.episode_end(fell=False, distance_m=6.0, commanded_m=6.0)  # at the top it stays
+    assert levels.level == 2
+    levels.episode_end(fell=False, distance_m=2.9, commanded_m=6.0)  # too short: stays
+    assert levels.level == 2
+    levels.episode_end(fell=True, distance_m=9.0, commanded_m=6.0)
+    levels.episode_end(fell=True, distance_m=9.0, commanded_m=6.0)
+    levels.episode_end(fell=True, distance_m=9.0, commanded_m=6.0)  # not below 0
+    assert levels.level == 0
+    levels.episode_end(fell=False, distance_m=0.0, commanded_m=0.0)  # standing still: up
+    assert levels.level == 1
+    fixed = TerrainCurriculum(TerrainConfig(kind="levels", levels=3, level=2, curriculum=False))
+    fixed.episode_end(fell=True, distance_m=0.0, commanded_m=6.0)
+    assert fixed.level == 2
+
+
+def test_levels_config_is_checked():
+    with pytest.raises(ValueError, match="level must be in"):
+        TerrainConfig(kind="levels", levels=3, level=3)
+    with pytest.raises(ValueError, match="slope"):
+        TerrainConfig(kind="levels", slope=-0.1)
+    with pytest.raises(ValueError, match="kind"):
+        TerrainConfig(kind="stairs")
+
+
+@pytest.mark.parametrize("engine", ["pybullet", "mujoco"])
+def test_a_new_field_is_where_both_engines_find_it_after_a_reset(engine):
+    from gaitforge.robots.spec import load_robot_spec
+
+    config = TerrainConfig(kind="levels", levels=4, slope=0.1, rough_amplitude_m=0.03,
+                           rough_size_m=4.0)
+    body = make_body(load_robot_spec("servo_dog"), SimConfig(engine=engine, terrain=config))
+    ground_z = pybullet_ground_z if engine == "pybullet" else mujoco_ground_z
+    try:
+        assert not body.terrain.heights.any()  # built at level 0: flat
+        top = level_heightfield(config, 3, np.random.default_rng(7))
+        body.set_terrain(top)
+        body.reset_standing()  # PyBullet restores its saved state: the new field must stay
+        # probes on the ridge (1 m out, 0.1 m up) and between it and the edge
+        for x, y in [(1.0, 0.0), (0.0, -1.0), (1.5, 0.5), (-0.5, 1.7), (0.3, 0.2)]:
+            assert ground_z(body, x, y) == pytest.approx(top.height_at(x, y),
+                                                         abs=RAY_TOLERANCE_M)
+        assert top.height_at(1.0, 0.0) > 0.1
+        with pytest.raises(ValueError, match="size, cell and height bound"):
+            body.set_terrain(make_heightfield(TerrainConfig(kind="rough", rough_size_m=4.0)))
+    finally:
+        body.close()
+
+
+def test_the_env_promotes_an_env_that_stood_its_episode_and_reports_the_level():
+    """Told to stand (commanded distance 0), servo_dog holds its pose for a whole 0.2 s
+    episode on level 0 (flat), so the next episode is on level 1, with a new field."""
+    terrain = TerrainConfig(kind="levels", levels=3, slope=0.1, rough_size_m=4.0)
+    env = make_env(EnvConfig(sim=SimConfig(terrain=terrain),
+                             task=TaskConfig(episode_length_s=0.2)))
+    try:
+        env.set_command([0.0, 0.0, 0.0])
+        _, info = env.reset(seed=0)
+        assert info["terrain_level"] == 0.0 and not env.body.terrain.heights.any()
+        truncated = False
+        while not truncated:
+            _, _, terminated, truncated, info = env.step(np.zeros(env.action_space.shape))
+            assert not terminated
+        assert info["terrain_level"] == 0.0  # the step info names the episode's own level
+        _, info = env.reset()
+        assert info["terrain_level"] == 1.0
+        assert env.body.terrain.heights.max() > 0.05  # ridge 0.05 * 1 m, roughness on top
+    finally:
+        env.close()
