@@ -52,7 +52,8 @@ def test_default_pose_stands_for_2s_in_both_engines(robot_spec, sim_body, robot)
     """Spawned at the spec's standing height, servos holding the default pose for 2 s (100
     control steps): upright, trunk off the ground, all feet down, little drift, and trunk heights
     within 10 % of each other. Measured (m): servo_dog 0.1266 / 0.1245, a1 0.2464 / 0.2387,
-    mini_cheetah 0.2659 / 0.2627, minitaur 0.1566 / 0.1576 (PyBullet / MuJoCo)."""
+    mini_cheetah 0.2659 / 0.2627 (on pybullet_data's URDF, before its right legs' centres of mass
+    were mirrored), minitaur 0.1566 / 0.1576 (PyBullet / MuJoCo)."""
     spec = robot_spec(robot)
     heights = {}
     for engine, body in bodies(sim_body, spec).items():
