@@ -122,6 +122,12 @@ def projected_gravity(quat_wxyz: np.ndarray) -> np.ndarray:
     )
 
 
+def heading_rad(quat_wxyz) -> float:
+    """Yaw of the trunk (rad): the heading of its x axis in the world's horizontal plane."""
+    w, x, y, z = (float(c) for c in quat_wxyz)
+    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
+
+
 def trunk_tilt_rad(quat_wxyz: np.ndarray) -> float:
     """Angle between trunk z and world z: arccos(-g_z), g = gravity in the body frame. The
     quaternion need not be unit. The one tilt used by termination, falls and the e-stop."""

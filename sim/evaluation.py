@@ -29,6 +29,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from gaitforge.control.policy_io import heading_rad
+
 from .env import EnvConfig, make_env
 
 Act = Callable[[np.ndarray], np.ndarray]  # (N, obs_dim) -> (N, act_dim), deterministic
@@ -109,12 +111,6 @@ class Track:
         out["heading_change_deg"] = float(np.degrees(heading[-1] - heading[0])) \
             if len(heading) else 0.0
         return out
-
-
-def heading_rad(quat_wxyz) -> float:
-    """Yaw of the trunk (rad): the heading of its x axis in the world's horizontal plane."""
-    w, x, y, z = (float(c) for c in quat_wxyz)
-    return float(np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z)))
 
 
 def window_error(samples, wanted: float, per_second: int) -> tuple[float, float]:

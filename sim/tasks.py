@@ -18,7 +18,7 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from gaitforge.control.policy_io import projected_gravity, trunk_tilt_rad
+from gaitforge.control.policy_io import heading_rad, projected_gravity, trunk_tilt_rad
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import RobotState
 
@@ -73,6 +73,9 @@ class TaskConfig:
     # the yaw rate tracking_ang_vel judges: its mean over this window (s; one stride cancels
     # the trot's own yaw ripple, which otherwise swamps a steady turn); 0: the step's own
     yaw_rate_window_s: float = 0.0
+    # the `heading` term's target is the commanded yaw rate integrated from the episode's first
+    # step, dragged along so the trunk is never more than this far from it (rad)
+    heading_cap_rad: float = 1.0
     feet_air_time_target_s: float = 0.25
     termination: TerminationConfig = TerminationConfig()
 
@@ -84,6 +87,8 @@ class TaskConfig:
             raise ValueError("episode_length_s must be > 0")
         if self.yaw_rate_window_s < 0:
             raise ValueError("yaw_rate_window_s must be >= 0")
+        if not self.heading_cap_rad > 0:
+            raise ValueError("heading_cap_rad must be > 0")
         unknown = sorted(set(self.rewards) - set(REWARD_TERMS))
         if unknown:
             raise ValueError(f"rewards: unknown term '{unknown[0]}' "
@@ -107,6 +112,7 @@ class StepContext:
     sigma_yaw: float | None = None  # None: `sigma`
     rate_limited: np.ndarray | None = None  # (n_joints,) bool: the deploy rate limit held it
     yaw_rate: float | None = None  # rad/s judged by tracking_ang_vel (None: the trunk's now)
+    heading_error: float = 0.0  # rad, trunk heading minus the commanded one (Task.step)
 
 
 def _lin_vel(c: StepContext) -> np.ndarray:
@@ -122,6 +128,12 @@ def tracking_ang_vel(c: StepContext) -> float:
     rate = c.state.privileged.base_ang_vel_rad_s[2] if c.yaw_rate is None else c.yaw_rate
     err = c.command[2] - rate
     return float(np.exp(-err * err / (c.sigma if c.sigma_yaw is None else c.sigma_yaw)))
+
+
+def heading(c: StepContext) -> float:
+    """|trunk heading - commanded heading| (rad, from the IMU quaternion): the yaw-rate kernel
+    forgets a slow drift; this sees it add up, and pulls back from as far as the cap."""
+    return abs(c.heading_error)
 
 
 def lin_vel_z(c: StepContext) -> float:
@@ -190,7 +202,7 @@ def alive(c: StepContext) -> float:
 
 REWARD_TERMS: dict[str, Callable[[StepContext], float]] = {
     f.__name__: f
-    for f in (tracking_lin_vel, tracking_ang_vel, lin_vel_z, ang_vel_xy, orientation,
+    for f in (tracking_lin_vel, tracking_ang_vel, heading, lin_vel_z, ang_vel_xy, orientation,
               base_height, torque, joint_vel, action_rate, rate_limit, pose, feet_air_time,
               collision, alive)
 }
@@ -248,6 +260,7 @@ class Task:
         # the last yaw rates (rad/s) of the episode, for `yaw_rate_window_s`
         self._yaw_rates: deque[float] = deque(
             maxlen=max(1, round(config.yaw_rate_window_s / control_dt_s)))
+        self._heading_target: float | None = None  # rad, for the `heading` term
 
     def sample_command(self, rng: np.random.Generator) -> np.ndarray:
         if self.config.name == "stand":
@@ -273,6 +286,7 @@ class Task:
                         else np.array(command, dtype=np.float64))  # a copy, never the caller's
         self.air_time_s = np.zeros(len(self.spec.feet))
         self._yaw_rates.clear()
+        self._heading_target = None
         return self.command
 
     def step(self, state: RobotState, action: np.ndarray, last_action: np.ndarray, *,
@@ -282,7 +296,7 @@ class Task:
         that led there and the one before, the ground height under the trunk, and the links
         touching the ground (needed only when `needs_link_contacts`), and the joints whose
         target the deploy rate limit held (None: no limit applied). Advances the feet's air
-        time and the yaw-rate window."""
+        time, the yaw-rate window and the commanded heading."""
         first_contact, air_time_s = self._touch_downs(state.privileged.foot_contact)
         self._yaw_rates.append(float(state.privileged.base_ang_vel_rad_s[2]))
         ctx = StepContext(
@@ -291,10 +305,27 @@ class Task:
             first_contact=first_contact, air_time_s=air_time_s,
             sigma=self.config.tracking_sigma, sigma_yaw=self.config.tracking_sigma_yaw,
             air_time_target_s=self.config.feet_air_time_target_s, rate_limited=rate_limited,
-            yaw_rate=sum(self._yaw_rates) / len(self._yaw_rates))
+            yaw_rate=sum(self._yaw_rates) / len(self._yaw_rates),
+            heading_error=self._heading_error(state.imu_quat_wxyz))
         reward, terms = self.reward(ctx)
         fell, reason = self.terminated(state, ground_z_m)
         return TaskStep(reward, terms, fell, reason)
+
+    def _heading_error(self, quat_wxyz) -> float:
+        """Trunk heading minus the commanded one, wrapped to [-pi, pi) and capped: the target
+        starts at the first step's heading, turns at the commanded yaw rate, and is dragged to
+        within `heading_cap_rad` of the trunk."""
+        now = heading_rad(quat_wxyz)
+        if self._heading_target is None:
+            self._heading_target = now
+        else:
+            self._heading_target += self.command[2] * self.control_dt_s
+        error = (now - self._heading_target + np.pi) % (2 * np.pi) - np.pi
+        cap = self.config.heading_cap_rad
+        if abs(error) > cap:
+            error = cap if error > 0 else -cap
+            self._heading_target = now - error
+        return float(error)
 
     def _touch_downs(self, contact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(feet that touched down this step, air time of every foot before this contact);

@@ -24,8 +24,9 @@ from gaitforge.sim.tasks import Task, TaskConfig
 SPEC = load_robot_spec("servo_dog")
 DT = 0.02
 COMMAND = (0.2, 0.05, 0.3)
-TASK = TaskConfig(rewards={"rate_limit": -1.0},  # the deploy rate limit's term takes part too
-                  yaw_rate_window_s=0.4)  # and the yaw rate over a stride
+TASK = TaskConfig(rewards={"rate_limit": -1.0,  # the deploy rate limit's term takes part too
+                           "heading": -0.5},  # and the heading, from the logged IMU
+                  yaw_rate_window_s=0.4, heading_cap_rad=0.2)  # and the yaw rate over a stride
 MAX_STEP = 0.03  # rad per tick: holds some of WobbleActor's target steps (up to 0.036 rad)
 
 

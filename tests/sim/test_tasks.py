@@ -58,7 +58,7 @@ def make_context(spec, command=(0.3, -0.1, 0.5)) -> StepContext:
         link_contacts={"FR_foot", "FL_foot", "trunk", "FR_calf", "RL_thigh"},
         first_contact=np.array([True, True, False, False]),
         air_time_s=np.array([0.5, 0.35, 0.3, 0.0]), sigma=0.25, air_time_target_s=0.25,
-        rate_limited=np.arange(spec.n_joints) < 3)
+        rate_limited=np.arange(spec.n_joints) < 3, heading_error=-0.3)
 
 
 # Hand-computed term values for make_context():
@@ -67,6 +67,7 @@ TERMS = {
     "tracking_lin_vel": math.exp(-0.08 / 0.25),  # exp(-0.32) = 0.72615
     # yaw: 0.5 - 0.1 = 0.4; 0.16 / 0.25 = 0.64
     "tracking_ang_vel": math.exp(-0.64),  # 0.52729
+    "heading": 0.3,  # |-0.3 rad| (Task.step works the error out: see the heading test below)
     "lin_vel_z": 0.04,  # 0.2^2
     "ang_vel_xy": 0.25,  # 0.3^2 + 0.4^2
     # 30° roll: projected gravity (0, -sin 30°, -cos 30°) -> 0.5^2
@@ -322,3 +323,29 @@ def test_yaw_rate_window_averages_the_last_steps_of_the_episode(spec):
     task = Task(dataclasses.replace(config, yaw_rate_window_s=0.0), spec, DT)
     task.reset(np.random.default_rng(0), (0.3, 0.0, 0.3))
     assert [step(0.3), step(0.0)] == pytest.approx([1.0, math.exp(-0.36)], rel=1e-12)
+
+
+def test_heading_term_integrates_the_commanded_yaw_rate_and_caps_the_error(spec):
+    """Commanded yaw rate 1.0 rad/s at dt 0.02: the target turns 0.02 rad a step from the first
+    step's heading. Trunk headings 0.5, 0.5, 0.6, then 1.5 rad, cap 0.3 rad:
+      step 1: target 0.5 (the first heading), error 0
+      step 2: target 0.52, error -0.02
+      step 3: target 0.54, error 0.06
+      step 4: target 0.56, error 0.94 -> capped at 0.3, target dragged to 1.2
+      step 5: heading 1.5 again: target 1.22, error 0.28
+    The term is |error|; a new episode starts from its own first heading."""
+    config = TaskConfig(name="walk", rewards={"heading": -1.0}, heading_cap_rad=0.3)
+    task = Task(config, spec, DT)
+    task.reset(np.random.default_rng(0), (0.0, 0.0, 1.0))
+    zero = np.zeros(spec.n_joints)
+
+    def step(yaw):
+        state = make_state(spec, quat=(math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)), z=0.13)
+        return -task.step(state, zero, zero, ground_z_m=0.0).terms["heading"] / DT
+
+    got = [step(h) for h in (0.5, 0.5, 0.6, 1.5, 1.5)]
+    assert got == pytest.approx([0.0, 0.02, 0.06, 0.3, 0.28], abs=1e-12)
+    task.reset(np.random.default_rng(0), (0.0, 0.0, 0.0))
+    assert [step(-3.0), step(3.0)] == pytest.approx([0.0, 2 * math.pi - 6.0], abs=1e-12)
+    with pytest.raises(ValueError, match="heading_cap_rad"):
+        TaskConfig(heading_cap_rad=0.0)
