@@ -12,9 +12,11 @@ Each system gets the whole machine for --budget-min, the clock running from its 
   and the robot's config, including its open-loop trot), stopped at the budget; its newest
   checkpoint (one every --checkpoint-every env steps) is judged at the command vx 0.5 m/s, the
   top of its training range.
-Both are judged the same way: forward speed is the trunk's world-x displacement over the
-episode's time, a fall is the env's own (TF-Agents: `is_fallen()`; gaitforge: the episode's
-termination by trunk contact, tilt or height). Prints a table and writes comparison.json.
+Both are judged the same way: forward speed is the trunk's displacement along its starting
+heading over the episode's time (gaitforge starts each episode at a random heading; TF-Agents'
+env always at yaw 0, so there it is the world-x displacement); a fall is the env's own
+(TF-Agents: `is_fallen()`; gaitforge: the episode's termination by trunk contact, tilt or
+height). Prints a table and writes comparison.json; `--judge RUN` judges a gaitforge run again.
 """
 
 from __future__ import annotations
@@ -69,35 +71,47 @@ def run_ours(args, out_dir: Path) -> dict:
 
 
 def judge_ours(run_dir: Path, episodes: int) -> dict:
+    """The run's newest checkpoint, and its open-loop trot alone (zero action) for reference."""
     from gaitforge.cli.run_folders import load_run_agent
-    from gaitforge.sim.env import make_env
 
     _, cfg, agent, checkpoint = load_run_agent(str(run_dir))
     env_config = cfg.evaluation_env()
     env_config = dataclasses.replace(env_config, task=dataclasses.replace(
         env_config.task, episode_length_s=10.0))
+    policy = judge_policy(lambda o: agent.act(o, deterministic=True), env_config, episodes)
+    trot = judge_policy(lambda o: np.zeros((len(o), agent.act_dim), np.float32), env_config,
+                        episodes)
+    steps = int(checkpoint.name) if checkpoint.name.isdigit() else None
+    return {"checkpoint": checkpoint.name, "env_steps": steps, "episodes": policy,
+            "trot_alone": trot}
+
+
+def judge_policy(act, env_config, episodes: int) -> list[dict]:
+    from gaitforge.control.policy_io import heading_rad
+    from gaitforge.sim.env import make_env
+
     env = make_env(env_config)
     env.set_command([0.5, 0.0, 0.0])
     results = []
     for i in range(episodes):
         obs, _ = env.reset(seed=1_000_000 + i)
-        x0 = env.body.read().privileged.base_pos_m[0]
+        start = env.body.read()
+        heading = heading_rad(start.imu_quat_wxyz)
         done = fell = False
         while not done:
-            action = agent.act(obs[None].astype(np.float32), deterministic=True)[0]
-            obs, _, fell, truncated, _ = env.step(action)
+            obs, _, fell, truncated, _ = env.step(act(obs[None].astype(np.float32))[0])
             done = fell or truncated
-        x1 = env.body.read().privileged.base_pos_m[0]
+        moved = env.body.read().privileged.base_pos_m[:2] - start.privileged.base_pos_m[:2]
         seconds = env.steps * env_config.sim.control_dt_s
-        results.append({"forward_m_s": float((x1 - x0) / seconds), "seconds": seconds,
+        forward = moved[0] * np.cos(heading) + moved[1] * np.sin(heading)
+        results.append({"forward_m_s": float(forward / seconds), "seconds": seconds,
                         "fell": bool(fell)})
     env.close()
-    steps = int(checkpoint.name.split("-")[-1]) if checkpoint.name[-1].isdigit() else None
-    return {"checkpoint": checkpoint.name, "env_steps": steps, "episodes": results}
+    return results
 
 
-def summary(result: dict) -> str:
-    eps = result["episodes"]
+def summary(result: dict, key: str = "episodes") -> str:
+    eps = result[key]
     speeds = [e["forward_m_s"] for e in eps]
     return (f"{result['system']:40s} {result['trained_s'] / 60:6.1f} min  "
             f"{result.get('env_steps') or 0:8d} steps  forward {np.mean(speeds):+.3f} m/s "
@@ -113,12 +127,20 @@ def main() -> None:
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER,
                         help="the TF-Agents venv's python (default $PEERS_VENVS/tfa/bin/python)")
     parser.add_argument("--only", choices=["both", "ours", "peer"], default="both")
+    parser.add_argument("--judge", type=Path, metavar="RUN",
+                        help="only judge this gaitforge run's newest checkpoint again")
     parser.add_argument("--out-dir", type=Path, default=None)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to gaitforge train")
     args = parser.parse_args()
     out_dir = args.out_dir or Path(tempfile.mkdtemp(prefix="minitaur-vs-tfa-"))
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.judge:
+        result = {"system": "gaitforge SAC, minitaur (PyBullet)", "trained_s": 0.0,
+                  **judge_ours(args.judge, args.episodes)}
+        print(summary(result) + "\n  (its trot alone, zero action: "
+              + summary(result, "trot_alone").split("steps  ", 1)[1] + ")")
+        return
     results = {}
     if args.only in ("both", "peer"):
         results["tf-agents"] = run_peer(args, out_dir)
@@ -129,6 +151,9 @@ def main() -> None:
           f"(results in {out_dir}):")
     for result in results.values():
         print("  " + summary(result))
+    if "gaitforge" in results:
+        print("  (gaitforge's trot alone, zero action: "
+              + summary(results["gaitforge"], "trot_alone").split("steps  ", 1)[1] + ")")
 
 
 if __name__ == "__main__":

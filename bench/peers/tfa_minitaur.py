@@ -9,7 +9,8 @@ example: 256x256 actor and critic, Adam 3e-4, tau 0.005, gamma 0.99, batch 256, 
 warm-up steps, then one env step and one gradient update per iteration). The clock runs from
 the process start, imports included, as gaitforge's does. After the budget: 10 episodes with
 the greedy policy on a fresh env, each up to the env's 1000 steps (10 s); forward speed is the
-trunk's world-x displacement over the episode's time, a fall is the env's own `is_fallen()`.
+trunk's displacement along its starting heading over the episode's time (the env starts every
+episode at yaw 0: its world-x displacement), a fall is the env's own `is_fallen()`.
 """
 
 from __future__ import annotations
@@ -33,13 +34,17 @@ def judge(policy, py_env, episodes: int) -> list[dict]:
     results = []
     for _ in range(episodes):
         ts = py_env.reset()
-        x0 = minitaur_env.minitaur.GetBasePosition()[0]
+        robot = minitaur_env.minitaur
+        x0, y0, _ = robot.GetBasePosition()
+        x, y, z, w = robot.GetBaseOrientation()
+        heading = np.arctan2(2 * (w * z + x * y), 1 - 2 * (y * y + z * z))
         steps = 0
         while not ts.is_last():
             ts = py_env.step(policy.action(ts).action)
             steps += 1
-        x1 = minitaur_env.minitaur.GetBasePosition()[0]
-        results.append({"forward_m_s": (x1 - x0) / (steps * dt), "seconds": steps * dt,
+        x1, y1, _ = robot.GetBasePosition()
+        forward = (x1 - x0) * np.cos(heading) + (y1 - y0) * np.sin(heading)
+        results.append({"forward_m_s": float(forward / (steps * dt)), "seconds": steps * dt,
                         "fell": bool(minitaur_env.is_fallen())})
     return results
 
