@@ -90,7 +90,7 @@ class SimBody(Lifecycle, abc.ABC):
                 foot_contact=feet,
                 friction=self.params.foot_friction,
                 trunk_contact=trunk,
-                base_height_m=float(pos[2] - self.ground_height(pos[0], pos[1])),
+                base_height_m=float(pos[2] - ground_height(self.terrain, pos[0], pos[1])),
                 collisions=float(len(collision_links(self.spec, touching))),
             ),
         )
@@ -169,9 +169,6 @@ class SimBody(Lifecycle, abc.ABC):
             self._contact_cache = links
         return self._contact_cache
 
-    def ground_height(self, x: float, y: float) -> float:
-        return ground_height(self.terrain, x, y)
-
     def set_terrain(self, field: Heightfield) -> None:
         """Load a new field of the shape and bound this body's terrain was built with (the
         next episode's level); the robot is placed on it by the next reset."""
@@ -190,9 +187,6 @@ class SimBody(Lifecycle, abc.ABC):
         """Trunk height for a robot standing at (x, y): local terrain top + standing height."""
         top = 0.0 if self.terrain is None else self.terrain.max_height_near(x, y, 0.3)
         return top + self.spec.standing_height_m
-
-    def close(self) -> None:  # noqa: B027 - engines override when they hold resources
-        pass
 
     # Engine primitives ---------------------------------------------------------------------
     @abc.abstractmethod

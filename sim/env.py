@@ -50,7 +50,7 @@ from .randomization import (
     sample_push,
 )
 from .tasks import Task, TaskConfig
-from .terrain import TerrainCurriculum
+from .terrain import TerrainCurriculum, ground_height
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ class LocomotionEnv(gym.Env):
         state = self._obs_state = body.read()
         pos = state.privileged.base_pos_m
         reward, terms, terminated, _ = self.task.step(
-            state, action, self.last_action, ground_z_m=body.ground_height(pos[0], pos[1]),
+            state, action, self.last_action, ground_z_m=ground_height(body.terrain, pos[0], pos[1]),
             link_contacts=body.link_contacts() if self.task.needs_link_contacts else frozenset(),
             rate_limited=hit)
         truncated = (not terminated) and self.steps >= self.task.max_steps

@@ -161,8 +161,12 @@ class MuJoCoBody(SimBody):
         m = self.model
         start, size = m.hfield_adr[0], field.n * field.n
         m.hfield_data[start:start + size] = field.heights.ravel() / m.hfield_size[0][2]
-        renderer = self.__dict__.pop("_renderer", None)  # sim/render.py's: it holds the old
-        if renderer is not None:  # field's mesh
+        self.close()  # sim/render.py's renderer holds the old field's mesh: a new one is made
+
+    def close(self) -> None:
+        """Release the renderer sim/render.py may have made (the model and data need nothing)."""
+        renderer = self.__dict__.pop("_renderer", None)
+        if renderer is not None:
             renderer.close()
 
     def _link_contacts(self) -> set[str]:

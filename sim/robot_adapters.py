@@ -20,6 +20,7 @@ import numpy as np
 from .body import SimBody
 from .evaluation import Track, heading_rad
 from .tasks import TerminationConfig, fall_reason
+from .terrain import ground_height
 
 
 class SimulatedRobot:
@@ -67,7 +68,7 @@ class SimulatedRobot:
         if self.source is not None:
             self.commanded.append(np.array(self.source.current))
         if self.fell_at_s is None:
-            ground = self.body.ground_height(p.base_pos_m[0], p.base_pos_m[1])
+            ground = ground_height(self.body.terrain, p.base_pos_m[0], p.base_pos_m[1])
             self.fall_reason = fall_reason(state, ground, self.body.spec, self.termination)
             if self.fall_reason:
                 self.fell_at_s = state.time_s
@@ -178,7 +179,7 @@ class SessionRecord:
         pos = np.asarray(state.privileged.base_pos_m, np.float64)
         self.xy.append(pos[:2].copy())
         self.heading.append(heading_rad(state.imu_quat_wxyz))
-        why = fall_reason(state, body.ground_height(pos[0], pos[1]), self.spec,
+        why = fall_reason(state, ground_height(body.terrain, pos[0], pos[1]), self.spec,
                           self.termination)
         if why and not self.fallen:
             self.falls += 1

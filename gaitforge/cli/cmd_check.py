@@ -22,6 +22,7 @@ def run(args) -> int:
     from gaitforge.robots.types import JointCommand
     from gaitforge.sim.env import make_body
     from gaitforge.sim.tasks import fall_reason
+    from gaitforge.sim.terrain import ground_height
 
     from .run_config import env_config
 
@@ -39,7 +40,7 @@ def run(args) -> int:
         body.step()
         state = body.read()
         pos = state.privileged.base_pos_m
-        ground = body.ground_height(pos[0], pos[1])
+        ground = ground_height(body.terrain, pos[0], pos[1])
         fell = fell or fall_reason(state, ground, spec, cfg.task.termination)
     body.close()
     print(f"robot {args.robot}  engine {args.engine}  terrain {args.terrain}  "
