@@ -17,8 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gaitforge.control.policy_io import heading_rad
+
 from .body import SimBody
-from .evaluation import Track, heading_rad
+from .evaluation import Track
 from .tasks import TerminationConfig, fall_reason
 from .terrain import ground_height
 

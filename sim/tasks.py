@@ -261,6 +261,7 @@ class Task:
         self._yaw_rates: deque[float] = deque(
             maxlen=max(1, round(config.yaw_rate_window_s / control_dt_s)))
         self._heading_target: float | None = None  # rad, for the `heading` term
+        self._tracks_heading = "heading" in self.weights  # else the env step skips the work
 
     def sample_command(self, rng: np.random.Generator) -> np.ndarray:
         if self.config.name == "stand":
@@ -306,7 +307,8 @@ class Task:
             sigma=self.config.tracking_sigma, sigma_yaw=self.config.tracking_sigma_yaw,
             air_time_target_s=self.config.feet_air_time_target_s, rate_limited=rate_limited,
             yaw_rate=sum(self._yaw_rates) / len(self._yaw_rates),
-            heading_error=self._heading_error(state.imu_quat_wxyz))
+            heading_error=self._heading_error(state.imu_quat_wxyz)
+            if self._tracks_heading else 0.0)
         reward, terms = self.reward(ctx)
         fell, reason = self.terminated(state, ground_z_m)
         return TaskStep(reward, terms, fell, reason)
