@@ -73,6 +73,8 @@ class TaskConfig:
     # the yaw rate tracking_ang_vel judges: its mean over this window (s; one stride cancels
     # the trot's own yaw ripple, which otherwise swamps a steady turn); 0: the step's own
     yaw_rate_window_s: float = 0.0
+    # the same for the forward and lateral velocity tracking_lin_vel judges (s; 0: the step's own)
+    lin_vel_window_s: float = 0.0
     # the `heading` term's target is the commanded yaw rate integrated from the episode's first
     # step, dragged along so the trunk is never more than this far from it (rad)
     heading_cap_rad: float = 1.0
@@ -85,8 +87,9 @@ class TaskConfig:
                              f"(known: {', '.join(sorted(DEFAULT_WEIGHTS))})")
         if self.episode_length_s <= 0:
             raise ValueError("episode_length_s must be > 0")
-        if self.yaw_rate_window_s < 0:
-            raise ValueError("yaw_rate_window_s must be >= 0")
+        for name in ("yaw_rate_window_s", "lin_vel_window_s"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0")
         if not self.heading_cap_rad > 0:
             raise ValueError("heading_cap_rad must be > 0")
         unknown = sorted(set(self.rewards) - set(REWARD_TERMS))
@@ -112,6 +115,7 @@ class StepContext:
     sigma_yaw: float | None = None  # None: `sigma`
     rate_limited: np.ndarray | None = None  # (n_joints,) bool: the deploy rate limit held it
     yaw_rate: float | None = None  # rad/s judged by tracking_ang_vel (None: the trunk's now)
+    lin_vel: tuple[float, float] | None = None  # vx, vy judged by tracking_lin_vel (None: now)
     heading_error: float = 0.0  # rad, trunk heading minus the commanded one (Task.step)
 
 
@@ -120,8 +124,9 @@ def _lin_vel(c: StepContext) -> np.ndarray:
 
 
 def tracking_lin_vel(c: StepContext) -> float:
-    err = c.command[:2] - _lin_vel(c)[:2]
-    return float(np.exp(-np.dot(err, err) / c.sigma))
+    vx, vy = _lin_vel(c)[:2] if c.lin_vel is None else c.lin_vel
+    ex, ey = c.command[0] - vx, c.command[1] - vy
+    return float(np.exp(-(ex * ex + ey * ey) / c.sigma))
 
 
 def tracking_ang_vel(c: StepContext) -> float:
@@ -260,6 +265,9 @@ class Task:
         # the last yaw rates (rad/s) of the episode, for `yaw_rate_window_s`
         self._yaw_rates: deque[float] = deque(
             maxlen=max(1, round(config.yaw_rate_window_s / control_dt_s)))
+        # ... and the last forward and lateral velocities (m/s), for `lin_vel_window_s`
+        self._lin_vels: deque[tuple[float, float]] = deque(
+            maxlen=max(1, round(config.lin_vel_window_s / control_dt_s)))
         self._heading_target: float | None = None  # rad, for the `heading` term
         self._tracks_heading = "heading" in self.weights  # else the env step skips the work
 
@@ -287,6 +295,7 @@ class Task:
                         else np.array(command, dtype=np.float64))  # a copy, never the caller's
         self.air_time_s = np.zeros(len(self.spec.feet))
         self._yaw_rates.clear()
+        self._lin_vels.clear()
         self._heading_target = None
         return self.command
 
@@ -297,9 +306,12 @@ class Task:
         that led there and the one before, the ground height under the trunk, and the links
         touching the ground (needed only when `needs_link_contacts`), and the joints whose
         target the deploy rate limit held (None: no limit applied). Advances the feet's air
-        time, the yaw-rate window and the commanded heading."""
+        time, the velocity windows and the commanded heading."""
         first_contact, air_time_s = self._touch_downs(state.privileged.foot_contact)
-        self._yaw_rates.append(float(state.privileged.base_ang_vel_rad_s[2]))
+        p = state.privileged
+        self._yaw_rates.append(float(p.base_ang_vel_rad_s[2]))
+        self._lin_vels.append((float(p.base_lin_vel_m_s[0]), float(p.base_lin_vel_m_s[1])))
+        n = len(self._lin_vels)
         ctx = StepContext(
             spec=self.spec, state=state, command=self.command, action=action,
             last_action=last_action, link_contacts=link_contacts,
@@ -307,6 +319,7 @@ class Task:
             sigma=self.config.tracking_sigma, sigma_yaw=self.config.tracking_sigma_yaw,
             air_time_target_s=self.config.feet_air_time_target_s, rate_limited=rate_limited,
             yaw_rate=sum(self._yaw_rates) / len(self._yaw_rates),
+            lin_vel=(sum(v[0] for v in self._lin_vels) / n, sum(v[1] for v in self._lin_vels) / n),
             heading_error=self._heading_error(state.imu_quat_wxyz)
             if self._tracks_heading else 0.0)
         reward, terms = self.reward(ctx)

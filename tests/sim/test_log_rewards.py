@@ -26,7 +26,8 @@ DT = 0.02
 COMMAND = (0.2, 0.05, 0.3)
 TASK = TaskConfig(rewards={"rate_limit": -1.0,  # the deploy rate limit's term takes part too
                            "heading": -0.5},  # and the heading, from the logged IMU
-                  yaw_rate_window_s=0.4, heading_cap_rad=0.2)  # and the yaw rate over a stride
+                  yaw_rate_window_s=0.4, lin_vel_window_s=0.2,  # velocities over windows
+                  heading_cap_rad=0.2)
 MAX_STEP = 0.03  # rad per tick: holds some of WobbleActor's target steps (up to 0.036 rad)
 
 

@@ -325,6 +325,33 @@ def test_yaw_rate_window_averages_the_last_steps_of_the_episode(spec):
     assert [step(0.3), step(0.0)] == pytest.approx([1.0, math.exp(-0.36)], rel=1e-12)
 
 
+def test_lin_vel_window_averages_forward_and_lateral_velocity(spec):
+    """lin_vel_window_s 0.04 at dt 0.02: the mean of the last 2 velocities. (vx, vy) of
+    (0.4, 0.0), (0.0, 0.2), (0.2, 0.0) against a command of (0.2, 0.1) m/s: windows (0.4, 0),
+    (0.2, 0.1), (0.1, 0.1), errors^2 0.04 + 0.01, 0, 0.01, so the kernel exp(-err^2 / 0.25)
+    is exp(-0.2), 1, exp(-0.04)."""
+    import dataclasses
+
+    config = TaskConfig(name="walk", rewards={"tracking_lin_vel": 1.0}, tracking_sigma=0.25,
+                        lin_vel_window_s=0.04)
+    task = Task(config, spec, DT)
+    task.reset(np.random.default_rng(0), (0.2, 0.1, 0.0))
+    zero = np.zeros(spec.n_joints)
+
+    def step(vx, vy):
+        state = make_state(spec, quat=(1, 0, 0, 0), z=0.13)
+        state = dataclasses.replace(state, privileged=dataclasses.replace(
+            state.privileged, base_lin_vel_m_s=np.array([vx, vy, 0.0])))
+        return task.step(state, zero, zero, ground_z_m=0.0).terms["tracking_lin_vel"] / DT
+
+    got = [step(0.4, 0.0), step(0.0, 0.2), step(0.2, 0.0)]
+    assert got == pytest.approx([math.exp(-0.2), 1.0, math.exp(-0.04)], rel=1e-12)
+    task.reset(np.random.default_rng(0), (0.2, 0.1, 0.0))
+    assert step(0.0, 0.0) == pytest.approx(math.exp(-0.2), rel=1e-12)  # the old ones are gone
+    with pytest.raises(ValueError, match="lin_vel_window_s must be >= 0"):
+        TaskConfig(lin_vel_window_s=-0.1)
+
+
 def test_heading_term_integrates_the_commanded_yaw_rate_and_caps_the_error(spec):
     """Commanded yaw rate 1.0 rad/s at dt 0.02: the target turns 0.02 rad a step from the first
     step's heading. Trunk headings 0.5, 0.5, 0.6, then 1.5 rad, cap 0.3 rad:
