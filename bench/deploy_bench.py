@@ -179,7 +179,7 @@ def bench_ticks(bundle: Path, body: str, duration_s: float, log_dir: str) -> dic
     clock, sleep = clock_and_sleep(False)
     runtime = load_runtime(bundle, clock)
     robot = sim_robot(runtime.spec, body.split(":", 1)[1], runtime.control_dt_s,
-                      (0.3, 0.0, 0.0))
+                      (0.3, 0.0, 0.0), stride_hz=runtime.builder.gait.frequency_hz)
     read_s, step_s, policy, tick_s = [], [], [], []
     inner_read, inner_step = robot.body.read, robot.body.step
 

@@ -3,10 +3,13 @@
 Locomotion metrics, per episode then averaged:
     return              sum of rewards
     fell                1 if the episode terminated (trunk contact, tilt, height) early
-    vx_tracking_error   m/s: mean over 1-s windows (after the first second) of
-                        |window-mean forward body velocity - commanded vx|. Averaging over a
-                        window keeps the stride's own speed ripple out of the figure. An
-                        episode shorter than 2 s is judged on its whole mean velocity.
+    vx_tracking_error   m/s: mean over windows (after the first second) of
+                        |window-mean forward body velocity - commanded vx|. A window is 1 s,
+                        or with a gait the fewest whole strides that last at least 1 s (1.2 s
+                        at 2.5 Hz): averaging over whole strides keeps the stride's own speed
+                        and yaw ripple out of the figure (over 2.5 strides, half a stride's
+                        ripple stays in). An episode shorter than 2 s is judged on its whole
+                        mean velocity.
     vy_tracking_error   m/s: the same for the lateral body velocity against commanded vy
     yaw_rate_error      rad/s: the same for the yaw rate against the commanded yaw rate, the
                         yaw rate of a window being its heading change (from the IMU quaternion,
@@ -25,6 +28,7 @@ turning on the spot, side steps, walking while turning: `evaluation.grid` in its
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 
 import numpy as np
@@ -50,7 +54,8 @@ def evaluate_locomotion(act: Act, env_config: EnvConfig, *, episodes: int = 5,
     try:
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep, options={"command": command})
-            total, track, fell, done, held = 0.0, Track(), False, False, []
+            total, fell, done, held = 0.0, False, False, []
+            track = Track(env_config.action.gait.frequency_hz)
             while not done:
                 obs, reward, terminated, truncated, info = env.step(act(obs[None])[0])
                 total += reward
@@ -86,9 +91,11 @@ def walking_on_grid(results: dict) -> list[str]:
 
 class Track:
     """One episode's samples for judging tracking: true body-frame velocities (simulation)
-    and the heading from the IMU quaternion (what a robot measures)."""
+    and the heading from the IMU quaternion (what a robot measures); `stride_hz`: the gait's
+    frequency (0: none), which sizes the judging windows."""
 
-    def __init__(self):
+    def __init__(self, stride_hz: float = 0.0):
+        self.stride_hz = stride_hz
         self.vx: list[float] = []
         self.vy: list[float] = []
         self.heading: list[float] = []
@@ -100,25 +107,39 @@ class Track:
         self.heading.append(heading_rad(state.imu_quat_wxyz))
 
     def judge(self, command, per_second: int) -> dict:
-        """The tracking metrics of the module docstring for this episode."""
-        out = {}
+        """The tracking metrics of the module docstring for this episode, `per_second` samples
+        a second."""
+        out, window = {}, judging_window(per_second, self.stride_hz)
         for name, samples, wanted in (("vx", self.vx, command[0]), ("vy", self.vy, command[1])):
             out[f"{name}_tracking_error"], out[f"{name}_mean"] = window_error(
-                samples, wanted, per_second)
+                samples, wanted, per_second, window)
         heading = np.unwrap(np.asarray(self.heading, np.float64))
         rate = np.gradient(heading) * per_second if len(heading) > 1 else np.zeros(1)
-        out["yaw_rate_error"], out["yaw_rate_mean"] = window_error(rate, command[2], per_second)
+        out["yaw_rate_error"], out["yaw_rate_mean"] = window_error(rate, command[2], per_second,
+                                                                   window)
         out["heading_change_deg"] = float(np.degrees(heading[-1] - heading[0])) \
             if len(heading) else 0.0
         return out
 
 
-def window_error(samples, wanted: float, per_second: int) -> tuple[float, float]:
-    """(mean over 1-s windows after the first second of |window mean - wanted|, mean after
-    the first second); an episode shorter than 2 s is judged on its whole mean."""
+def judging_window(per_second: int, stride_hz: float = 0.0) -> int:
+    """Samples in a judging window: a second's, or with a gait of `stride_hz` the fewest whole
+    strides that last at least a second."""
+    if stride_hz <= 0:
+        return per_second
+    strides = math.ceil(stride_hz - 1e-9)
+    return max(1, round(strides / stride_hz * per_second))
+
+
+def window_error(samples, wanted: float, per_second: int,
+                 window: int | None = None) -> tuple[float, float]:
+    """(mean over windows of `window` samples (default: a second's) after the first second of
+    |window mean - wanted|, mean after the first second); an episode shorter than 2 s is
+    judged on its whole mean."""
+    window = window or per_second
     x = np.asarray(samples[per_second:] if len(samples) > 2 * per_second else samples,
                    np.float64)
-    windows = x[: len(x) // per_second * per_second].reshape(-1, per_second).mean(axis=1)
+    windows = x[: len(x) // window * window].reshape(-1, window).mean(axis=1)
     if not windows.size:  # fell within a second or two: judge the whole episode
         windows = x.mean(keepdims=True)
     return float(np.mean(np.abs(windows - wanted))), float(x.mean())

@@ -30,12 +30,13 @@ class SimulatedRobot:
     loop's on_tick hook) records the true forward velocity and the first fall while the policy
     drives (and the heading, from the IMU); `report()` judges them against the velocity
     `command` (vx, vy, yaw rate): a fixed one, or a command source (control/commands.py) whose
-    `current` command is judged tick by tick."""
+    `current` command is judged tick by tick. `stride_hz`: the policy's gait frequency (0:
+    none), which sizes the judging windows (`Track`)."""
 
     def __init__(self, body: SimBody, termination: TerminationConfig | None = None,
-                 command=(0.0, 0.0, 0.0)):
+                 command=(0.0, 0.0, 0.0), stride_hz: float = 0.0):
         self.body, self.termination = body, termination or TerminationConfig()
-        self.track = Track()
+        self.track = Track(stride_hz)
         self.source = command if hasattr(command, "current") else None
         self.command = tuple(float(c) for c in (
             command.current if self.source is not None else command))
@@ -94,10 +95,10 @@ class SimulatedRobot:
 def judge_varying(track: Track, commanded: np.ndarray, per_second: int) -> dict:
     """`Track.judge` against a command that changes tick by tick ((T, 3): vx, vy, yaw rate):
     the errors are those of the track minus the command (velocities less the commanded ones,
-    the heading less the commanded yaw rate's integral), so a 1-s window's error is
+    the heading less the commanded yaw rate's integral), so a window's error is
     |window mean - window mean of the command|; the means and the heading change are the
     track's own."""
-    shifted = Track()
+    shifted = Track(track.stride_hz)
     shifted.vx = list(np.asarray(track.vx) - commanded[:, 0])
     shifted.vy = list(np.asarray(track.vy) - commanded[:, 1])
     shifted.heading = list(np.unwrap(np.asarray(track.heading))

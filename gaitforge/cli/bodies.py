@@ -48,8 +48,10 @@ class Body:
             close()
 
 
-def make_body(args, spec, control_dt_s: float, command=(0.0, 0.0, 0.0)) -> Body:
-    """The body the arguments name (see add_body_arguments)."""
+def make_body(args, spec, control_dt_s: float, command=(0.0, 0.0, 0.0),
+              stride_hz: float = 0.0) -> Body:
+    """The body the arguments name (see add_body_arguments); a simulated one judges the gait
+    over whole strides of `stride_hz` (the policy's gait frequency; 0: none)."""
     if args.hw:
         if args.dynamics:
             raise ConfigError("--dynamics is for a simulated body (--body sim:ENGINE); real "
@@ -60,7 +62,7 @@ def make_body(args, spec, control_dt_s: float, command=(0.0, 0.0, 0.0)) -> Body:
                           "hardware comes with --hw)")
     engine = args.body.split(":", 1)[1]
     robot = sim_robot(spec, engine, control_dt_s, command, dynamics=args.dynamics,
-                      support=args.support)
+                      support=args.support, stride_hz=stride_hz)
     meta = {"body": args.body, "support": args.support, "realtime": args.realtime,
             "dynamics_file": args.dynamics or "",
             "dynamics": robot.body.params.to_file_dict()}
@@ -68,9 +70,10 @@ def make_body(args, spec, control_dt_s: float, command=(0.0, 0.0, 0.0)) -> Body:
 
 
 def sim_robot(spec, engine: str, control_dt_s: float, command=(0.0, 0.0, 0.0), *,
-              dynamics: str | None = None, support: str = "ground"):
+              dynamics: str | None = None, support: str = "ground", stride_hz: float = 0.0):
     """A SimulatedRobot for `engine` at the control period, with a dynamics file's dynamics
-    (default: nominal), hung or standing, judging the gait against the velocity `command`."""
+    (default: nominal), hung or standing, judging the gait against the velocity `command`
+    over whole strides of `stride_hz`."""
     from gaitforge.sim.config import SimConfig
     from gaitforge.sim.dynamics import load_dynamics
     from gaitforge.sim.env import make_body as make_sim_body
@@ -84,7 +87,7 @@ def sim_robot(spec, engine: str, control_dt_s: float, command=(0.0, 0.0, 0.0), *
     body = make_sim_body(spec, sim, fixed_base=support == "hung")
     if params is not None:
         body.set_dynamics(params)
-    return SimulatedRobot(body, command=command)
+    return SimulatedRobot(body, command=command, stride_hz=stride_hz)
 
 
 def hardware_body(spec, hw: str, port: str | None, imu_port: str | None,

@@ -82,7 +82,7 @@ def run_episode_and_report(args, runtime, log_folder: Path, duration_s: float,
     clock, sleep = args.clock
     source = operator.source if operator else None
     body = make_body(args, runtime.spec, runtime.control_dt_s,
-                     command if source is None else source)
+                     command if source is None else source, runtime.builder.gait.frequency_hz)
     rt = setup_realtime() if args.hw and args.rt_setup else None
     meta = {**body.metadata, **(operator.metadata if operator else {})}
     try:

@@ -11,6 +11,7 @@ from gaitforge.sim.evaluation import (
     evaluate_grid,
     evaluate_locomotion,
     heading_rad,
+    judging_window,
     walking,
     walking_on_grid,
     window_error,
@@ -77,6 +78,34 @@ def test_window_error_and_heading_against_hand_numbers():
     half = np.pi / 4  # a quaternion for a yaw of +90 degrees: (cos 45, 0, 0, sin 45)
     assert heading_rad([np.cos(half), 0, 0, np.sin(half)]) == pytest.approx(np.pi / 2)
     assert heading_rad([1.0, 0, 0, 0]) == 0.0
+
+
+def test_windows_span_whole_strides_so_the_stride_s_ripple_cancels():
+    """A trot at 2.5 Hz sampled at 50 Hz: a stride is 20 samples, so a window is 3 strides
+    (60 samples, 1.2 s). Forward speed 0.3 + 0.1 sin(2 pi 2.5 t) and a heading that swings
+    0.2 rad about its start (yaw rate 0.2 x 5 pi sin(5 pi t)), 5 s: over whole strides both
+    ripples cancel, so the errors are 0. Over 1-s windows (2.5 strides) half a stride stays
+    in: the forward error is |0.1 x sum of sin(k pi / 10), k = 0..9| / 50
+    = 0.1 cot(pi / 20) / 50 = 0.0126."""
+    from types import SimpleNamespace
+
+    assert judging_window(50, 2.5) == 60 and judging_window(50, 0.0) == 50
+    assert judging_window(50, 1.0) == 50 and judging_window(50, 0.5) == 100
+    tracks = Track(stride_hz=2.5), Track()
+    for k in range(251):
+        t = k / 50
+        yaw = 0.2 * (1 - np.cos(5 * np.pi * t))
+        state = SimpleNamespace(imu_quat_wxyz=[np.cos(yaw / 2), 0, 0, np.sin(yaw / 2)],
+                                privileged=SimpleNamespace(
+                                    base_lin_vel_m_s=[0.3 + 0.1 * np.sin(5 * np.pi * t), 0, 0]))
+        for track in tracks:
+            track.add(state)
+    strides, seconds = (track.judge((0.3, 0.0, 0.0), per_second=50) for track in tracks)
+    assert strides["vx_tracking_error"] == pytest.approx(0.0, abs=1e-12)
+    assert strides["yaw_rate_error"] == pytest.approx(0.0, abs=1e-12)
+    assert seconds["vx_tracking_error"] == pytest.approx(0.1 / np.tan(np.pi / 20) / 50,
+                                                         rel=1e-9)
+    assert seconds["yaw_rate_error"] > 0.05
 
 
 def test_a_robot_that_turns_is_judged_on_its_yaw_rate():
