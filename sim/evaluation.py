@@ -128,7 +128,7 @@ def judging_window(per_second: int, stride_hz: float = 0.0) -> int:
     if stride_hz <= 0:
         return per_second
     strides = math.ceil(stride_hz - 1e-9)
-    return max(1, round(strides / stride_hz * per_second))
+    return round(strides / stride_hz * per_second)  # >= per_second: the strides last >= 1 s
 
 
 def window_error(samples, wanted: float, per_second: int,
