@@ -7,7 +7,8 @@ Observation (float32, in this order; value = scale * quantity):
     joint_pos          n   rad           joint position minus the default pose
     joint_vel          n   rad/s         joint velocity
     last_action        n   1             previous policy action, in [-1, 1]
-    command            3   m/s, m/s, rad/s   velocity command (vx, vy, yaw rate)
+    command            3   m/s, m/s, rad/s   velocity command (vx, vy, yaw rate); with a heading
+                                         hold, its yaw rate corrected by the heading error
     gait_phase         2   1             sin, cos of the gait clock (only with a gait)
 
 Action: a in [-1, 1]^n  ->  joint target = default pose + gait(t) + action_scale * a, clipped
@@ -38,11 +39,31 @@ from gaitforge.robots.types import CommandMode, JointCommand, RobotState
 
 
 @dataclass(frozen=True)
+class HeadingHoldConfig:
+    """The yaw-rate command the policy sees is corrected by gain_per_s (rad/s per rad) times
+    the heading error, the error capped at cap_rad (control/heading.py); gain 0: off."""
+
+    gain_per_s: float = 0.0
+    cap_rad: float = 0.5
+
+    def __post_init__(self):
+        if not self.gain_per_s >= 0:
+            raise ValueError(f"heading_hold.gain_per_s must be >= 0, got {self.gain_per_s}")
+        if not self.cap_rad > 0:
+            raise ValueError(f"heading_hold.cap_rad must be > 0, got {self.cap_rad}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.gain_per_s > 0
+
+
+@dataclass(frozen=True)
 class ObservationConfig:
     gyro_scale: float = 0.25
     joint_pos_scale: float = 1.0
     joint_vel_scale: float = 0.05
     command_scale: tuple[float, float, float] = (2.0, 2.0, 0.25)
+    heading_hold: HeadingHoldConfig = HeadingHoldConfig()  # what the command term carries
 
 
 @dataclass(frozen=True)
@@ -170,6 +191,10 @@ class ObservationBuilder:
             start += size
         if self.gait.enabled:
             out[-1]["frequency_hz"] = self.gait.frequency_hz
+        hold = self.config.heading_hold
+        if hold.enabled:  # (recorded only when on: bundles from before it stay the same)
+            command = next(t for t in out if t["name"] == "command")
+            command["heading_hold"] = {"gain_per_s": hold.gain_per_s, "cap_rad": hold.cap_rad}
         return out
 
     @classmethod
@@ -182,10 +207,11 @@ class ObservationBuilder:
                 gyro_scale=float(terms["gyro"]["scale"][0]),
                 joint_pos_scale=float(terms["joint_pos"]["scale"][0]),
                 joint_vel_scale=float(terms["joint_vel"]["scale"][0]),
-                command_scale=tuple(float(v) for v in terms["command"]["scale"]))
+                command_scale=tuple(float(v) for v in terms["command"]["scale"]),
+                heading_hold=HeadingHoldConfig(**terms["command"].get("heading_hold", {})))
             frequency = float(terms.get("gait_phase", {}).get("frequency_hz", 0.0))
         except (KeyError, IndexError, TypeError, ValueError) as err:
-            raise ValueError(f"observation layout: cannot read term scales ({err!r})") from None
+            raise ValueError(f"observation layout: cannot read term settings ({err!r})") from None
         builder = cls(spec, config, GaitConfig(frequency_hz=frequency))
         same_layout("observation", builder.layout, list(layout))
         return builder

@@ -9,7 +9,8 @@ each step from the state the env hands it. `info` carries:
                   privileged simulator state (PrivilegedState.vector; `critic_inputs:
                   privileged`) or what a robot's log also holds, the velocity estimator's
                   output (`critic_inputs: estimated`; what fine-tuning from logs uses)
-    command       (3,) vx m/s, vy m/s, yaw rad/s
+    command       (3,) vx m/s, vy m/s, yaw rad/s: the task's, which the rewards judge (the
+                  observation's may differ by `observation.heading_hold`'s correction)
     fell          1.0 when the episode terminated this step (trunk contact, tilt, height)
     terrain_level with terrain kind `levels` only: the level of the episode in progress
     estimate      float32 (3 + n_feet,): the trunk-velocity estimator's output for the state
@@ -28,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 from gaitforge.control.estimator import VelocityEstimator
+from gaitforge.control.heading import HeadingHold
 from gaitforge.control.policy_io import (
     ActionConfig,
     ActionMapper,
@@ -103,6 +105,8 @@ class LocomotionEnv(gym.Env):
             if config.sim.terrain.kind == "levels" else None
         self.obs_builder = ObservationBuilder(spec, config.observation, config.action.gait)
         self.action_mapper = ActionMapper(spec, config.action)
+        self.heading_hold = HeadingHold(config.observation.heading_hold, config.sim.control_dt_s)
+        self._seen_command = np.zeros(3)  # the command the last observation carried
         self.estimator = VelocityEstimator(spec, config.action.gait)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_builder.size,),
                                                 np.float32)
@@ -129,6 +133,7 @@ class LocomotionEnv(gym.Env):
         self._rate_limited = False
         self.steps = 0
         self.estimator.reset()
+        self.heading_hold.reset()
         state = self._obs_state = body.read()
         self._start_xy = state.privileged.base_pos_m[:2].copy()
         obs = self._observe(state)
@@ -142,7 +147,7 @@ class LocomotionEnv(gym.Env):
         if push is not None:
             body.push(push)
         # the action answers the last observation: it is timed by the state that one showed
-        command = self.action_mapper.command(action, self._obs_state.time_s, self.command)
+        command = self.action_mapper.command(action, self._obs_state.time_s, self._seen_command)
         hit = None
         if self._limits:
             command.position_rad, _, hit = limit_targets(command.position_rad, self._target,
@@ -190,10 +195,12 @@ class LocomotionEnv(gym.Env):
         self.task.hold_command(command)
 
     def _observe(self, state) -> np.ndarray:
-        """The observation of `state`, with sensor noise; the estimator sees the same noise."""
+        """The observation of `state`, with sensor noise; the estimator and the heading hold
+        see the same noise."""
         noisy = add_sensor_noise(self.config.randomization, state, self.np_random)
         self._estimate = self.estimator.update(noisy)
-        return self.obs_builder.build(noisy, self.last_action, self.command)
+        self._seen_command = self.heading_hold.command(self.command, noisy.imu_quat_wxyz)
+        return self.obs_builder.build(noisy, self.last_action, self._seen_command)
 
     def _info(self, state, terms: dict, fell: bool) -> dict:
         info = {
