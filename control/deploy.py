@@ -16,12 +16,14 @@ safety layer latches a fault) the episode shuts down: damping, then torque off.
 
 The velocity command comes from a command source (control/commands.py), polled every tick
 right after the read: a fixed command, a schedule, the keyboard or a gamepad. The command in
-force is logged every tick (`velocity_command`). The operator's acts go to the safety layer:
-damping (latched), re-arm (after damping, a watchdog or an e-stop: the safety layer checks the
-state is fresh and upright and soft-starts from the measured pose; a body that waits for its
-own `rearm()` after a reconnect is re-armed first), and stop (the shutdown sequence). A lost
-input device latches damping, like a stale state. With a source that has an operator
-(`can_rearm`), a latched fault waits for a re-arm instead of ending the episode.
+force is logged every tick (`velocity_command`); with the bundle's heading hold
+(control/heading.py) the observation and the gait see its yaw rate corrected by the heading
+error, counted from the heading at the policy's first tick. The operator's acts go to the
+safety layer: damping (latched), re-arm (after damping, a watchdog or an e-stop: the safety
+layer checks the state is fresh and upright and soft-starts from the measured pose; a body
+that waits for its own `rearm()` after a reconnect is re-armed first), and stop (the shutdown
+sequence). A lost input device latches damping, like a stale state. With a source that has an
+operator (`can_rearm`), a latched fault waits for a re-arm instead of ending the episode.
 
 Non-real-time runs (`clock`/`sleep` from a `VirtualClock`) go through the same loop on
 simulated time, as fast as the body steps; work time is always measured on the wall clock.
@@ -46,6 +48,7 @@ from gaitforge.robots.types import CommandMode, JointCommand, Robot
 
 from .commands import CommandSource, FixedCommand
 from .estimator import VelocityEstimate, VelocityEstimator
+from .heading import HeadingHold
 from .logger import EpisodeLogger
 from .loop import FixedRateLoop, LoopStats, TickInfo, timing_dict
 from .policy_io import ActionMapper, ObservationBuilder
@@ -147,6 +150,7 @@ class Deployment:
                              f"{estimator.n_feet} feet: build it with the spec's")
         self.estimator = estimator
         self.body, self.runner, self.builder, self.mapper = body, runner, builder, mapper
+        self.hold = HeadingHold(builder.config.heading_hold, control_dt_s)
         self.safety, self.logger, self.on_tick = safety, logger, on_tick
         self.control_dt_s = control_dt_s
         self.commands = commands if commands is not None else FixedCommand(command)
@@ -203,10 +207,13 @@ class Deployment:
         estimate = self._estimate(state)
         obs = action = proposed = None
         if state is not None:  # logged every tick: the last policy step has its next observation
-            obs = self.builder.build(state, self.last_action, self.command)
+            if not self.safety.policy_active:  # the heading to hold is the one it starts at
+                self.hold.reset()
+            seen = self.hold.command(self.command, state.imu_quat_wxyz)
+            obs = self.builder.build(state, self.last_action, seen)
         if self.safety.policy_active and obs is not None and not self.shutting_down:
             action = self.runner.act(obs)
-            proposed = self.mapper.command(action, state.time_s, self.command)
+            proposed = self.mapper.command(action, state.time_s, seen)
         command = self.safety.filter(state, obs, proposed)
         self._write(command)
         if action is not None:

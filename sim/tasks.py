@@ -18,7 +18,8 @@ from typing import Literal, NamedTuple
 
 import numpy as np
 
-from gaitforge.control.policy_io import heading_rad, projected_gravity, trunk_tilt_rad
+from gaitforge.control.heading import HeadingTarget
+from gaitforge.control.policy_io import projected_gravity, trunk_tilt_rad
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import RobotState
 
@@ -268,7 +269,7 @@ class Task:
         # ... and the last forward and lateral velocities (m/s), for `lin_vel_window_s`
         self._lin_vels: deque[tuple[float, float]] = deque(
             maxlen=max(1, round(config.lin_vel_window_s / control_dt_s)))
-        self._heading_target: float | None = None  # rad, for the `heading` term
+        self._heading = HeadingTarget(config.heading_cap_rad, control_dt_s)  # `heading` term's
         self._tracks_heading = "heading" in self.weights  # else the env step skips the work
 
     def sample_command(self, rng: np.random.Generator) -> np.ndarray:
@@ -296,7 +297,7 @@ class Task:
         self.air_time_s = np.zeros(len(self.spec.feet))
         self._yaw_rates.clear()
         self._lin_vels.clear()
-        self._heading_target = None
+        self._heading.reset()
         return self.command
 
     def step(self, state: RobotState, action: np.ndarray, last_action: np.ndarray, *,
@@ -320,27 +321,11 @@ class Task:
             air_time_target_s=self.config.feet_air_time_target_s, rate_limited=rate_limited,
             yaw_rate=sum(self._yaw_rates) / len(self._yaw_rates),
             lin_vel=(sum(v[0] for v in self._lin_vels) / n, sum(v[1] for v in self._lin_vels) / n),
-            heading_error=self._heading_error(state.imu_quat_wxyz)
+            heading_error=self._heading.error(state.imu_quat_wxyz, self.command[2])
             if self._tracks_heading else 0.0)
         reward, terms = self.reward(ctx)
         fell, reason = self.terminated(state, ground_z_m)
         return TaskStep(reward, terms, fell, reason)
-
-    def _heading_error(self, quat_wxyz) -> float:
-        """Trunk heading minus the commanded one, wrapped to [-pi, pi) and capped: the target
-        starts at the first step's heading, turns at the commanded yaw rate, and is dragged to
-        within `heading_cap_rad` of the trunk."""
-        now = heading_rad(quat_wxyz)
-        if self._heading_target is None:
-            self._heading_target = now
-        else:
-            self._heading_target += self.command[2] * self.control_dt_s
-        error = (now - self._heading_target + np.pi) % (2 * np.pi) - np.pi
-        cap = self.config.heading_cap_rad
-        if abs(error) > cap:
-            error = cap if error > 0 else -cap
-            self._heading_target = now - error
-        return float(error)
 
     def _touch_downs(self, contact: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(feet that touched down this step, air time of every foot before this contact);

@@ -24,8 +24,9 @@ def agent():
     return a
 
 
-def _manifest(control_dt_s=0.02):
-    return manifest(spec=SPEC, observation_layout=BUILDER.layout, normalizer={},
+def _manifest(control_dt_s=0.02, observation_layout=None):
+    return manifest(spec=SPEC, observation_layout=observation_layout or BUILDER.layout,
+                    normalizer={},
                     action_layout=MAPPER.layout, control_dt_s=control_dt_s,
                     source={"run": "test"})
 
@@ -43,7 +44,8 @@ def bundle_dir(agent, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def bundle_manifest():
-    """`bundle_manifest(control_dt_s=0.02)`: a manifest for servo_dog's default policy I/O."""
+    """`bundle_manifest(control_dt_s=0.02, observation_layout=None)`: a manifest for
+    servo_dog's default policy I/O (or this observation layout)."""
     return _manifest
 
 

@@ -4,8 +4,10 @@ and per-tick rate limit, through the same function."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gaitforge.cli.run_config import env_config
+from gaitforge.control.policy_io import heading_rad
 from gaitforge.control.safety import SafetyConfig, rate_limit_for
 from gaitforge.sim.env import make_env
 
@@ -62,3 +64,30 @@ def test_deploy_limits_can_be_turned_off():
     finally:
         env.close()
     assert info["rate_limited"] == 0.0
+
+
+def test_the_heading_hold_steers_what_the_policy_and_the_gait_see():
+    """servo_dog's config holds heading with gain 1: told to walk straight, the observation's
+    yaw rate is minus the heading turned since the reset, and the gait is asked the same."""
+    cfg = env_config("servo_dog", "walk", "mujoco", ["env.randomization.enabled=false"])
+    assert cfg.observation.heading_hold.gain_per_s == 1.0
+    env = make_env(cfg)
+    asked = []
+    real = env.action_mapper.command
+    env.action_mapper.command = lambda a, t, c: (asked.append(np.array(c)), real(a, t, c))[1]
+    env.set_command([0.3, 0.0, 0.0])
+    try:
+        obs, _ = env.reset(seed=0)
+        start = heading_rad(env._obs_state.imu_quat_wxyz)
+        k = env.obs_builder.layout[5]["start"] + 2  # the command term's yaw rate
+        assert env.obs_builder.layout[5]["name"] == "command" and obs[k] == 0.0
+        for _ in range(50):
+            before = obs
+            obs, _, _, _, info = env.step(np.zeros(12))
+        turned = heading_rad(env._obs_state.imu_quat_wxyz) - start
+    finally:
+        env.close()
+    assert abs(turned) > 1e-4 and info["command"][2] == 0.0  # the rewards judge the task's
+    assert obs[k] == pytest.approx(-1.0 * turned * 0.25, abs=1e-6)  # yaw scale 0.25
+    # the gait of the last step was asked what the observation before it showed
+    np.testing.assert_allclose(asked[-1], [0.3, 0.0, before[k] / 0.25], atol=1e-6)
