@@ -26,17 +26,23 @@ from gaitforge.robots.types import RobotState
 
 @dataclass(frozen=True)
 class CommandRanges:
-    """Velocity command sampled uniformly per episode: forward, lateral (m/s), yaw rate (rad/s)."""
+    """Velocity command sampled uniformly per episode: forward, lateral (m/s), yaw rate (rad/s).
+    `zero_prob`: each component is instead 0 with this probability, on its own, so that
+    standing, turning on the spot and stepping straight sideways (a grid's cells, which a
+    uniform draw never gives exactly) are trained as often as the rest."""
 
     vx_m_s: tuple[float, float] = (-0.3, 0.3)
     vy_m_s: tuple[float, float] = (-0.15, 0.15)
     yaw_rad_s: tuple[float, float] = (-0.5, 0.5)
+    zero_prob: float = 0.0
 
     def __post_init__(self):
         for name in ("vx_m_s", "vy_m_s", "yaw_rad_s"):
             lo, hi = getattr(self, name)
             if lo > hi:
                 raise ValueError(f"command.{name}: low {lo} > high {hi}")
+        if not 0.0 <= self.zero_prob <= 1.0:
+            raise ValueError(f"command.zero_prob must be in [0, 1], got {self.zero_prob}")
 
 
 @dataclass(frozen=True)
@@ -276,8 +282,10 @@ class Task:
         if self.config.name == "stand":
             return np.zeros(3)
         c = self.config.command
-        return np.array([rng.uniform(*c.vx_m_s), rng.uniform(*c.vy_m_s),
-                         rng.uniform(*c.yaw_rad_s)])
+        out = np.array([rng.uniform(*c.vx_m_s), rng.uniform(*c.vy_m_s), rng.uniform(*c.yaw_rad_s)])
+        if c.zero_prob > 0:  # (three more draws only then: runs without it sample as before)
+            out[rng.random(3) < c.zero_prob] = 0.0
+        return out
 
     def hold_command(self, command) -> None:
         """Fix the command for the episode in progress and later ones (a copy is kept); None:

@@ -14,6 +14,7 @@ from gaitforge.sim.env import EnvConfig
 from gaitforge.sim.tasks import (
     DEFAULT_WEIGHTS,
     REWARD_TERMS,
+    CommandRanges,
     StepContext,
     Task,
     TaskConfig,
@@ -178,6 +179,20 @@ def test_commands_and_episode_length(spec):
     np.testing.assert_array_equal(again[0], again[1])
     stand = Task(TaskConfig(name="stand"), spec, DT)
     np.testing.assert_array_equal(stand.sample_command(rng), np.zeros(3))
+
+
+def test_zero_prob_zeroes_each_command_component_on_its_own(spec):
+    task = Task(TaskConfig(command=CommandRanges(vx_m_s=(0.1, 0.3), vy_m_s=(0.1, 0.2),
+                                                 yaw_rad_s=(0.2, 0.5), zero_prob=0.3)), spec, DT)
+    rng = np.random.default_rng(0)
+    cmds = np.array([task.sample_command(rng) for _ in range(4000)])
+    zero = cmds == 0.0  # the ranges exclude 0: a zero is a zeroed component
+    np.testing.assert_allclose(zero.mean(axis=0), 0.3, atol=0.03)
+    # on their own: all three at once (standing) 0.3^3 = 2.7 %, none 0.7^3 = 34.3 %
+    assert abs(zero.all(axis=1).mean() - 0.027) < 0.01
+    assert abs((~zero).all(axis=1).mean() - 0.343) < 0.03
+    with pytest.raises(ValueError, match="zero_prob"):
+        CommandRanges(zero_prob=1.5)
 
 
 # Terminations -------------------------------------------------------------------------------
