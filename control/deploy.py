@@ -151,6 +151,7 @@ class Deployment:
         self.estimator = estimator
         self.body, self.runner, self.builder, self.mapper = body, runner, builder, mapper
         self.hold = HeadingHold(builder.config.heading_hold, control_dt_s)
+        self.shown_command = np.zeros(3)  # the command the last observation carried
         self.safety, self.logger, self.on_tick = safety, logger, on_tick
         self.control_dt_s = control_dt_s
         self.commands = commands if commands is not None else FixedCommand(command)
@@ -209,7 +210,7 @@ class Deployment:
         if state is not None:  # logged every tick: the last policy step has its next observation
             if not self.safety.policy_active:  # the heading to hold is the one it starts at
                 self.hold.reset()
-            seen = self.hold.command(self.command, state.imu_quat_wxyz)
+            seen = self.shown_command = self.hold.command(self.command, state.imu_quat_wxyz)
             obs = self.builder.build(state, self.last_action, seen)
         if self.safety.policy_active and obs is not None and not self.shutting_down:
             action = self.runner.act(obs)

@@ -9,8 +9,8 @@ each step from the state the env hands it. `info` carries:
                   privileged simulator state (PrivilegedState.vector; `critic_inputs:
                   privileged`) or what a robot's log also holds, the velocity estimator's
                   output (`critic_inputs: estimated`; what fine-tuning from logs uses)
-    command       (3,) vx m/s, vy m/s, yaw rad/s: the task's, which the rewards judge (the
-                  observation's may differ by `observation.heading_hold`'s correction)
+    command       (3,) vx m/s, vy m/s, yaw rad/s: the task's (the observation's, which the
+                  rewards judge, may differ by `observation.heading_hold`'s correction)
     fell          1.0 when the episode terminated this step (trunk contact, tilt, height)
     terrain_level with terrain kind `levels` only: the level of the episode in progress
     estimate      float32 (3 + n_feet,): the trunk-velocity estimator's output for the state
@@ -162,7 +162,7 @@ class LocomotionEnv(gym.Env):
         reward, terms, terminated, _ = self.task.step(
             state, action, self.last_action, ground_z_m=ground_height(body.terrain, pos[0], pos[1]),
             link_contacts=body.link_contacts() if self.task.needs_link_contacts else frozenset(),
-            rate_limited=hit)
+            rate_limited=hit, shown_command=self._seen_command)
         truncated = (not terminated) and self.steps >= self.task.max_steps
         self.last_action = action
         obs = self._observe(state)  # before _info: it also runs the estimator

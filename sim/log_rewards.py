@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gaitforge.control.logger import TERMINAL_EVENT_KINDS, EpisodeLog
+from gaitforge.control.policy_io import ObservationBuilder
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import PrivilegedState, RobotState
 
@@ -76,8 +77,11 @@ def require_fields(log: EpisodeLog, fields) -> None:
 
 
 def log_transitions(log: EpisodeLog, spec: RobotSpec, task_config: TaskConfig, *,
-                    velocity: str = "estimated") -> LogTransitions:
-    """The log's policy transitions with their rewards recomputed (see the module docstring)."""
+                    velocity: str = "estimated",
+                    observation: ObservationBuilder | None = None) -> LogTransitions:
+    """The log's policy transitions with their rewards recomputed (see the module docstring).
+    `observation`: the builder of the logged observations; with a heading hold, the rewards
+    judge the command each observation carried, as training's did (else the log's command)."""
     if velocity not in VELOCITY_SOURCES:
         raise ValueError(f"velocity must be one of {VELOCITY_SOURCES}, got {velocity!r}")
     source = "true" if velocity == "true" else "est"
@@ -94,6 +98,7 @@ def log_transitions(log: EpisodeLog, spec: RobotSpec, task_config: TaskConfig, *
     rewards, terms, terminated = [], {name: [] for name in task.weights}, []
     last_action = np.zeros(spec.n_joints)
     previous = None
+    shown = _shown_commands(t["observation"], observation)
     for i in pairs:
         if previous is None or i != previous + 1:  # a new stretch of policy ticks
             task.reset(np.random.default_rng(0), command=task.command)
@@ -102,7 +107,8 @@ def log_transitions(log: EpisodeLog, spec: RobotSpec, task_config: TaskConfig, *
         state = _state(t, i + 1, spec, source)
         step = task.step(state, action, last_action, ground_z_m=0.0,
                          link_contacts=_collisions(t, i + 1),
-                         rate_limited=held.get(int(t["tick"][i]), np.zeros(spec.n_joints, bool)))
+                         rate_limited=held.get(int(t["tick"][i]), np.zeros(spec.n_joints, bool)),
+                         shown_command=None if shown is None else shown[i])
         rewards.append(step.reward)
         for name, value in step.terms.items():
             terms[name].append(value)
@@ -120,6 +126,15 @@ def log_transitions(log: EpisodeLog, spec: RobotSpec, task_config: TaskConfig, *
         critic_obs=critic[pairs].astype(np.float32),
         next_critic_obs=critic[pairs + 1].astype(np.float32),
         reward_terms={k: np.asarray(v, np.float32) for k, v in terms.items()})
+
+
+def _shown_commands(observations: np.ndarray, builder: ObservationBuilder | None):
+    """(ticks, 3) the command each logged observation carried, where a heading hold made it
+    differ from the log's; None where it did not."""
+    if builder is None or not builder.config.heading_hold.enabled:
+        return None
+    term = next(t for t in builder.layout if t["name"] == "command")
+    return observations[:, term["start"]:term["start"] + 3] / np.asarray(term["scale"])
 
 
 def _state(t: dict, k: int, spec: RobotSpec, source: str) -> RobotState:

@@ -310,19 +310,23 @@ class Task:
 
     def step(self, state: RobotState, action: np.ndarray, last_action: np.ndarray, *,
              ground_z_m: float, link_contacts: AbstractSet[str] = frozenset(),
-             rate_limited: np.ndarray | None = None) -> TaskStep:
+             rate_limited: np.ndarray | None = None, shown_command=None) -> TaskStep:
         """Judge one control step: `state` after it (privileged filled), the clipped `action`
         that led there and the one before, the ground height under the trunk, and the links
         touching the ground (needed only when `needs_link_contacts`), and the joints whose
-        target the deploy rate limit held (None: no limit applied). Advances the feet's air
-        time, the velocity windows and the commanded heading."""
+        target the deploy rate limit held (None: no limit applied). `shown_command`: the
+        command the policy's observation carried, if not the task's (a heading hold's,
+        control/heading.py): the terms judge that one, as legged_gym's heading commands are
+        judged, so the policy learns to follow what it is shown and the hold steers. Advances
+        the feet's air time, the velocity windows and the commanded heading."""
         first_contact, air_time_s = self._touch_downs(state.privileged.foot_contact)
         p = state.privileged
         self._yaw_rates.append(float(p.base_ang_vel_rad_s[2]))
         self._lin_vels.append((float(p.base_lin_vel_m_s[0]), float(p.base_lin_vel_m_s[1])))
         n = len(self._lin_vels)
         ctx = StepContext(
-            spec=self.spec, state=state, command=self.command, action=action,
+            spec=self.spec, state=state, action=action,
+            command=self.command if shown_command is None else np.asarray(shown_command),
             last_action=last_action, link_contacts=link_contacts,
             first_contact=first_contact, air_time_s=air_time_s,
             sigma=self.config.tracking_sigma, sigma_yaw=self.config.tracking_sigma_yaw,

@@ -116,6 +116,7 @@ def _transitions(cfg: RunConfig, paths: list[str], *, skip_bad: bool,
                  expect: dict | None = None) -> dict[str, np.ndarray]:
     """The logs' transitions, concatenated, after every check (see _check_log)."""
     from gaitforge.control.logger import LogFormatError
+    from gaitforge.control.policy_io import ObservationBuilder
     from gaitforge.robots.spec import load_robot_spec
     from gaitforge.sim.log_rewards import LogContentError, log_transitions
 
@@ -138,8 +139,9 @@ def _transitions(cfg: RunConfig, paths: list[str], *, skip_bad: bool,
         if entry.note:
             print(entry.note)
         _check_log(entry, cfg, spec)
+        builder = ObservationBuilder(spec, cfg.env.observation, cfg.env.action.gait)
         try:
-            parts.append(log_transitions(entry.log, spec, cfg.env.task))
+            parts.append(log_transitions(entry.log, spec, cfg.env.task, observation=builder))
         except LogContentError as err:
             raise ConfigError(f"{err}: the fine-tuning critic needs it") from None
         used[path] = entry.sha256

@@ -12,7 +12,13 @@ import pytest
 from gaitforge.control.deploy import Deployment, VirtualClock, run_episode
 from gaitforge.control.estimator import VelocityEstimator
 from gaitforge.control.logger import EpisodeLogger, read_log
-from gaitforge.control.policy_io import ActionConfig, ActionMapper, ObservationBuilder
+from gaitforge.control.policy_io import (
+    ActionConfig,
+    ActionMapper,
+    HeadingHoldConfig,
+    ObservationBuilder,
+    ObservationConfig,
+)
 from gaitforge.control.safety import SafetyConfig, SafetyLayer
 from gaitforge.robots.spec import load_robot_spec
 from gaitforge.sim.config import SimConfig
@@ -45,21 +51,26 @@ class WobbleActor:
         return 0.4 * np.sin(0.3 * self.calls + np.arange(12))
 
 
-def deploy_with_online_rewards(tmp_path, engine, seconds=3.0):
+def deploy_with_online_rewards(tmp_path, engine, seconds=3.0, builder=None):
     """A logged deploy episode, and the rewards computed online as the env computes them
-    (Task.step on the simulator's privileged state after each policy step)."""
+    (Task.step on the simulator's privileged state after each policy step, judging the
+    command the observation carried)."""
+    builder = builder or ObservationBuilder(SPEC)
     task = Task(TASK, SPEC, DT)
     task.reset(np.random.default_rng(0), command=COMMAND)
-    online, previous = [], {"action": None, "last": np.zeros(12), "sent": None, "held": None}
+    online, previous = [], {"action": None, "last": np.zeros(12), "sent": None, "held": None,
+                            "shown": None}
 
     def judge(state, action, sent, phase):
         if previous["action"] is not None and state is not None:
             contacts = frozenset(f"x{i}" for i in range(int(state.privileged.collisions)))
             step = task.step(state, previous["action"], previous["last"], ground_z_m=0.0,
-                             link_contacts=contacts, rate_limited=previous["held"])
+                             link_contacts=contacts, rate_limited=previous["held"],
+                             shown_command=previous["shown"])
             online.append(step.reward)
             previous["last"] = previous["action"]
         previous["action"] = None if action is None else np.clip(action, -1, 1)
+        previous["shown"] = d.shown_command.copy()
         # a joint the rate limit held moved by exactly the limit
         previous["held"] = None if previous["sent"] is None else \
             np.abs(sent.position_rad - previous["sent"]) >= MAX_STEP - 1e-9
@@ -70,7 +81,6 @@ def deploy_with_online_rewards(tmp_path, engine, seconds=3.0):
     clock = VirtualClock()
     safety = SafetyLayer(SPEC, SafetyConfig(soft_start_s=0.4, exit_damping_s=0.1,
                                             max_step_rad=MAX_STEP), clock=clock)
-    builder = ObservationBuilder(SPEC)
     path = tmp_path / f"{engine}.gflog"
     logger = EpisodeLogger(path, {"robot": SPEC.name, "control_dt_s": DT,
                                   "command": list(COMMAND), "body": f"sim:{engine}"},
@@ -101,6 +111,16 @@ def test_recomputed_rewards_equal_the_online_ones(tmp_path, engine):
     assert not np.allclose(estimated.reward, truth.reward)  # the estimate is not the truth
     assert estimated.critic_obs.shape == (len(truth), 3 + 4)
     np.testing.assert_array_equal(estimated.next_obs[:-1], estimated.obs[1:])
+
+
+def test_with_a_heading_hold_the_rewards_judge_the_command_each_observation_carried(tmp_path):
+    builder = ObservationBuilder(SPEC, ObservationConfig(
+        heading_hold=HeadingHoldConfig(gain_per_s=2.0, cap_rad=0.3)))
+    log, online = deploy_with_online_rewards(tmp_path, "mujoco", builder=builder)
+    truth = log_transitions(log, SPEC, TASK, velocity="true", observation=builder)
+    np.testing.assert_allclose(truth.reward, online[:len(truth)], rtol=0, atol=1e-6)
+    as_given = log_transitions(log, SPEC, TASK, velocity="true")  # without the builder
+    assert np.abs(as_given.reward - truth.reward).max() > 1e-4  # the hold changed them
 
 
 def test_a_log_without_the_estimator_is_refused_naming_the_field(tmp_path):
