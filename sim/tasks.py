@@ -180,6 +180,12 @@ def action_rate(c: StepContext) -> float:
     return float(np.dot(d, d))
 
 
+def residual(c: StepContext) -> float:
+    """sum(action^2): how far the policy pushes the joints off the default pose and the gait
+    prior (control/policy_io.py); a penalty keeps it near a prior that already steps."""
+    return float(np.dot(c.action, c.action))
+
+
 def rate_limit(c: StepContext) -> float:
     """Share of the joints whose target the deploy's per-tick rate limit held back this step
     (sim/env.py applies it as deployment does; 0 where no limit was applied)."""
@@ -215,7 +221,8 @@ def alive(c: StepContext) -> float:
 REWARD_TERMS: dict[str, Callable[[StepContext], float]] = {
     f.__name__: f
     for f in (tracking_lin_vel, tracking_ang_vel, heading, lin_vel_z, ang_vel_xy, orientation,
-              base_height, torque, joint_vel, action_rate, rate_limit, pose, feet_air_time,
+              base_height, torque, joint_vel, action_rate, residual, rate_limit, pose,
+              feet_air_time,
               collision, alive)
 }
 

@@ -78,6 +78,7 @@ TERMS = {
     "torque": 1.0,  # four joints at 0.75 / 1.5 = 0.5 -> 4 * 0.25
     "joint_vel": 0.5,  # two joints at |3| / 6 = 0.5 -> 2 * 0.25
     "action_rate": 0.5,  # (0.5, -0.5) - 0 -> 0.25 + 0.25
+    "residual": 0.5,  # 0.5^2 + (-0.5)^2
     "rate_limit": 0.25,  # the rate limit held 3 of the 12 joints
     "pose": math.exp(-0.5),  # two joints 0.25 off default: 0.125 / 0.25 = 0.5
     # touch-downs on FR (0.5 s in the air) and FL (0.35 s), target 0.25: 0.25 + 0.10
