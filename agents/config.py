@@ -66,7 +66,11 @@ class SACConfig(AgentConfig):
 
     name: Literal["sac"] = "sac"
     alpha_lr: float = 3e-4
-    init_alpha: float = 1.0
+    # The locomotion rewards are scaled by the control period (about 0.03 a step at 50 Hz);
+    # at alpha 1 the entropy bonus (about 12 a step) swamped them and servo_dog's critics
+    # learned the entropy for the first 60k steps while alpha fell. From 0.001 the two are of
+    # a size at the first update. Rewards of order 1 a step (dm-control) may want 1.0.
+    init_alpha: float = 0.001
     learn_alpha: bool = True
     target_entropy: float | None = None  # None: -act_dim
     log_std_min: float = -5.0

@@ -13,7 +13,10 @@ TINY = ["--set", "train.total_env_steps=600", "--set", "train.warmup_steps=300",
         "--set", "train.eval_every_steps=100000", "--set", "train.checkpoint_every_steps=600",
         "--set", "vec_env.num_envs=2", "--set", "agent.actor_hidden=[32,32]",
         "--set", "agent.critic_hidden=[32,32]", "--set", "agent.batch_size=32",
-        "--set", "env.sim.engine=mujoco", "--no-progress"]
+        "--set", "env.sim.engine=mujoco",
+        # after 300 updates the actor stays near the trot only while the entropy bonus rules
+        # (alpha 1; servo_dog's file starts at 0.001): the serial deploys below must complete
+        "--set", "agent.init_alpha=1.0", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -41,9 +44,12 @@ def test_export_then_deploy_on_both_sim_bodies(trained, capsys):
         code = main(["deploy", str(bundle.path), "--body", body, "--duration", "2",
                      "--log-dir", str(logs)])
         out = capsys.readouterr().out
-        assert code in (0, 1)  # 1: an untrained policy may fall; the run itself completed
+        # 1: an untrained policy may fall (or tip far enough for the tilt e-stop); the run
+        # itself completed, through the shutdown
+        assert code in (0, 1)
         assert "vx_tracking_error" in out and "end_phase          finished" in out
-        assert out.startswith("completed: ") if code == 0 else out.startswith("fell: ")
+        assert out.startswith("completed: ") if code == 0 else \
+            out.startswith(("fell: ", "estop: ")), out[:300]
     paths = sorted(logs.glob("*.gflog"))
     assert len(paths) == 2
     for path in paths:
@@ -52,7 +58,8 @@ def test_export_then_deploy_on_both_sim_bodies(trained, capsys):
     assert main(["logs", "inspect", str(paths[0])]) == 0
     out = capsys.readouterr().out
     assert "status: complete" in out
-    assert "outcome: completed: ran all 100 policy ticks" in out or "outcome: fell: " in out
+    assert "outcome: completed: ran all 100 policy ticks" in out or "outcome: fell: " in out \
+        or "outcome: estop: " in out
 
 
 def test_failed_parity_leaves_no_bundle(trained, monkeypatch, capsys):

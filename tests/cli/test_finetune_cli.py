@@ -50,10 +50,10 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
     assert saved["agent"]["critic_layer_norm"] is True
     assert saved["finetune"]["logs"] == {str(p): file_sha256(p) for p in logs}
     assert saved["env"]["dynamics"]["kp_scale"] == 0.9
-    # both runs record every reward weight they train on (today's defaults, here)
-    assert saved["env"]["task"]["rewards"] == DEFAULT_WEIGHTS["walk"]
+    # both runs record every reward weight they train on (today's defaults and servo_dog's)
+    assert saved["env"]["task"]["rewards"] == {**DEFAULT_WEIGHTS["walk"], "residual": -0.05}
     parent = yaml.safe_load((runs / "tiny" / "config.yaml").read_text())
-    assert parent["env"]["task"]["rewards"] == DEFAULT_WEIGHTS["walk"]
+    assert parent["env"]["task"]["rewards"] == {**DEFAULT_WEIGHTS["walk"], "residual": -0.05}
     # --rehearse 0.5 (the default) of the 2 fresh envs keeps the parent's nominal dynamics
     assert saved["finetune"]["rehearse"] == 0.5
     envs = env_configs(from_dict(RunConfig, saved))

@@ -67,10 +67,11 @@ def test_deploy_limits_can_be_turned_off():
 
 
 def test_the_heading_hold_steers_what_the_policy_and_the_gait_see():
-    """servo_dog's config holds heading with gain 1: told to walk straight, the observation's
-    yaw rate is minus the heading turned since the reset, and the gait is asked the same."""
+    """servo_dog's config holds heading with gain 2: told to walk straight, the observation's
+    yaw rate is minus twice the heading turned since the reset, and the gait is asked the
+    same."""
     cfg = env_config("servo_dog", "walk", "mujoco", ["env.randomization.enabled=false"])
-    assert cfg.observation.heading_hold.gain_per_s == 1.0
+    assert cfg.observation.heading_hold.gain_per_s == 2.0
     env = make_env(cfg)
     asked = []
     real = env.action_mapper.command
@@ -88,6 +89,6 @@ def test_the_heading_hold_steers_what_the_policy_and_the_gait_see():
     finally:
         env.close()
     assert abs(turned) > 1e-4 and info["command"][2] == 0.0  # the rewards judge the task's
-    assert obs[k] == pytest.approx(-1.0 * turned * 0.25, abs=1e-6)  # yaw scale 0.25
+    assert obs[k] == pytest.approx(-2.0 * turned * 0.25, abs=1e-6)  # yaw scale 0.25
     # the gait of the last step was asked what the observation before it showed
     np.testing.assert_allclose(asked[-1], [0.3, 0.0, before[k] / 0.25], atol=1e-6)
