@@ -210,11 +210,11 @@ class Deployment:
         if state is not None:  # logged every tick: the last policy step has its next observation
             if not self.safety.policy_active:  # the heading to hold is the one it starts at
                 self.hold.reset()
-            seen = self.shown_command = self.hold.command(self.command, state.imu_quat_wxyz)
-            obs = self.builder.build(state, self.last_action, seen)
+            self.shown_command = self.hold.command(self.command, state.imu_quat_wxyz)
+            obs = self.builder.build(state, self.last_action, self.shown_command)
         if self.safety.policy_active and obs is not None and not self.shutting_down:
             action = self.runner.act(obs)
-            proposed = self.mapper.command(action, state.time_s, seen)
+            proposed = self.mapper.command(action, state.time_s, self.shown_command)
         command = self.safety.filter(state, obs, proposed)
         self._write(command)
         if action is not None:

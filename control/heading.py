@@ -8,7 +8,7 @@ the commanded yaw rate every tick after, and is dragged along so it never lies m
 `HeadingHold` (off unless `observation.heading_hold.gain_per_s` > 0) corrects the yaw rate
 the policy and the gait see by the heading error, as legged_gym's heading commands do:
 
-    yaw seen = yaw commanded - gain_per_s * wrap(heading - target)
+    yaw shown = yaw commanded - gain_per_s * wrap(heading - target)
 
 A policy (or the open-loop trot alone) that turns a little too fast or too slow for a given
 yaw-rate command is steered back: the error settles where the correction cancels the bias,
@@ -58,7 +58,7 @@ class HeadingHold:
     """The command the policy and the gait see: the yaw rate corrected by the heading error.
 
         hold.reset()                                   # episode start (or a re-arm)
-        seen = hold.command(command, state.imu_quat_wxyz)  # every tick, after the read
+        shown = hold.command(command, state.imu_quat_wxyz)  # every tick, after the read
     """
 
     def __init__(self, config: HeadingHoldConfig, control_dt_s: float):

@@ -106,7 +106,7 @@ class LocomotionEnv(gym.Env):
         self.obs_builder = ObservationBuilder(spec, config.observation, config.action.gait)
         self.action_mapper = ActionMapper(spec, config.action)
         self.heading_hold = HeadingHold(config.observation.heading_hold, config.sim.control_dt_s)
-        self._seen_command = np.zeros(3)  # the command the last observation carried
+        self._shown_command = np.zeros(3)  # the command the last observation carried
         self.estimator = VelocityEstimator(spec, config.action.gait)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (self.obs_builder.size,),
                                                 np.float32)
@@ -147,7 +147,7 @@ class LocomotionEnv(gym.Env):
         if push is not None:
             body.push(push)
         # the action answers the last observation: it is timed by the state that one showed
-        command = self.action_mapper.command(action, self._obs_state.time_s, self._seen_command)
+        command = self.action_mapper.command(action, self._obs_state.time_s, self._shown_command)
         hit = None
         if self._limits:
             command.position_rad, _, hit = limit_targets(command.position_rad, self._target,
@@ -162,7 +162,7 @@ class LocomotionEnv(gym.Env):
         reward, terms, terminated, _ = self.task.step(
             state, action, self.last_action, ground_z_m=ground_height(body.terrain, pos[0], pos[1]),
             link_contacts=body.link_contacts() if self.task.needs_link_contacts else frozenset(),
-            rate_limited=hit, shown_command=self._seen_command)
+            rate_limited=hit, shown_command=self._shown_command)
         truncated = (not terminated) and self.steps >= self.task.max_steps
         self.last_action = action
         obs = self._observe(state)  # before _info: it also runs the estimator
@@ -199,8 +199,8 @@ class LocomotionEnv(gym.Env):
         see the same noise."""
         noisy = add_sensor_noise(self.config.randomization, state, self.np_random)
         self._estimate = self.estimator.update(noisy)
-        self._seen_command = self.heading_hold.command(self.command, noisy.imu_quat_wxyz)
-        return self.obs_builder.build(noisy, self.last_action, self._seen_command)
+        self._shown_command = self.heading_hold.command(self.command, noisy.imu_quat_wxyz)
+        return self.obs_builder.build(noisy, self.last_action, self._shown_command)
 
     def _info(self, state, terms: dict, fell: bool) -> dict:
         info = {

@@ -222,8 +222,7 @@ REWARD_TERMS: dict[str, Callable[[StepContext], float]] = {
     f.__name__: f
     for f in (tracking_lin_vel, tracking_ang_vel, heading, lin_vel_z, ang_vel_xy, orientation,
               base_height, torque, joint_vel, action_rate, residual, rate_limit, pose,
-              feet_air_time,
-              collision, alive)
+              feet_air_time, collision, alive)
 }
 
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {
