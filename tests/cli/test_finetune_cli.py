@@ -76,7 +76,7 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
 
 def test_a_run_whose_critic_takes_log_inputs_keeps_it_as_it_was_built(logged, tmp_path):
     """A run trained with env.critic_inputs=estimated: the fine-tune restores its critic (no
-    LayerNorm forced on it, which would make it a new critic) and needs no critic warm-up."""
+    LayerNorm forced on it, which would make it a new critic)."""
     import argparse
     import shutil
 
