@@ -56,11 +56,11 @@ def gaitforge(*args: str, check: bool = True) -> str:
 def draw(seed: int) -> dict:
     """A drive train the policy never trained on: gearbox friction, heavy rotors, weak and late
     servos, a heavy trunk on slippery feet. Draw 0 is the bad one (friction 0.2-0.25 N m, rotors
-    0.007-0.009 kg m^2 against the spec's 0.002, kp x0.6-0.7, 26-34 ms): the default job's
-    policy walks at about half its command there. Later draws are milder. Where a gap is too
-    far for any policy on the trot to walk, fine-tuning has nothing to find: with rotors at
-    0.025 kg m^2 the trot alone does not move and a fine-tune given the true dynamics learned
-    to stand (`bench/finetune_bench.py` history in the closing notes of issue 12)."""
+    0.007-0.009 kg m^2 against the spec's 0.002, kp x0.6-0.7, 26-34 ms): a policy of the
+    default job walks at about half its command there. Later draws are milder. A gap too far
+    for any policy on the trot leaves a fine-tune nothing to find: with rotors at 0.025 kg m^2
+    (the earlier draws) the trot alone did not move, and a fine-tune given the gap's true
+    dynamics learned to stand."""
     rng = np.random.default_rng(100 + seed)
     bad = seed == 0
     u = rng.uniform
