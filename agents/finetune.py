@@ -7,15 +7,15 @@ partition of replay, every minibatch half offline and half fresh, LayerNorm crit
                              symmetric); 1.0 when there is no fresh data (logs only)
     CriticOnly(agent)        a context in which updates change the critics only: everything
                              else (actor, its optimiser, temperature, counters, RNG streams)
-                             is put back afterwards. A fine-tune whose critic is new trains it
-                             this way first, so that a good actor is not pulled about by a
-                             critic that knows nothing yet
+                             is put back afterwards. A fine-tune trains its critic this way
+                             first, so that a good actor is not pulled about by a critic that
+                             knows nothing yet, or only the training dynamics
     partition_losses(...)    the critic loss on an offline and on an online batch, measured by
                              a throw-away update (every variable restored), for TensorBoard
 
     FineTuner                a Trainer over that replay: fresh simulation data goes to
                              "online", every update samples `mixed_sample`, the critic warms up
-                             alone first when it is new, TensorBoard gets the offline and online
+                             alone first, TensorBoard gets the offline and online
                              critic losses apart; with no fresh data (`offline_fraction` 1) it
                              only updates, counting updates where the Trainer counts env steps.
                              The actor's observation normaliser is frozen (the run's), the

@@ -263,9 +263,9 @@ def _fine_tuner(cfg: RunConfig, env, run_dir: Path, transitions: dict):
     if any(name.startswith("actor") for name in left):
         raise ConfigError(f"{parent}: its actor does not fit this fine-tune (network sizes "
                           "changed?)")
-    warmup = cfg.finetune.critic_warmup_updates
     offline = {k: v for k, v in transitions.items() if k != "used"}
     return FineTuner(agent, env, t, run_dir / "checkpoints", offline=offline,
                      offline_fraction=1.0 - cfg.finetune.sim_mix,
-                     critic_warmup_updates=warmup, evaluate=evaluator(cfg, t.eval_episodes),
+                     critic_warmup_updates=cfg.finetune.critic_warmup_updates,
+                     evaluate=evaluator(cfg, t.eval_episodes),
                      warn=lambda sentence: print(f"gaitforge: {sentence}", file=sys.stderr))
