@@ -57,6 +57,16 @@ class DeterministicActor(tf.Module):
         return self.compiled(obs)
 
 
+def anchor_penalty(head: Callable, actor: MLP, anchor: MLP | None, weight: float,
+                   obs: tf.Tensor) -> tf.Tensor:
+    """`weight` x the mean squared difference of the deterministic actions (`head` of the
+    network's output) of `actor` and of its frozen `anchor` on normalised `obs`; 0 without an
+    anchor. A fine-tune adds it to the actor's loss (`actor_anchor`)."""
+    if anchor is None:
+        return tf.constant(0.0)
+    return weight * tf.reduce_mean(tf.square(head(actor(obs)) - head(anchor(obs))))
+
+
 class OffPolicyAgent(abc.ABC):
     algo: ClassVar[str]  # the registry name, saved in checkpoints
     metric_names: ClassVar[tuple[str, ...]]  # the keys `_train_step` returns
@@ -82,6 +92,11 @@ class OffPolicyAgent(abc.ABC):
                                       layer_norm=c.critic_layer_norm, num=c.num_critics,
                                       subset=c.critic_subset)
         self.actor_opt = Adam(named_variables({"actor": self.actor}), c.actor_lr)
+        self.anchor = None  # a frozen copy of the actor, with c.actor_anchor (set_anchor)
+        if c.actor_anchor > 0:
+            self.anchor = MLP(self.actor.in_dim, self.actor.hidden, self.actor.out_dim,
+                              rng=tf.random.Generator.from_seed(0), name="anchor")
+            self.anchor.copy_from(self.actor)
         self.update_step = tf.Variable(tf.constant(0, tf.int64), trainable=False)
         self._policy = DeterministicActor(self.actor, self.obs_norm, self._action_head,
                                          self.obs_dim, self.act_dim)
@@ -117,6 +132,13 @@ class OffPolicyAgent(abc.ABC):
     @abc.abstractmethod
     def _extra_variables(self) -> dict[str, tf.Variable]:
         """The algorithm's own checkpointed variables, by their checkpoint names."""
+
+    def set_anchor(self) -> None:
+        """Anchor the actor where it is now (a fine-tune: at the parent's actor). Not part of
+        the state: a resumed fine-tune sets it again from the parent."""
+        if self.anchor is None:
+            raise ValueError("set_anchor: the agent was built with actor_anchor 0")
+        self.anchor.copy_from(self.actor)
 
     # --- compiled functions ---
     def _train_steps(self, batches):

@@ -17,6 +17,10 @@ the form written, and each must match: a single edited byte anywhere (the counte
 trainer.json, SHA256SUMS itself) refuses the folder. By hand: `sha256sum -c SHA256SUMS`.
 A checkpoint written before SHA256SUMS existed is checked as far as its trainer.json allows.
 
+Choosing: a trainer that selects (a fine-tune, agents/finetune.py) names its best-evaluated
+checkpoint in `<dir>/best` as `latest` names the newest; pruning keeps that one, and a run's
+policy (export, eval) is its best checkpoint where it names one, else its newest.
+
 Removing (an old checkpoint past keep_checkpoints, a same-step folder being replaced, a stale
 staging folder) goes only through control.files.remove_owned: a checkpoint folder is
 recognised by its trainer.json and the names above, a staging folder by its marker. Anything
@@ -46,6 +50,7 @@ from gaitforge.control.files import (
 from .checkpoint import CheckpointError, save_arrays
 
 AGENT, REPLAY, TRAINER, SUMS = "agent.npz", "replay.npz", "trainer.json", "SHA256SUMS"
+BEST = "best"  # the file naming the best-evaluated checkpoint
 HASHED = (AGENT, REPLAY, TRAINER)
 FORMAT = "gaitforge.trainer/2"
 LEGACY_FORMAT = "gaitforge.trainer/1"  # hashes of the .npz files inside trainer.json
@@ -63,6 +68,17 @@ def step_folders(checkpoint_dir: str | os.PathLike) -> list[Path]:
         return []
     return sorted(p for p in checkpoint_dir.iterdir()
                   if STEP_NAME.fullmatch(p.name) and (p / TRAINER).is_file())
+
+
+def best_folder(checkpoint_dir: str | os.PathLike) -> Path | None:
+    """The committed checkpoint `<dir>/best` names, or None (no such file, or it names no
+    committed checkpoint: that one is not trusted)."""
+    try:
+        name = (Path(checkpoint_dir) / BEST).read_text().strip()
+    except OSError:
+        return None
+    folder = Path(checkpoint_dir) / name
+    return folder if STEP_NAME.fullmatch(name) and (folder / TRAINER).is_file() else None
 
 
 def chmod_like_mkdir(folder: Path) -> None:
@@ -153,9 +169,12 @@ def remove_stale_staging(checkpoint_dir: Path, warn: Callable[[str], None]) -> N
 
 
 def prune(checkpoint_dir: Path, keep: int, warn: Callable[[str], None]) -> None:
-    """Keep the newest `keep` checkpoints; an older one that holds anything gaitforge did not
-    write there is kept, with a sentence."""
+    """Keep the newest `keep` checkpoints and the one `best` names; an older one that holds
+    anything gaitforge did not write there is kept, with a sentence."""
+    best = best_folder(checkpoint_dir)
     for old in step_folders(checkpoint_dir)[:-keep]:
+        if old == best:
+            continue
         try:
             remove_checkpoint(old)
         except NotOursError as err:
@@ -229,3 +248,16 @@ def newest_usable(checkpoint_dir: str | os.PathLike, load: Callable[[Path], T],
             warn(f"skipping checkpoint {folder.name}: {err}; {then}")
     raise CheckpointError(f"{checkpoint_dir}: no usable checkpoint (every one was refused, "
                           "see above); nothing was changed")
+
+
+def policy_usable(checkpoint_dir: str | os.PathLike, load: Callable[[Path], T],
+                  warn: Callable[[str], None]) -> tuple[Path, T]:
+    """(folder, load(folder)) for a run's policy: the checkpoint `best` names where `load`
+    accepts it (a refused one is said, and passed over), else `newest_usable`."""
+    best = best_folder(checkpoint_dir)
+    if best is not None:
+        try:
+            return best, load(best)
+        except CheckpointError as err:
+            warn(f"the best checkpoint {best.name} is refused: {err}; taking the newest usable")
+    return newest_usable(checkpoint_dir, load, warn)

@@ -25,7 +25,7 @@ import math
 
 import tensorflow as tf
 
-from .base import OffPolicyAgent
+from .base import OffPolicyAgent, anchor_penalty
 from .config import SACConfig
 from .critics import CriticEnsemble
 from .networks import MLP, Adam, prefixed
@@ -143,6 +143,8 @@ class SAC(OffPolicyAgent):
             tape.watch(self.actor.weights)
             a_loss, logp = actor_loss(self.actor, self.critics, b["obs"], b["q_obs"], alpha,
                                       pi_noise, self.bounds)
+            a_loss += anchor_penalty(self._action_head, self.actor, self.anchor,
+                                     c.actor_anchor, b["obs"])
         actor_grads = tape.gradient(a_loss, self.actor.weights)
 
         with tf.GradientTape() as tape:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from .base import OffPolicyAgent
+from .base import OffPolicyAgent, anchor_penalty
 from .config import TD3Config
 from .critics import CriticEnsemble, q_value
 from .networks import MLP, named_variables, polyak_update
@@ -99,6 +99,8 @@ class TD3(OffPolicyAgent):
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(self.actor.weights)
                 a_loss = actor_loss(self.actor, self.critics.online[0], b["obs"], b["q_obs"])
+                a_loss += anchor_penalty(self._action_head, self.actor, self.anchor,
+                                         c.actor_anchor, b["obs"])
             self.actor_opt.apply(tape.gradient(a_loss, self.actor.weights))
             polyak_update(self.target_actor.weights, self.actor.weights, c.tau)
             self.critics.update_targets(c.tau)

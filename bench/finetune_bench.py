@@ -16,7 +16,7 @@ friction away from nominal; draw 0 is the bad one, see `draw`):
   3. three fine-tunes from RUN in engine E (where the dynamics were identified: the same values
      behave differently in the other engine), side by side on the same logs: around the identified
      dynamics only (`--sim-mix 1`), on the logs only (`--sim-mix 0`), and both (`0.5`);
-     each timed;
+     each timed, each keeping the checkpoint it evaluated best (which it says);
   4. every policy (nominal and the three) is judged on the gap robot and on the nominal one:
      `gaitforge deploy --body sim:mujoco [--dynamics GAP]`, 3 episodes of 20 s each, tracking
      error (vx, vy, yaw rate) and falls from the simulator's truth (the serial path has none).
@@ -137,7 +137,7 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
     for name, mix in VARIANTS.items():
         tag = f"ft{seed}-{name.replace(' ', '-')}"
         t0 = time.perf_counter()
-        gaitforge("finetune", run, "--logs", *logs["policy_logs"], "--dynamics",
+        said = gaitforge("finetune", run, "--logs", *logs["policy_logs"], "--dynamics",
                   str(folder / "fitted.yaml"), "--sim-mix", str(mix), "--steps",
                   str(args.steps), "--critic-warmup", str(args.critic_warmup), "--name", tag,
                   "--no-progress", "--set", f"env.sim.engine={args.engine}",
@@ -146,7 +146,7 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
         gaitforge("export", tag)
         tuned = runs / tag / "bundle"
         result["policies"][name] = {
-            "finetune_wall_s": tune_s,
+            "finetune_wall_s": tune_s, "chosen": said.strip().splitlines()[-1],
             "gap": judge(tuned, gap, args.judge, folder / f"j-{tag}-gap"),
             "nominal": judge(tuned, None, args.judge, folder / f"j-{tag}-nominal")}
     return result
@@ -165,6 +165,8 @@ def report(r: dict) -> None:
               f"{g['yaw_rate_error']:8.3f} {g['fell']:6.2f} {n['vx_tracking_error']:16.3f} "
               f"{n['vy_tracking_error']:7.3f} {n['yaw_rate_error']:8.3f} {n['fell']:6.2f} "
               f"{p.get('finetune_wall_s', 0):12.0f}")
+        if "chosen" in p:
+            print(f"  {'':14s} {p['chosen']}")
 
 
 def main() -> None:

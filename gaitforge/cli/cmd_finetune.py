@@ -15,8 +15,13 @@ dynamics, from the parent's 0.147 m/s of forward error: 0.191 at 20k steps with 
 critic at once, 0.091 after its warm-up). With `--dynamics`, `--rehearse` of the fresh envs
 keep the run's own training dynamics beside the identified ones: trained around the identified
 dynamics alone, a policy forgot how to hold its heading on the nominal robot.
+It evaluates the parent first, then every 10k steps, in the fine-tune's simulation and (with
+`--dynamics`) on the parent's own dynamics too, and keeps as its policy the checkpoint that
+tracks best there without unlearning the nominal robot (agents/finetune.py, `choose_best`):
+the parent itself when nothing beat it, which it says.
 The result is a new run folder, resumable like `train`; `gaitforge export` on it writes a
-bundle whose manifest records its lineage (parent bundle, logs, dynamics file).
+bundle of that checkpoint whose manifest records its lineage (parent bundle, logs, dynamics
+file).
 """
 
 from __future__ import annotations
@@ -27,9 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gaitforge.robots.configio import ConfigError, apply_overrides, from_dict
+from gaitforge.robots.configio import ConfigError, apply_overrides, from_dict, load_yaml
 
-from .argtypes import count, count0, fraction
+from .argtypes import count, count0, fraction, nonnegative
 from .run_config import RunConfig, evaluator, upgrade_saved_config
 from .run_folders import (
     configure_tensorflow,
@@ -39,6 +44,11 @@ from .run_folders import (
     resolve_run,
     run_dir_for,
 )
+
+ANCHOR = 0.3
+UNSEEN_MASS_FRAC = 0.4  # of the robot's mass: a payload, a battery, a shell
+UNSEEN_FRICTION = 0.4  # a smooth floor under rubber feet
+SELECTION = {"eval_every_steps": 10_000, "checkpoint_every_steps": 10_000, "eval_episodes": 4}
 
 
 def register(sub) -> None:
@@ -62,6 +72,9 @@ def register(sub) -> None:
     p.add_argument("--critic-warmup", type=count0, default=5_000, metavar="N",
                    help="updates of the critic (new, or the run's, which knows the training "
                    "dynamics only) alone before the actor learns (default 5000)")
+    p.add_argument("--anchor", type=nonnegative, default=ANCHOR, metavar="W",
+                   help="weight of the pull of the actor toward the parent's actions "
+                   f"(agent.actor_anchor; default {ANCHOR:g}; 0: none)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the fine-tune run (as for train), e.g. "
                    "--set agent.num_critics=10 for a critic ensemble (RLPD's; the TD target's "
@@ -112,7 +125,24 @@ def run(args) -> int:
         env.close()
     print(f"fine-tuned in {time.perf_counter() - t0:.0f} s: {run_dir}  (gaitforge export "
           f"{run_dir})")
+    print(chosen(tuner.history))
     return 0
+
+
+def chosen(history: list[dict]) -> str:
+    """The sentence saying which checkpoint is the fine-tune's policy, and why."""
+    from gaitforge.agents.finetune import choose_best, tracking_cost
+
+    best = choose_best(history)
+    if best is None:
+        return "no evaluation was checkpointed: the policy is the newest checkpoint"
+    parent, pick = history[0], history[best]
+    costs = f"{tracking_cost(pick):.3f} against the parent's {tracking_cost(parent):.3f}"
+    if best == 0:
+        return (f"no checkpoint tracked better than the parent ({costs} at best was not beaten"
+                " without unlearning): the policy is the parent's own")
+    return (f"policy: checkpoint {pick['checkpoint']} (tracking cost in the fine-tune's "
+            f"simulation {costs})")
 
 
 def _transitions(cfg: RunConfig, paths: list[str], *, skip_bad: bool,
@@ -188,7 +218,6 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
     """The parent's config, fine-tuned: a critic on what a log holds (the run's own where it
     already is one, as it was built; else a new one with LayerNorm); no random warm-up; the
     step budget; the dynamics; and where it all came from."""
-    from gaitforge.agents.trainer import latest_checkpoint
     from gaitforge.control.bundle import file_sha256
 
     from .cmd_train import dynamics_overrides, pin_reward_weights
@@ -200,14 +229,18 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
     data = apply_overrides(data, [
         "env.critic_inputs=estimated", "agent.asymmetric_critic=true",
         *([] if keeps_critic else ["agent.critic_layer_norm=true"]),
-        f"train.total_env_steps={args.steps}", "train.warmup_steps=0"])
+        f"train.total_env_steps={args.steps}", "train.warmup_steps=0",
+        f"agent.actor_anchor={args.anchor}",
+        *(f"train.{k}={v}" for k, v in SELECTION.items())])
     data["finetune"] = {
         "parent_run": str(parent_dir.resolve()),
-        "parent_checkpoint": latest_checkpoint(parent_dir / "checkpoints").name,
+        "parent_checkpoint": parent_policy(parent_dir / "checkpoints").name,
         "parent_bundle_sha256": file_sha256(bundle) if bundle.is_file() else "",
         "logs": dict(transitions["used"]), "sim_mix": float(args.sim_mix),
         "critic_warmup_updates": int(args.critic_warmup),
         "rehearse": float(args.rehearse) if args.dynamics else 0.0}
+    if args.dynamics:
+        data = apply_overrides(data, unseen_overrides(args.dynamics, data))
     data = apply_overrides(data, args.set)
     data = pin_reward_weights(  # the reward it tunes on
         data, from_dict(RunConfig, data, source=f"{parent_dir} fine-tuned"))
@@ -218,24 +251,70 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
     return data
 
 
-def env_configs(cfg: RunConfig) -> list:
-    """One EnvConfig per fresh-simulation env: the fine-tune's (around the identified
-    dynamics), and `finetune.rehearse` of them (rounded, at least one when above 0) with the
-    parent run's own dynamics and randomisation (the rest is the fine-tune's: the critic sees
-    the same inputs in every env)."""
+def unseen_overrides(path: str, data: dict) -> list[str]:
+    """--set items widening the randomisation of what a dynamics file from `gaitforge sysid`
+    did not identify (its provenance's `fit` list lacks it: a hung robot shows neither its
+    trunk mass nor its feet's friction): added trunk mass up to UNSEEN_MASS_FRAC of the
+    robot's mass, foot friction down to UNSEEN_FRICTION. A file without that list: none."""
+    from gaitforge.sim.randomization import RandomizationConfig
+
+    provenance = load_yaml(path).get("provenance")
+    fit = provenance.get("fit") if isinstance(provenance, dict) else None
+    if not isinstance(fit, list):
+        return []
+    current = {**vars(RandomizationConfig()), **data["env"].get("randomization", {})}
+    out = []
+    if "trunk_mass_delta_kg" not in fit:
+        lo, hi = current["added_mass_frac"]
+        out.append(f"env.randomization.added_mass_frac=[{lo}, {max(hi, UNSEEN_MASS_FRAC)}]")
+    if "foot_friction" not in fit:
+        lo, hi = current["friction"]
+        out.append(f"env.randomization.friction=[{min(lo, UNSEEN_FRICTION)}, {hi}]")
+    return out
+
+
+def parent_env(cfg: RunConfig):
+    """The fine-tune's env with the parent run's own dynamics and randomisation (the critic
+    sees the same inputs as in the fine-tune's), or None when the two are the same."""
     import dataclasses
 
-    n, share = cfg.vec_env.num_envs, cfg.finetune.rehearse
-    k = min(n, max(1, round(share * n))) if share > 0 else 0
-    if not k:
-        return [cfg.env] * n
     parent_dir = Path(cfg.finetune.parent_run)
     parent = from_dict(RunConfig, upgrade_saved_config(load_config(parent_dir)),
                        source=str(parent_dir / "config.yaml")).env
     own = dataclasses.replace(cfg.env, dynamics=parent.dynamics,
                               dynamics_source=parent.dynamics_source,
                               randomization=parent.randomization)
-    return [cfg.env] * (n - k) + [own] * k
+    return None if own == cfg.env else own
+
+
+def env_configs(cfg: RunConfig) -> list:
+    """One EnvConfig per fresh-simulation env: the fine-tune's (around the identified
+    dynamics), and `finetune.rehearse` of them (rounded, at least one when above 0) with the
+    parent run's own dynamics and randomisation (the rest is the fine-tune's: the critic sees
+    the same inputs in every env)."""
+    n, share = cfg.vec_env.num_envs, cfg.finetune.rehearse
+    k = min(n, max(1, round(share * n))) if share > 0 else 0
+    own = parent_env(cfg) if k else None
+    return [cfg.env] * n if own is None else [cfg.env] * (n - k) + [own] * k
+
+
+def finetune_evaluator(cfg: RunConfig):
+    """`evaluate(agent)`: the run's evaluation in the fine-tune's simulation, and where the
+    parent's dynamics differ, the same on those, its metrics prefixed "nominal/"."""
+    import dataclasses
+
+    from gaitforge.agents.finetune import NOMINAL
+
+    episodes = cfg.train.eval_episodes
+    own, nominal = evaluator(cfg, episodes), parent_env(cfg)
+    if nominal is None:
+        return own
+    on_nominal = evaluator(dataclasses.replace(cfg, env=nominal), episodes)
+
+    def evaluate(agent) -> dict:
+        return own(agent) | {NOMINAL + k: v for k, v in on_nominal(agent).items()
+                             if isinstance(v, int | float)}
+    return evaluate
 
 
 def _env(cfg: RunConfig):
@@ -246,26 +325,36 @@ def _env(cfg: RunConfig):
     return VecEnv([env_factory(e) for e in env_configs(cfg)], workers=workers)
 
 
+def parent_policy(checkpoints: Path) -> Path:
+    """The parent's policy checkpoint: the one it names best (a fine-tune), else its newest."""
+    from gaitforge.agents.checkpoint_folder import best_folder
+    from gaitforge.agents.trainer import latest_checkpoint
+
+    return best_folder(checkpoints) or latest_checkpoint(checkpoints)
+
+
 def _fine_tuner(cfg: RunConfig, env, run_dir: Path, transitions: dict):
-    """The FineTuner: an agent restored from the parent run's newest checkpoint."""
+    """The FineTuner: an agent restored from the parent run's policy checkpoint (the one the
+    fine-tune recorded)."""
     from gaitforge.agents import make_agent
     from gaitforge.agents.checkpoint import load_arrays
     from gaitforge.agents.finetune import FineTuner, restore_matching
-    from gaitforge.agents.trainer import latest_checkpoint
 
     a, t = cfg.agent, cfg.train
     critic_dim = env.single_critic_observation_space.shape[0]
     agent = make_agent(a.name, a, env.single_observation_space.shape[0],
                        env.single_action_space.shape[0], critic_obs_dim=critic_dim, seed=t.seed)
     parent = Path(cfg.finetune.parent_run)
-    state = load_arrays(latest_checkpoint(parent / "checkpoints") / "agent.npz")
+    state = load_arrays(parent / "checkpoints" / cfg.finetune.parent_checkpoint / "agent.npz")
     left = restore_matching(agent, state)
     if any(name.startswith("actor") for name in left):
         raise ConfigError(f"{parent}: its actor does not fit this fine-tune (network sizes "
                           "changed?)")
+    if a.actor_anchor > 0:
+        agent.set_anchor()  # at the parent's actor (a resumed run restores its own after)
     offline = {k: v for k, v in transitions.items() if k != "used"}
     return FineTuner(agent, env, t, run_dir / "checkpoints", offline=offline,
                      offline_fraction=1.0 - cfg.finetune.sim_mix,
                      critic_warmup_updates=cfg.finetune.critic_warmup_updates,
-                     evaluate=evaluator(cfg, t.eval_episodes),
+                     evaluate=finetune_evaluator(cfg),
                      warn=lambda sentence: print(f"gaitforge: {sentence}", file=sys.stderr))

@@ -241,13 +241,14 @@ def configure_tensorflow() -> None:
 
 
 def load_run_agent(run: str, engine: str | None = None):
-    """(run folder, RunConfig, agent restored from the newest checkpoint that passes its check,
-    checkpoint folder); a refused checkpoint is skipped with a sentence on stderr."""
+    """(run folder, RunConfig, agent restored from the run's policy checkpoint: the best one a
+    fine-tune named, else the newest that passes its check; checkpoint folder); a refused
+    checkpoint is skipped with a sentence on stderr."""
     import sys
 
     from gaitforge.agents import make_agent
     from gaitforge.agents.checkpoint import load_arrays
-    from gaitforge.agents.checkpoint_folder import AGENT, newest_usable, verify_checkpoint
+    from gaitforge.agents.checkpoint_folder import AGENT, policy_usable, verify_checkpoint
 
     from .run_config import RunConfig, upgrade_saved_config
 
@@ -262,7 +263,7 @@ def load_run_agent(run: str, engine: str | None = None):
         verify_checkpoint(folder)
         return load_arrays(folder / AGENT)
 
-    folder, state = newest_usable(run_dir / "checkpoints", agent_state,
+    folder, state = policy_usable(run_dir / "checkpoints", agent_state,
                                   lambda sentence: print(f"gaitforge: {sentence}",
                                                          file=sys.stderr))
     dims = [int(d) for d in state["meta/dims"]]

@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from gaitforge.agents import Agent, config_class, known_agents, make_agent
+from gaitforge.agents.base import anchor_penalty
 from gaitforge.agents.checkpoint import CheckpointError
 from gaitforge.agents.config import AgentConfig
 from gaitforge.agents.sac import SAC, SACConfig
@@ -256,3 +257,42 @@ def test_asymmetric_critic_sees_privileged_state_and_actor_does_not():
     plain = make_agent("sac", cfg, OBS, ACT, critic_obs_dim=PRIV)  # privileged dims ignored
     assert plain.critics.online[0].in_dim == OBS + ACT
     plain.update(b)  # extra fields are ignored
+
+
+@pytest.mark.parametrize("name", ["sac", "td3"])
+def test_the_actor_anchor_is_the_weighted_mean_squared_action_difference(name):
+    """actor_anchor 0.5: zero at the anchor; after the actor moves, 0.5 x the mean over rows
+    and joints of (its deterministic action - the anchor's)^2, worked out from act()."""
+    agent = make_agent(name, {**SMALL, "actor_anchor": 0.5}, OBS, ACT, seed=3)
+    obs = np.random.default_rng(0).normal(size=(8, OBS)).astype(np.float32)
+    normalised = agent.obs_norm.normalize_tf(obs)
+
+    def penalty():
+        return float(anchor_penalty(agent._action_head, agent.actor, agent.anchor, 0.5,
+                                    normalised))
+    assert penalty() == 0.0
+    before = agent.act(obs, deterministic=True)
+    for w in agent.actor.weights:
+        w.assign(w * 1.5)
+    after = agent.act(obs, deterministic=True)
+    want = 0.5 * np.mean((after - before) ** 2)
+    assert want > 1e-4
+    assert penalty() == pytest.approx(want, rel=1e-5)
+    agent.set_anchor()  # anchored where it is now
+    assert penalty() == 0.0
+    with pytest.raises(ValueError, match="actor_anchor 0"):
+        make_agent(name, SMALL, OBS, ACT).set_anchor()
+
+
+def test_an_anchored_actor_stays_nearer_its_parent():
+    """The same 30 updates from the same start: with a strong anchor the deterministic
+    actions move less from where they started than without."""
+    obs = batches(1, seed=6)[0]["obs"]
+    moved = {}
+    for weight in (0.0, 50.0):
+        agent = make_agent("sac", {**SMALL, "actor_anchor": weight}, OBS, ACT, seed=5)
+        start = agent.act(obs, deterministic=True)
+        for b in batches(30, seed=7):
+            agent.update(b)
+        moved[weight] = np.mean((agent.act(obs, deterministic=True) - start) ** 2)
+    assert moved[50.0] < 0.5 * moved[0.0]

@@ -4,14 +4,17 @@ and the per-partition critic loss that changes nothing."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gaitforge.agents import config_class, make_agent
 from gaitforge.agents.finetune import (
     CriticOnly,
+    choose_best,
     mixed_sample,
     offline_replay,
     partition_losses,
     restore_matching,
+    tracking_cost,
 )
 
 OBS, ACT, CRITIC = 5, 2, 3
@@ -89,7 +92,7 @@ def test_partition_losses_measure_without_changing_anything():
 
 
 # --- FineTuner on a small fake env ---------------------------------------------------------
-def _fine_tuner(tmp_path, offline_fraction, warmup=0, steps=200):
+def _fine_tuner(tmp_path, offline_fraction, warmup=0, steps=200, **train):
     import sys
     from pathlib import Path
 
@@ -113,11 +116,13 @@ def _fine_tuner(tmp_path, offline_fraction, warmup=0, steps=200):
                "terminated": np.zeros(n),
                "critic_obs": rng.normal(size=(n, fake_envs.CRITIC_DIM)),
                "next_critic_obs": rng.normal(size=(n, fake_envs.CRITIC_DIM))}
-    config = TrainConfig(total_env_steps=steps, warmup_steps=0, replay_capacity=500,
-                         eval_every_steps=10_000, checkpoint_every_steps=100,
-                         log_every_steps=50)
+    evaluate = train.pop("evaluate", None)
+    config = TrainConfig(**{"total_env_steps": steps, "warmup_steps": 0,
+                            "replay_capacity": 500, "eval_every_steps": 10_000,
+                            "checkpoint_every_steps": 100, "log_every_steps": 50, **train})
     tuner = FineTuner(a, env, config, tmp_path / "ckpt", offline=offline,
-                      offline_fraction=offline_fraction, critic_warmup_updates=warmup)
+                      offline_fraction=offline_fraction, critic_warmup_updates=warmup,
+                      evaluate=evaluate)
     return tuner, env
 
 
@@ -166,3 +171,67 @@ def test_the_actors_normaliser_stays_as_the_run_trained_it(tmp_path):
         np.testing.assert_array_equal(v, before[k], err_msg=k)
     # the critic's normaliser saw the 64 logged rows and then the fresh ones
     assert tuner.agent.critic_obs_norm.get_state()["count"] > critic_before + 64
+
+
+# --- choosing the checkpoint that is the policy ----------------------------------------------
+def result(cost, nominal=None, nominal_fell=0.0, checkpoint="x"):
+    """An evaluation whose tracking cost is `cost` (all of it forward error), and `nominal`
+    the same on the parent's dynamics."""
+    r = {"vx_tracking_error": cost, "vy_tracking_error": 0.0, "yaw_rate_error": 0.0,
+         "fall_rate": 0.0, "checkpoint": checkpoint}
+    if nominal is not None:
+        r.update({"nominal/vx_tracking_error": nominal, "nominal/vy_tracking_error": 0.0,
+                  "nominal/yaw_rate_error": 0.0, "nominal/fall_rate": nominal_fell})
+    return r
+
+
+def test_tracking_cost_sums_the_three_errors_and_the_fall_rate():
+    r = {"vx_tracking_error": 0.1, "vy_tracking_error": 0.02, "yaw_rate_error": 0.3,
+         "fall_rate": 0.5, "nominal/vx_tracking_error": 0.01, "nominal/vy_tracking_error": 0.0,
+         "nominal/yaw_rate_error": 0.0, "nominal/fall_rate": 0.0}
+    assert tracking_cost(r) == pytest.approx(0.92)
+    assert tracking_cost(r, "nominal/") == pytest.approx(0.01)
+
+
+def test_the_best_checkpoint_tracks_best_without_unlearning_the_nominal_robot():
+    # the parent: 0.15 on the identified dynamics, 0.05 on its own; the nominal limit is
+    # 1.2 x 0.05 + 0.02 = 0.08
+    parent = result(0.15, nominal=0.05)
+    assert choose_best([parent]) == 0
+    history = [parent, result(0.12, nominal=0.08), result(0.05, nominal=0.081),
+               result(0.06, nominal=0.01, nominal_fell=0.25), result(0.2, nominal=0.0)]
+    # 0.05 unlearned (0.081 > 0.08), 0.06 fell on the nominal robot: 0.12 is kept
+    assert choose_best(history) == 1
+    assert choose_best([parent, result(0.2, nominal=0.05)]) == 0  # nothing beat the parent
+    # an evaluation without a checkpoint is not a policy; none at all: None
+    assert choose_best([parent, result(0.01, nominal=0.05, checkpoint="")]) == 0
+    assert choose_best([result(0.1, checkpoint="")]) is None
+    # without a nominal evaluation (no --dynamics), the cost alone decides
+    assert choose_best([result(0.2), result(0.1), result(0.3)]) == 1
+
+
+def test_a_fine_tune_evaluates_the_parent_first_and_names_its_best_checkpoint(tmp_path):
+    """Scripted evaluations (costs 0.15 for the parent at step 0, then 0.1, 0.3, 0.2 at steps
+    100-300): checkpoint 100 is named best and outlives the pruning of keep_checkpoints 1;
+    a run's policy (export, eval) is that checkpoint; resume goes on from the newest."""
+    from gaitforge.agents.checkpoint_folder import best_folder, policy_usable, step_folders
+
+    costs = iter([0.15, 0.1, 0.3, 0.2])
+    tuner, env = _fine_tuner(tmp_path, 0.5, steps=300, eval_every_steps=100,
+                             keep_checkpoints=1,
+                             evaluate=lambda agent: result(next(costs), checkpoint=""))
+    try:
+        tuner.train()
+    finally:
+        env.close()
+    assert [r["env_steps"] for r in tuner.history] == [0, 100, 200, 300]
+    assert [r["checkpoint"] for r in tuner.history] == [f"{s:012d}" for s in (0, 100, 200,
+                                                                              300)]
+    ckpt = tmp_path / "ckpt"
+    assert best_folder(ckpt).name == "000000000100"
+    assert [f.name for f in step_folders(ckpt)] == ["000000000100", "000000000300"]
+    folder, _ = policy_usable(ckpt, lambda f: None, lambda s: None)
+    assert folder.name == "000000000100"
+    (ckpt / "best").write_text("000000000200")  # names a pruned one: not trusted
+    assert best_folder(ckpt) is None
+    assert policy_usable(ckpt, lambda f: None, lambda s: None)[0].name == "000000000300"

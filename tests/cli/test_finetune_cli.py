@@ -19,7 +19,8 @@ TINY = ["--set", "train.total_env_steps=600", "--set", "train.warmup_steps=300",
         "--set", "train.eval_every_steps=100000", "--set", "train.checkpoint_every_steps=600",
         "--set", "vec_env.num_envs=2", "--set", "agent.actor_hidden=[32,32]",
         "--set", "agent.critic_hidden=[32,32]", "--set", "agent.batch_size=32",
-        "--set", "env.sim.engine=mujoco", "--no-progress"]
+        "--set", "env.sim.engine=mujoco", "--set", "evaluation.episode_length_s=1",
+        "--no-progress"]
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,19 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
     gap.write_text(yaml.safe_dump({"latency_s": 0.01, "kp_scale": 0.9}))
     assert main(["finetune", "tiny", "--logs", *map(str, logs), "--dynamics", str(gap),
                  "--steps", "200", "--critic-warmup", "100", "--name", "ft",
-                 "--set", "train.log_every_steps=100", "--no-progress"]) == 0
+                 "--set", "train.log_every_steps=100", "--set", "train.eval_every_steps=100",
+                 "--set", "train.checkpoint_every_steps=100", "--no-progress"]) == 0
     run = runs / "ft"
+    # the parent was evaluated first (checkpoint 0), then every 100 steps, on the identified
+    # dynamics and on its own; the checkpoint that tracked best is named the policy
+    evals = [yaml.safe_load(line) for line in (run / "eval.jsonl").read_text().splitlines()]
+    assert [e["env_steps"] for e in evals] == [0, 100, 200]
+    assert {"vx_tracking_error", "nominal/vx_tracking_error"} <= set(evals[0])
+    best = (run / "checkpoints" / "best").read_text()
+    assert best in {"000000000000", "000000000100", "000000000200"}
+    out = capsys.readouterr().out
+    assert ("policy: checkpoint " + best) in out or (
+        best == "000000000000" and "the policy is the parent's own" in out)
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["env"]["critic_inputs"] == "estimated"
     assert saved["agent"]["critic_layer_norm"] is True
@@ -88,7 +100,8 @@ def test_a_run_whose_critic_takes_log_inputs_keeps_it_as_it_was_built(logged, tm
     saved = yaml.safe_load((parent / "config.yaml").read_text())
     saved["env"]["critic_inputs"] = "estimated"
     (parent / "config.yaml").write_text(yaml.safe_dump(saved))
-    args = argparse.Namespace(steps=100, sim_mix=0.5, critic_warmup=100, set=[], dynamics=None)
+    args = argparse.Namespace(steps=100, sim_mix=0.5, critic_warmup=100, set=[], dynamics=None,
+                              anchor=0.3)
     tuned = _finetune_config(args, parent, {"used": {}})
     assert not tuned["agent"].get("critic_layer_norm", False)
     fresh = _finetune_config(args, runs / "tiny", {"used": {}})  # privileged: a new critic
@@ -136,3 +149,24 @@ def test_refusals_are_sentences(logged, capsys, tmp_path):
     capsys.readouterr()
     assert main(["finetune", "tiny", "--logs", str(next((tmp_path / "exc").glob("*")))]) == 2
     assert "not of a policy's episode" in capsys.readouterr().err
+
+
+def test_what_sysid_did_not_identify_is_randomised_widely(tmp_path):
+    """A dynamics file from sysid (provenance `fit` without trunk mass and foot friction):
+    added mass up to 0.4 of the robot's, foot friction from 0.4; the bounds already wider
+    stay; a file that does not say what was fitted widens nothing."""
+    from gaitforge.cli.cmd_finetune import unseen_overrides
+
+    fitted = tmp_path / "fitted.yaml"
+    fitted.write_text(yaml.safe_dump({"kp_scale": 0.7, "provenance": {
+        "tool": "gaitforge sysid", "fit": ["latency_s", "kp_scale", "kd_scale"]}}))
+    data = {"env": {"randomization": {"friction": [0.6, 1.2], "added_mass_frac": [-0.05, 0.5]}}}
+    assert unseen_overrides(str(fitted), data) == [
+        "env.randomization.added_mass_frac=[-0.05, 0.5]",
+        "env.randomization.friction=[0.4, 1.2]"]
+    assert unseen_overrides(str(fitted), {"env": {}}) == [
+        "env.randomization.added_mass_frac=[-0.05, 0.4]",
+        "env.randomization.friction=[0.4, 1.2]"]
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump({"kp_scale": 0.7}))
+    assert unseen_overrides(str(plain), data) == []
