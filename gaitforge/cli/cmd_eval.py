@@ -1,4 +1,5 @@
-"""`gaitforge eval RUN`: the deterministic actor of a run's newest checkpoint, judged."""
+"""`gaitforge eval RUN`: the deterministic actor of a run's policy checkpoint (its newest; a
+fine-tune's best), judged."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ GRID_COLUMNS = {"vx_tracking_error": "vx err m/s", "vy_tracking_error": "vy err 
 
 
 def evaluate_run_grid(run: str, episodes: int, engine: str | None) -> dict:
-    """{cell: metrics} of a run's newest checkpoint over its robot's command grid."""
+    """{cell: metrics} of a run's policy checkpoint over its robot's command grid."""
     from .run_config import evaluator
     from .run_folders import load_run_agent
 
@@ -77,7 +78,7 @@ def print_grid(results: dict) -> int:
 
 
 def evaluate_run(run: str, episodes: int, engine: str | None, video: str | None) -> dict:
-    """The evaluation of a run's newest checkpoint; with `video` ("mp4" or "gif"), a video of
+    """The evaluation of a run's policy checkpoint; with `video` ("mp4" or "gif"), a video of
     the first episode in the run folder (MP4 at the control rate; GIF at half of it)."""
     from gaitforge.sim.render import write_video
 

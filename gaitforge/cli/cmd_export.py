@@ -1,4 +1,5 @@
-"""`gaitforge export RUN`: a run's newest checkpoint -> a verified policy bundle.
+"""`gaitforge export RUN`: a run's policy checkpoint (its newest; a fine-tune's best) -> a
+verified policy bundle.
 
 The bundle's observation and action layouts come from the run's own ObservationBuilder and
 ActionMapper (the code the deploy runtime rebuilds from them), parity is checked on 256 random
@@ -70,7 +71,7 @@ def rollout_observations(agent, env, n: int, command, seed: int = 0) -> np.ndarr
 
 
 def export_run(run: str, out: str | None = None, overwrite: bool = False):
-    """(PolicyBundle, parity report) for the run's newest checkpoint."""
+    """(PolicyBundle, parity report) for the run's policy checkpoint."""
     from gaitforge.agents.export import export_actor, normalizer_record, random_observations
     from gaitforge.control.bundle import BundleError, check_replaceable, manifest, publish_bundle
     from gaitforge.control.files import make_staging, remove_staging
