@@ -3,6 +3,8 @@
 
     .venv/bin/python bench/finetune_bench.py --run RUN             # 3 gap draws, full
     .venv/bin/python bench/finetune_bench.py --run RUN --quick     # 1 draw, short everything
+    .venv/bin/python bench/finetune_bench.py --run RUN --seeds 0 --reuse runs/draw0-XXXX \
+        --variants 'logs only' both --tag -v2       # the fine-tunes again on logged draw 0
 
 RUN is a trained servo_dog run (ideally trained with `--set env.critic_inputs=estimated`, so
 its critic is reused; otherwise a new critic warms up first); its bundle is exported if
@@ -121,21 +123,28 @@ def judge(bundle: Path, dynamics: Path | None, episodes: int, folder: Path) -> d
 
 
 def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
-    folder = Path(tempfile.mkdtemp(prefix=f"draw{seed}-", dir=runs))
-    gap = folder / "gap.yaml"
-    gap.write_text(yaml.safe_dump(draw(seed)))
-    t0 = time.perf_counter()
-    logs = robot_time(bundle, gap, folder, args.episodes, args.seconds)
-    robot_s = time.perf_counter() - t0
-    gaitforge("sysid", logs["excitation"], "--out", str(folder / "fitted.yaml"),
-              "--engine", args.engine, "--no-progress")
-    result = {"seed": seed, "gap": draw(seed), "robot_wall_s": robot_s, "finetune_set": args.set,
+    if args.reuse:  # an earlier run's robot time and sysid, for the fine-tunes again
+        folder, robot_s = Path(args.reuse), 0.0
+        gap = folder / "gap.yaml"
+        logs = {"policy_logs": sorted(map(str, (folder / "policy").glob("*.gflog")))}
+    else:
+        folder = Path(tempfile.mkdtemp(prefix=f"draw{seed}-", dir=runs))
+        gap = folder / "gap.yaml"
+        gap.write_text(yaml.safe_dump(draw(seed)))
+        t0 = time.perf_counter()
+        logs = robot_time(bundle, gap, folder, args.episodes, args.seconds)
+        robot_s = time.perf_counter() - t0
+        gaitforge("sysid", logs["excitation"], "--out", str(folder / "fitted.yaml"),
+                  "--engine", args.engine, "--no-progress")
+    result = {"seed": seed, "gap": yaml.safe_load(gap.read_text()), "robot_wall_s": robot_s,
+              "finetune_set": args.set, "reused": args.reuse or "",
               "policy_seconds_logged": args.episodes * args.seconds, "policies": {}}
     result["policies"]["nominal"] = {
         "gap": judge(bundle, gap, args.judge, folder / "j-nominal-gap"),
         "nominal": judge(bundle, None, args.judge, folder / "j-nominal-nominal")}
-    for name, mix in VARIANTS.items():
-        tag = f"ft{seed}-{name.replace(' ', '-')}"
+    for name in args.variants:
+        mix = VARIANTS[name]
+        tag = f"ft{seed}-{name.replace(' ', '-')}{args.tag}"
         t0 = time.perf_counter()
         said = gaitforge("finetune", run, "--logs", *logs["policy_logs"], "--dynamics",
                   str(folder / "fitted.yaml"), "--sim-mix", str(mix), "--steps",
@@ -184,6 +193,13 @@ def main() -> None:
                     "env.task.yaw_rate_window_s=0.4")
     ap.add_argument("--steps", type=int, help="steps of every fine-tune (default 80000; "
                     "--quick 2000)")
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                    metavar="NAME", help="these fine-tunes only: " + ", ".join(
+                        f"'{v}'" for v in VARIANTS))
+    ap.add_argument("--reuse", metavar="FOLDER", help="a draw folder of an earlier run (its "
+                    "gap.yaml, policy logs and fitted.yaml): no robot time, no sysid, the "
+                    "fine-tunes again (with --seeds naming its draw)")
+    ap.add_argument("--tag", default="", help="suffix of the fine-tune run names")
     args = ap.parse_args()
     args.episodes, args.seconds = (2, 10.0) if args.quick else (10, 20.0)
     args.steps = args.steps or (2000 if args.quick else 80_000)

@@ -86,7 +86,7 @@ def excitation_runtime(spec: RobotSpec, config: ExcitationConfig, control_dt_s: 
     meta = {"kind": "excitation", "excitation": asdict(config), "amplitude_rad": amplitude}
     runtime = DeployRuntime(spec, ObservationBuilder(spec), actor.mapper(), actor,
                             SafetyLayer(spec, safety, clock=clock), control_dt_s, meta,
-                            estimator=VelocityEstimator(spec))  # no gait: torque contact
+                            estimator=VelocityEstimator(spec))
     return runtime, actor.duration_ticks * control_dt_s
 
 

@@ -22,6 +22,10 @@ it (`true_*` fields, NaN on hardware), for measuring. From it:
                   fallen" on hardware.
     critic_obs    what a critic may see from a log: the estimated trunk velocity (3) and foot
                   contacts (n_feet), at t and at t+1 (`CRITIC_INPUTS`)
+With `reestimate`, the estimator's fields are first computed again from the logged sensors
+with today's estimator (`reestimated`), the one the simulation runs: logs and fresh
+simulation then agree on what a critic sees, and a log written before an estimator fix is
+judged with the fix (fine-tuning does this).
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gaitforge.control.estimator import VelocityEstimator
 from gaitforge.control.logger import TERMINAL_EVENT_KINDS, EpisodeLog
-from gaitforge.control.policy_io import ObservationBuilder
+from gaitforge.control.policy_io import GaitConfig, ObservationBuilder
 from gaitforge.robots.spec import RobotSpec
 from gaitforge.robots.types import PrivilegedState, RobotState
 
@@ -78,7 +83,8 @@ def require_fields(log: EpisodeLog, fields) -> None:
 
 def log_transitions(log: EpisodeLog, spec: RobotSpec, task_config: TaskConfig, *,
                     velocity: str = "estimated",
-                    observation: ObservationBuilder | None = None) -> LogTransitions:
+                    observation: ObservationBuilder | None = None,
+                    reestimate: bool = False) -> LogTransitions:
     """The log's policy transitions with their rewards recomputed (see the module docstring).
     `observation`: the builder of the logged observations; with a heading hold, the rewards
     judge the command each observation carried, as training's did (else the log's command)."""
@@ -88,6 +94,8 @@ def log_transitions(log: EpisodeLog, spec: RobotSpec, task_config: TaskConfig, *
     require_fields(log, [f for f, _ in CRITIC_INPUTS] + (
         ["true_lin_vel_m_s", "true_foot_contact"] if velocity == "true" else []))
     t = log.ticks
+    if reestimate:
+        t = reestimated(log, spec, observation.gait if observation is not None else None)
     acted = np.isfinite(t["action"]).all(axis=1)
     has_obs = np.isfinite(t["observation"]).all(axis=1)
     pairs = np.flatnonzero(acted[:-1] & has_obs[:-1] & has_obs[1:])
@@ -126,6 +134,27 @@ def log_transitions(log: EpisodeLog, spec: RobotSpec, task_config: TaskConfig, *
         critic_obs=critic[pairs].astype(np.float32),
         next_critic_obs=critic[pairs + 1].astype(np.float32),
         reward_terms={k: np.asarray(v, np.float32) for k, v in terms.items()})
+
+
+def reestimated(log: EpisodeLog, spec: RobotSpec, gait: GaitConfig | None) -> dict:
+    """The log's ticks with `est_lin_vel_m_s` and `est_foot_contact` computed again, tick by
+    tick from the first (the estimator starts at rest, as a deploy's does), from the logged
+    time, joints, torques and IMU."""
+    t = dict(log.ticks)
+    est = VelocityEstimator(spec, gait)
+    torque = t.get("joint_torque_nm")
+    velocity, contact = [], []
+    for k in range(len(t["time_s"])):
+        tau = None if torque is None else torque[k]
+        e = est.update(RobotState(
+            time_s=float(t["time_s"][k]), joint_pos_rad=t["joint_pos_rad"][k],
+            joint_vel_rad_s=t["joint_vel_rad_s"][k], imu_quat_wxyz=t["imu_quat_wxyz"][k],
+            gyro_rad_s=t["gyro_rad_s"][k], accel_m_s2=t["accel_m_s2"][k], joint_torque_nm=tau))
+        velocity.append(e.lin_vel_m_s)
+        contact.append(e.foot_contact)
+    t["est_lin_vel_m_s"] = np.asarray(velocity, t["est_lin_vel_m_s"].dtype)
+    t["est_foot_contact"] = np.asarray(contact, t["est_foot_contact"].dtype)
+    return t
 
 
 def _shown_commands(observations: np.ndarray, builder: ObservationBuilder | None):

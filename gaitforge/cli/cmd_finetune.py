@@ -3,7 +3,8 @@ trained policy better on the robot its logs came from.
 
 The run's agent is restored (its actor and observation normaliser; its critic too when it was
 trained on what a log holds). The logged episodes become transitions with their rewards
-recomputed from logged quantities and the base-velocity estimator (sim/log_rewards.py), in an
+recomputed from logged quantities and the base-velocity estimator, run again on the logged
+sensors so that logs and fresh simulation agree (sim/log_rewards.py), in an
 offline partition of replay; every minibatch takes `1 - sim_mix` of its rows from the logs and
 `sim_mix` from fresh simulation around the given dynamics (a dynamics file from `gaitforge
 sysid`), as RLPD does (0.5). The critic sees only what a log holds (observation plus the
@@ -180,7 +181,8 @@ def _transitions(cfg: RunConfig, paths: list[str], *, skip_bad: bool,
         _check_log(entry, cfg, spec)
         builder = ObservationBuilder(spec, cfg.env.observation, cfg.env.action.gait)
         try:
-            parts.append(log_transitions(entry.log, spec, cfg.env.task, observation=builder))
+            parts.append(log_transitions(entry.log, spec, cfg.env.task, observation=builder,
+                                         reestimate=True))
         except LogContentError as err:
             raise ConfigError(f"{err}: the fine-tuning critic needs it") from None
         used[path] = entry.sha256

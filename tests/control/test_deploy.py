@@ -239,8 +239,8 @@ def test_sigint_and_sigterm_end_through_damping(bundle_dir, tmp_path):
 
 def test_the_estimate_is_logged_every_tick_and_the_truth_is_nan_on_a_real_body(bundle_dir,
                                                                               tmp_path):
-    """The mock body is upright and still (the accelerometer reads g) and measures no torque:
-    the estimator (torque contact: the bundle has no gait) sees no feet and predicts 0."""
+    """The mock body is upright, its trunk still (the accelerometer reads g): the estimator
+    stands on the feet its legs put lowest at every tick and says 0."""
     body = MockBody(fail_reads_from=60)
     estimator = VelocityEstimator(SPEC)
     result, log = _deploy(bundle_dir, tmp_path, body, estimator=estimator)
@@ -249,7 +249,8 @@ def test_the_estimate_is_logged_every_tick_and_the_truth_is_nan_on_a_real_body(b
     valid = t["state_valid"]
     assert valid[:50].all() and not valid.all()
     np.testing.assert_array_equal(t["est_lin_vel_m_s"][valid], 0.0)
-    np.testing.assert_array_equal(t["est_foot_contact"][valid], 0.0)
+    contact = t["est_foot_contact"][valid]
+    assert contact.any(axis=1).all()
     assert np.isnan(t["est_lin_vel_m_s"][~valid]).all()  # no state read: no estimate
     for name in TRUTH_FIELDS:
         assert np.isnan(t[name]).all(), name

@@ -61,7 +61,8 @@ def test_a_simulated_deploy_logs_the_estimate_and_the_truth_every_tick(tmp_path,
     assert report["rate_limited_share"] <= 2 / 150
     log = read_log(tmp_path / "walk.gflog")
     t = log.ticks
-    assert log.metadata["estimator"]["contact_source"] == "gait" and log.metadata["n_feet"] == 4
+    assert log.metadata["estimator"]["contact_source"] == "kinematic"
+    assert log.metadata["n_feet"] == 4
     assert t["state_valid"].all()
     for name in ("est_lin_vel_m_s", "est_foot_contact", *TRUTH_FIELDS):
         assert np.isfinite(t[name]).all(), name
@@ -69,7 +70,8 @@ def test_a_simulated_deploy_logs_the_estimate_and_the_truth_every_tick(tmp_path,
     assert policy.sum() == 150
     assert 0.08 < t["true_base_height_m"][policy].min() < 0.14
     assert not t["true_collisions"][policy].any()  # (after torque off it sinks to its knees)
-    assert t["est_foot_contact"][policy].sum(axis=1).max() <= 2  # a trot: two feet at most
+    used, touching = t["est_foot_contact"][policy] > 0.5, t["true_foot_contact"][policy] > 0.5
+    assert (used & touching).sum() >= 0.8 * used.sum()  # a foot it used was on the ground
     assert report["vx_mean"] > 0.1  # it walks
     err = t["est_lin_vel_m_s"][policy] - t["true_lin_vel_m_s"][policy]
     rms = float(np.sqrt(np.mean(np.sum(err * err, axis=1))))
