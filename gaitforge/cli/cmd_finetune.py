@@ -55,7 +55,9 @@ from .run_folders import (
 ANCHOR = 0.3
 UNSEEN_MASS_FRAC = 0.4  # of the robot's mass: a payload, a battery, a shell
 UNSEEN_FRICTION = 0.4  # a smooth floor under rubber feet
-SELECTION = {"eval_every_steps": 10_000, "checkpoint_every_steps": 10_000, "eval_episodes": 4}
+# the evaluations a checkpoint is chosen by: 4 episodes of 10 s in each simulation, every 10k
+SELECTION = ("train.eval_every_steps=10000", "train.checkpoint_every_steps=10000",
+             "train.eval_episodes=4", "evaluation.episode_length_s=10")
 
 
 def register(sub) -> None:
@@ -239,7 +241,7 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
         *([] if keeps_critic else ["agent.critic_layer_norm=true"]),
         f"train.total_env_steps={args.steps}", "train.warmup_steps=0",
         f"agent.actor_anchor={args.anchor}",
-        *(f"train.{k}={v}" for k, v in SELECTION.items())])
+        *SELECTION])
     data["finetune"] = {
         "parent_run": str(parent_dir.resolve()),
         "parent_checkpoint": parent_policy(parent_dir / "checkpoints").name,

@@ -45,7 +45,8 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
     assert main(["finetune", "tiny", "--logs", *map(str, logs), "--dynamics", str(gap),
                  "--steps", "200", "--critic-warmup", "100", "--name", "ft",
                  "--set", "train.log_every_steps=100", "--set", "train.eval_every_steps=100",
-                 "--set", "train.checkpoint_every_steps=100", "--no-progress"]) == 0
+                 "--set", "train.checkpoint_every_steps=100",
+                 "--set", "evaluation.episode_length_s=1", "--no-progress"]) == 0
     run = runs / "ft"
     # the parent was evaluated first (checkpoint 0), then every 100 steps, on the identified
     # dynamics and on its own; the checkpoint that tracked best is named the policy
