@@ -163,8 +163,9 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
 
 def report(r: dict) -> None:
     print(f"\ndraw {r['seed']}: gap {r['gap']}")
-    print(f"  robot time: {r['policy_seconds_logged']:.0f} s of policy logged "
-          f"({r['robot_wall_s']:.0f} s wall, excitation included)")
+    print(f"  robot time: {r['policy_seconds_logged']:.0f} s of policy logged " + (
+        f"(reused: {r['reused']})" if r.get("reused") else
+        f"({r['robot_wall_s']:.0f} s wall, excitation included)"))
     print(f"  {'policy':14s} {'gap: vx err':>11s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
           f" {'nominal: vx err':>16s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
           f" {'fine-tune s':>12s}")
