@@ -129,7 +129,7 @@ class GaitContact:
             offsets.append(gait.phase_offset[moving[0]] if moving else 0.0)
         self.offsets, self.lifted = np.array(offsets), np.array(lifted)
 
-    def __call__(self, state: RobotState) -> np.ndarray:
+    def __call__(self, state: RobotState, rot=None, feet=None) -> np.ndarray:
         frac = np.mod(self.gait.frequency_hz * state.time_s + self.offsets, 1.0)
         stance = (frac >= 0.5 + self.margin) & (frac <= 1.0 - self.margin)
         return stance | ~self.lifted
@@ -142,11 +142,15 @@ class KinematicContact:
     def __init__(self, legs: LegKinematics, height_m: float):
         self.legs, self.height_m = legs, height_m
 
-    def __call__(self, state: RobotState) -> np.ndarray:
-        rot = _orientation(state)
+    def __call__(self, state: RobotState, rot: np.ndarray | None = None,
+                 feet: np.ndarray | None = None) -> np.ndarray:
+        """`rot` (the IMU's orientation) and `feet` (trunk-frame foot positions) where the
+        caller has them already, else from `state`."""
+        rot = _orientation(state) if rot is None else rot
         if rot is None:
             return np.zeros(len(self.legs.leg_joints), dtype=bool)
-        feet, _ = self.legs.foot_motion(state.joint_pos_rad, state.joint_vel_rad_s)
+        if feet is None:
+            feet, _ = self.legs.foot_motion(state.joint_pos_rad, state.joint_vel_rad_s)
         z = feet @ rot[2]  # world-frame heights relative to the trunk
         return z <= z.min() + self.height_m
 
@@ -158,7 +162,7 @@ class TorqueContact:
         self.knees = np.array([joints[-1] for joints in legs.leg_joints])
         self.threshold_nm = fraction * spec.torque_limit_nm[self.knees]
 
-    def __call__(self, state: RobotState) -> np.ndarray:
+    def __call__(self, state: RobotState, rot=None, feet=None) -> np.ndarray:
         tau = state.joint_torque_nm
         if tau is None:
             return np.zeros(len(self.knees), dtype=bool)
@@ -209,9 +213,11 @@ class VelocityEstimator:
         contact = np.zeros(self.n_feet, dtype=bool)
         joints = float(np.sum(state.joint_pos_rad)) + float(np.sum(state.joint_vel_rad_s))
         if rot is not None and math.isfinite(joints):
-            contact = np.asarray(self.contact(state), dtype=bool)
+            # one pass of the leg kinematics serves the contact rule and the odometry
+            feet, rel = self.legs.foot_motion(state.joint_pos_rad, state.joint_vel_rad_s)
+            contact = np.asarray(self.contact(state, rot, feet), dtype=bool)
             if contact.any():
-                z_world = self.leg_velocities(state)[contact] @ rot.T
+                z_world = self._leg_velocities(state, feet, rel)[contact] @ rot.T
                 stance = contact
                 contact = self._correct(z_world, contact)
                 contact = self._relock(z_world, stance, contact, float(state.time_s))
@@ -235,6 +241,10 @@ class VelocityEstimator:
         """(n_feet, 3) trunk velocity each foot implies if it stands still, body frame, m/s:
         -(J(q) dq + gyro x p)."""
         feet, rel = self.legs.foot_motion(state.joint_pos_rad, state.joint_vel_rad_s)
+        return self._leg_velocities(state, feet, rel)
+
+    @staticmethod
+    def _leg_velocities(state: RobotState, feet: np.ndarray, rel: np.ndarray) -> np.ndarray:
         return -(rel + cross(np.asarray(state.gyro_rad_s, dtype=np.float64), feet))
 
     def _correct(self, z_world: np.ndarray, contact: np.ndarray) -> np.ndarray:

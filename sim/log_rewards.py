@@ -139,17 +139,12 @@ def log_transitions(log: EpisodeLog, spec: RobotSpec, task_config: TaskConfig, *
 def reestimated(log: EpisodeLog, spec: RobotSpec, gait: GaitConfig | None) -> dict:
     """The log's ticks with `est_lin_vel_m_s` and `est_foot_contact` computed again, tick by
     tick from the first (the estimator starts at rest, as a deploy's does), from the logged
-    time, joints, torques and IMU."""
+    time, joints, torques and IMU (`_state`, whose privileged part the estimator never reads)."""
     t = dict(log.ticks)
     est = VelocityEstimator(spec, gait)
-    torque = t.get("joint_torque_nm")
     velocity, contact = [], []
     for k in range(len(t["time_s"])):
-        tau = None if torque is None else torque[k]
-        e = est.update(RobotState(
-            time_s=float(t["time_s"][k]), joint_pos_rad=t["joint_pos_rad"][k],
-            joint_vel_rad_s=t["joint_vel_rad_s"][k], imu_quat_wxyz=t["imu_quat_wxyz"][k],
-            gyro_rad_s=t["gyro_rad_s"][k], accel_m_s2=t["accel_m_s2"][k], joint_torque_nm=tau))
+        e = est.update(_state(t, k, spec, "est"))
         velocity.append(e.lin_vel_m_s)
         contact.append(e.foot_contact)
     t["est_lin_vel_m_s"] = np.asarray(velocity, t["est_lin_vel_m_s"].dtype)
