@@ -14,7 +14,9 @@ friction away from nominal; draw 0 is the bad one, see `draw`):
      person stands the robot up again) serves the gap robot on ptys; the nominal bundle is
      deployed over serial for K episodes of 20 s at vx 0.3 m/s (at most 10 x 20 s = 200 s),
      and one 30 s hung excitation is logged;
-  2. `gaitforge sysid --engine E` on the excitation log -> fitted.yaml;
+  2. `gaitforge sysid --engine E` on the excitation log -> fitted.yaml (the actuators), then
+     on the policy logs, walking, `--start fitted.yaml --fit trunk_mass_delta_kg,foot_friction`
+     -> fitted-walk.yaml (what a hung robot does not show), which the fine-tunes take;
   3. three fine-tunes from RUN in engine E (where the dynamics were identified: the same values
      behave differently in the other engine), side by side on the same logs: around the identified
      dynamics only (`--sim-mix 1`), on the logs only (`--sim-mix 0`), and both (`0.5`);
@@ -44,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "finetune_bench.json"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MUJOCO_GL": "disable"}
 VARIANTS = {"dynamics only": 1.0, "logs only": 0.0, "both": 0.5}
+SECOND_STAGE = "trunk_mass_delta_kg,foot_friction"
 
 
 def gaitforge(*args: str, check: bool = True) -> str:
@@ -136,9 +139,17 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
         robot_s = time.perf_counter() - t0
         gaitforge("sysid", logs["excitation"], "--out", str(folder / "fitted.yaml"),
                   "--engine", args.engine, "--no-progress")
+    dynamics = folder / "fitted-walk.yaml"
+    if not dynamics.is_file():  # a reused draw from before the second stage gets it now
+        t0 = time.perf_counter()
+        gaitforge("sysid", *logs["policy_logs"], "--start", str(folder / "fitted.yaml"),
+                  "--fit", SECOND_STAGE, "--generations", "12", "--out", str(dynamics),
+                  "--engine", args.engine, "--no-progress")
+        print(f"  second-stage sysid: {time.perf_counter() - t0:.0f} s", flush=True)
     result = {"seed": seed, "gap": yaml.safe_load(gap.read_text()), "robot_wall_s": robot_s,
               "finetune_set": args.set, "reused": args.reuse or "",
-              "policy_seconds_logged": args.episodes * args.seconds, "policies": {}}
+              "policy_seconds_logged": args.episodes * args.seconds,
+              "identified": _identified(dynamics), "policies": {}}
     result["policies"]["nominal"] = {
         "gap": judge(bundle, gap, args.judge, folder / "j-nominal-gap"),
         "nominal": judge(bundle, None, args.judge, folder / "j-nominal-nominal")}
@@ -147,7 +158,7 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
         tag = f"ft{seed}-{name.replace(' ', '-')}{args.tag}"
         t0 = time.perf_counter()
         said = gaitforge("finetune", run, "--logs", *logs["policy_logs"], "--dynamics",
-                  str(folder / "fitted.yaml"), "--sim-mix", str(mix), "--steps",
+                  str(dynamics), "--sim-mix", str(mix), "--steps",
                   str(args.steps), "--critic-warmup", str(args.critic_warmup), "--name", tag,
                   "--no-progress", "--set", f"env.sim.engine={args.engine}",
                   *[a for kv in args.set for a in ("--set", kv)])
@@ -161,8 +172,16 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
     return result
 
 
+def _identified(path: Path) -> dict:
+    """The fitted values of a dynamics file (its provenance left out)."""
+    data = yaml.safe_load(path.read_text())
+    return {k: v for k, v in data.items() if k in data["provenance"]["fit"]}
+
+
 def report(r: dict) -> None:
     print(f"\ndraw {r['seed']}: gap {r['gap']}")
+    if "identified" in r:
+        print(f"  identified: {r['identified']}")
     print(f"  robot time: {r['policy_seconds_logged']:.0f} s of policy logged " + (
         f"(reused: {r['reused']})" if r.get("reused") else
         f"({r['robot_wall_s']:.0f} s wall, excitation included)"))
@@ -198,8 +217,9 @@ def main() -> None:
                     metavar="NAME", help="these fine-tunes only: " + ", ".join(
                         f"'{v}'" for v in VARIANTS))
     ap.add_argument("--reuse", metavar="FOLDER", help="a draw folder of an earlier run (its "
-                    "gap.yaml, policy logs and fitted.yaml): no robot time, no sysid, the "
-                    "fine-tunes again (with --seeds naming its draw)")
+                    "gap.yaml, policy logs and fitted.yaml): no robot time, no sysid (but "
+                    "the second stage when it has none), the fine-tunes again (with --seeds "
+                    "naming its draw)")
     ap.add_argument("--tag", default="", help="suffix of the fine-tune run names")
     args = ap.parse_args()
     args.episodes, args.seconds = (2, 10.0) if args.quick else (10, 20.0)

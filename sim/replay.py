@@ -2,7 +2,8 @@
 
 The simulated body starts from the log's first valid state (joint positions and velocities,
 trunk orientation; a hung robot's trunk is fixed in the air, a standing robot's trunk is put at
-its standing height at rest) and is fed each logged command (position targets, mode, gains,
+its standing height at rest; a walking log is replayed in pieces, `LogCommands.windows`, each
+from its own first state) and is fed each logged command (position targets, mode, gains,
 feed-forward) for as many control periods as the log's tick grid says passed (an overrun skips
 grid points). A body that steps when written (a simulated robot) takes each command at the
 tick's start; a body that runs on its own (hardware, the virtual robot) takes it when the host
@@ -118,6 +119,27 @@ class LogCommands:
         commands = [_command(t, k) for k in rows]
         return cls(steps, write, t["joint_pos_rad"][rows], t["joint_vel_rad_s"][rows],
                    t["imu_quat_wxyz"][rows], valid[rows], commands, t["time_s"][rows])
+
+    def windows(self, ticks: int) -> list[LogCommands]:
+        """The log cut into consecutive pieces of `ticks` rows, each replayed from its own
+        first logged state (a last piece shorter than half a window is left out). A walking
+        robot's open-loop replay drifts off the logged one within a second or two (a foothold
+        or a heading apart), after which its joints no longer say anything about the
+        dynamics; pieces of a second or two keep every stance and swing comparable.
+        `ticks` 0, or a log no longer than one piece: the whole log."""
+        if ticks <= 0 or len(self.steps) <= ticks:
+            return [self]
+        out, start = [], 0
+        while len(self.steps) - start >= max(2, ticks // 2):
+            while start < len(self.steps) and not self.valid[start]:
+                start += 1  # a piece starts from a state that was read
+            rows = slice(start, start + ticks)
+            if len(self.steps[rows]) >= max(2, ticks // 2):
+                out.append(LogCommands(self.steps[rows], self.write_steps[rows], self.q[rows],
+                                       self.dq[rows], self.quat[rows], self.valid[rows],
+                                       self.commands[rows], self.time_s[rows]))
+            start += ticks
+        return out
 
 
 def _command(t: dict, k: int) -> JointCommand:

@@ -1,7 +1,21 @@
-"""`gaitforge sysid LOG... [--holdout LOG...] [--fit NAME,...] [--engine E] [--out FILE]`:
-fit dynamics parameters so that replay matches the logs (sim/sysid.py, CMA-ES), report each
-estimate and the per-joint gap before and after on the held-out logs, and write a dynamics
-file with provenance that `train`, `deploy --body sim:E` and `virtual-robot` accept."""
+"""`gaitforge sysid LOG... [--holdout LOG...] [--fit NAME,...] [--start FILE] [--window S]
+[--engine E] [--out FILE]`: fit dynamics parameters so that replay matches the logs
+(sim/sysid.py, CMA-ES), report each estimate and the per-joint gap before and after on the
+held-out logs, and write a dynamics file with provenance that `train`, `deploy --body sim:E`
+and `virtual-robot` accept.
+
+Two stages, as a user with a robot does it: a hung excitation shows the actuators (latency,
+gains, friction, rotor inertia) but not the trunk's mass nor the feet's friction; the policy's
+own walking logs show those, once the actuators are known:
+
+    gaitforge sysid excite.gflog --out hung.yaml
+    gaitforge sysid walk*.gflog --start hung.yaml --fit trunk_mass_delta_kg,foot_friction \
+        --out dynamics.yaml
+
+`--start` holds every parameter not in --fit at the file's value (and starts the search
+there); the written file's provenance lists what both stages fitted, from which logs. Walking
+(ground) logs are replayed in pieces of --window seconds (default 2), each from its own
+logged state: a whole walking episode replayed open loop drifts off the log within seconds."""
 
 from __future__ import annotations
 
@@ -14,6 +28,8 @@ from gaitforge.robots.configio import ConfigError
 
 from .argtypes import count, count0, nonnegative
 
+GROUND_WINDOW_S = 2.0  # a walking log drifts off its open-loop replay within a few seconds
+
 
 def register(sub) -> None:
     from gaitforge.sim.sysid import DEFAULT_FIT
@@ -25,6 +41,11 @@ def register(sub) -> None:
                    help="logs kept out of the fit, to judge it")
     p.add_argument("--fit", default=",".join(DEFAULT_FIT), metavar="NAME,...",
                    help=f"parameters to fit (default {','.join(DEFAULT_FIT)})")
+    p.add_argument("--start", metavar="FILE", help="dynamics file (an earlier stage's fit): "
+                   "the parameters not fitted keep its values (default: nominal)")
+    p.add_argument("--window", type=nonnegative, metavar="S", help="replay ground logs in "
+                   f"pieces of S seconds (default {GROUND_WINDOW_S:g}; hung logs whole); "
+                   "0: whole logs")
     p.add_argument("--engine", choices=["pybullet", "mujoco"], default="mujoco")
     p.add_argument("--out", default="dynamics.yaml", help="dynamics file to write "
                    "(default dynamics.yaml)")
@@ -40,9 +61,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from gaitforge.control.bundle import file_sha256
     from gaitforge.robots.spec import load_robot_spec
     from gaitforge.sim.dynamics import save_dynamics
-    from gaitforge.sim.replay import LogCommands, support_of
+    from gaitforge.sim.replay import support_of
     from gaitforge.sim.sysid import FITTABLE, IdentificationError, Problem, fit
 
     if Path(args.out).is_dir():  # refused now, not after minutes of fitting
@@ -67,30 +89,42 @@ def run(args) -> int:
         if entry.note:
             print(entry.note)
     dt, support = _same(fit_logs + held, "control_dt_s"), _same(fit_logs + held, "support")
+    support = support_of({"support": support})
+    window_s = args.window if args.window is not None else \
+        (GROUND_WINDOW_S if support == "ground" else 0.0)
+    start = _start(args.start, spec)
     try:
-        commands = [LogCommands.from_log(e.log) for e in fit_logs]
-        problem = Problem(spec, args.engine, dt, support_of({"support": support}), commands,
-                          _nominal(), tuple(n for n in names if n != "latency_s"))
+        commands = _pieces(fit_logs, window_s, dt)
+        problem = Problem(spec, args.engine, dt, support, commands, start,
+                          tuple(n for n in names if n != "latency_s"))
         result = fit(problem, fit_latency="latency_s" in names,
                      max_latency_s=args.max_latency, generations=args.generations,
                      workers=args.workers, seed=args.seed,
                      progress=_progress_bar(args.no_progress, args.generations))
     except (IdentificationError, ValueError) as err:
         raise ConfigError(f"sysid: {err}") from None
-    judged = held or fit_logs
-    before = _rmse(judged, spec, args.engine, support, problem.base)
-    after = _rmse(judged, spec, args.engine, support, result.params)
-    _print(result, names, spec, before, after, "held-out" if held else "fit (no --holdout)")
+    judged = _pieces(held, window_s, dt) if held else commands
+    before = _rmse(judged, spec, args.engine, support, dt, problem.base)
+    after = _rmse(judged, spec, args.engine, support, dt, result.params)
+    base_name = "start" if args.start else "nominal"
+    _print(result, names, spec, before, after, "held-out" if held else "fit (no --holdout)",
+           base_name)
+    earlier = start_provenance(args.start)
     provenance = {
         "tool": "gaitforge sysid",
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "robot": spec.name, "engine": args.engine, "support": support, "fit": names,
-        "logs": {str(e.path): e.sha256 for e in fit_logs},
+        "robot": spec.name, "engine": args.engine, "support": support,
+        "fit": list(dict.fromkeys([*earlier.get("fit", []), *names])),
+        "logs": {**earlier.get("logs", {}), **{str(e.path): e.sha256 for e in fit_logs}},
         "holdout": {str(e.path): e.sha256 for e in held},
+        "window_s": window_s,
         "latency_steps": result.latency_steps, "cost_start": result.cost_start,
         "cost_fit": result.cost_fit,
         "identifiable_only_together": [list(names_) for names_, _ in result.together],
         "rmse_rad_before": before.tolist(), "rmse_rad_after": after.tolist()}
+    if args.start:
+        provenance["start"] = {"file": str(args.start), "sha256": file_sha256(args.start),
+                               "support": earlier.get("support"), "fit": earlier.get("fit")}
     out = Path(args.out)
     save_dynamics(out, result.params, provenance)
     _plot(out.with_suffix(".png"), spec, before, after, result.latency_costs)
@@ -98,10 +132,33 @@ def run(args) -> int:
     return 0
 
 
-def _nominal():
-    from gaitforge.sim.dynamics import DynamicsParams
+def _start(path: str | None, spec):
+    """The dynamics the fit starts from and holds fixed outside --fit: the file's, or nominal."""
+    from gaitforge.sim.dynamics import DynamicsParams, load_dynamics
 
-    return DynamicsParams()
+    if not path:
+        return DynamicsParams()
+    if not Path(path).is_file():
+        raise ConfigError(f"--start {path}: no such dynamics file")
+    return load_dynamics(path, spec)
+
+
+def start_provenance(path: str | None) -> dict:
+    """An earlier stage's provenance (what it fitted, from which logs), {} without one."""
+    from gaitforge.sim.dynamics import read_provenance
+
+    if not path:
+        return {}
+    provenance = read_provenance(path)
+    return provenance if isinstance(provenance, dict) else {}
+
+
+def _pieces(entries, window_s: float, control_dt_s: float) -> list:
+    """Each log's replay commands, cut into pieces of window_s (0: whole)."""
+    from gaitforge.sim.replay import LogCommands
+
+    ticks = round(window_s / control_dt_s) if window_s else 0
+    return [piece for e in entries for piece in LogCommands.from_log(e.log).windows(ticks)]
 
 
 def _same(entries, key: str):
@@ -112,15 +169,14 @@ def _same(entries, key: str):
     return values.pop()
 
 
-def _rmse(entries, spec, engine: str, support: str, params) -> np.ndarray:
-    """Per-joint RMSE over the logs' ticks, replayed with `params`."""
-    from gaitforge.sim.replay import LogCommands, make_replay_body, replay
+def _rmse(pieces, spec, engine: str, support: str, control_dt_s: float,
+          params) -> np.ndarray:
+    """Per-joint RMSE over the pieces' ticks, replayed with `params`."""
+    from gaitforge.sim.replay import make_replay_body, replay
 
-    body = make_replay_body(spec, engine, entries[0].log.metadata["control_dt_s"], support,
-                            params)
+    body = make_replay_body(spec, engine, control_dt_s, support, params)
     try:
-        errors = np.concatenate([replay(body, LogCommands.from_log(e.log)).error
-                                 for e in entries])
+        errors = np.concatenate([replay(body, piece).error for piece in pieces])
     finally:
         body.close()
     return np.sqrt(np.mean(errors ** 2, axis=0))
@@ -138,7 +194,7 @@ def _progress_bar(disabled: bool, generations: int):
     return progress
 
 
-def _print(result, names, spec, before, after, judged_on: str) -> None:
+def _print(result, names, spec, before, after, judged_on: str, base_name: str) -> None:
     from gaitforge.sim.dynamics import SCHEMA
 
     together = {}
@@ -154,7 +210,7 @@ def _print(result, names, spec, before, after, judged_on: str) -> None:
         note = f"  (identifiable only together with {', '.join(together[name])})" \
             if name in together else ""
         print(f"  {name:28s} {shown}{note}")
-    print(f"per joint on the {judged_on} logs: RMSE rad, nominal -> fitted")
+    print(f"per joint on the {judged_on} logs: RMSE rad, {base_name} -> fitted")
     for i, joint in enumerate(spec.joint_names):
         ratio = before[i] / after[i] if after[i] > 0 else float("inf")
         print(f"  {joint:12s} {before[i]:10.2e} -> {after[i]:10.2e}   {ratio:6.1f}x")

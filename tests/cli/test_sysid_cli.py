@@ -122,3 +122,35 @@ def test_a_dynamics_file_from_another_engine_is_noted(tmp_path, capsys):
     fitted.write_text(yaml.safe_dump({"kp_scale": 0.7}))  # written by hand: no provenance
     dynamics_overrides(str(fitted), None, ["env.sim.engine=pybullet"])
     assert capsys.readouterr().err == ""
+
+
+def test_a_second_stage_fits_the_trunk_mass_from_ground_logs(tmp_path, capsys):
+    """Stage 1 (hung) knows the actuators; a standing robot's log, replayed in pieces, shows
+    the trunk's extra 0.3 kg. The written file keeps stage 1's values and lists what both
+    stages fitted, from which logs."""
+    gap = {"latency_s": 0.01, "kp_scale": 0.8, "trunk_mass_delta_kg": 0.3}
+    (tmp_path / "gap.yaml").write_text(yaml.safe_dump(gap))
+    assert main(["excite", "--body", "sim:mujoco", "--dynamics", str(tmp_path / "gap.yaml"),
+                 "--support", "ground", "--duration", "6", "--log-dir",
+                 str(tmp_path / "logs")]) == 0
+    log = next((tmp_path / "logs").glob("*.gflog"))
+    stage1 = tmp_path / "hung.yaml"
+    stage1.write_text(yaml.safe_dump({
+        "latency_s": 0.01, "kp_scale": 0.8,
+        "provenance": {"support": "hung", "fit": ["latency_s", "kp_scale"],
+                       "logs": {"excite.gflog": "ab" * 32}}}))
+    capsys.readouterr()
+    out_file = tmp_path / "dynamics.yaml"
+    assert main(["sysid", str(log), "--start", str(stage1), "--fit", "trunk_mass_delta_kg",
+                 "--window", "1", "--workers", "0", "--out", str(out_file),
+                 "--no-progress"]) == 0
+    assert "RMSE rad, start -> fitted" in capsys.readouterr().out
+    fitted = load_dynamics(out_file, _spec())
+    assert fitted.trunk_mass_delta_kg == pytest.approx(0.3, abs=0.05)
+    assert (fitted.latency_s, fitted.kp_scale) == (0.01, 0.8)  # held at stage 1's
+    provenance = read_provenance(out_file)
+    assert provenance["fit"] == ["latency_s", "kp_scale", "trunk_mass_delta_kg"]
+    assert list(provenance["logs"]) == ["excite.gflog", str(log)]
+    assert provenance["start"]["file"] == str(stage1) and provenance["window_s"] == 1.0
+    assert main(["sysid", str(log), "--start", str(tmp_path / "none.yaml")]) == 2
+    assert f"--start {tmp_path / 'none.yaml'}: no such dynamics file" in capsys.readouterr().err

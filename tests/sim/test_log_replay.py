@@ -4,6 +4,8 @@ right sign of lag."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -99,3 +101,25 @@ def test_stepping_zero_physics_steps_changes_nothing(engine):
     np.testing.assert_array_equal(after.accel_m_s2, before.accel_m_s2)
     np.testing.assert_array_equal(after.joint_torque_nm, before.joint_torque_nm)
     body.close()
+
+
+def test_windows_cut_a_log_into_pieces_each_from_a_read_state(tmp_path):
+    """A 2 s log at 50 Hz: pieces of 40 rows, the last one kept when at least half a piece;
+    a piece that would start on a state that was not read starts at the next one."""
+    whole = LogCommands.from_log(hung_log(tmp_path, "mujoco", DYNAMICS))
+    n = len(whole.steps)
+    assert LogCommands.windows(whole, 0) == [whole] and whole.windows(n) == [whole]
+    pieces = whole.windows(40)
+    expected = [40] * (n // 40) + ([n % 40] if n % 40 >= 20 else [])
+    assert [len(p.steps) for p in pieces] == expected
+    np.testing.assert_array_equal(pieces[1].q, whole.q[40:80])
+    assert pieces[1].commands == whole.commands[40:80] and pieces[1].time_s[0] == whole.time_s[40]
+    # a state not read at row 40: that piece starts at row 41
+    unread = dataclasses.replace(whole, valid=np.where(np.arange(n) == 40, False, whole.valid))
+    assert unread.windows(40)[1].time_s[0] == whole.time_s[41]
+    # a piece replays from its own first state: off by the command in flight at the cut (6 ms
+    # of latency; the log has no record of it) for a tick, then exactly again
+    body = make_replay_body(SPEC, "mujoco", DT, "hung", DYNAMICS)
+    error = np.abs(replay(body, pieces[1]).error)
+    body.close()
+    assert error.max() < 0.02 and error[-5:].max() <= 1e-5
