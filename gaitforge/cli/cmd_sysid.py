@@ -61,8 +61,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from gaitforge.control.bundle import file_sha256
-    from gaitforge.robots.spec import load_robot_spec
     from gaitforge.sim.dynamics import save_dynamics
     from gaitforge.sim.replay import support_of
     from gaitforge.sim.sysid import FITTABLE, IdentificationError, Problem, fit
@@ -75,24 +73,12 @@ def run(args) -> int:
     if unknown or not names:
         raise ConfigError(f"--fit: unknown parameter '{unknown[0] if unknown else ''}' "
                           f"(known: {', '.join(FITTABLE)})")
-    from .logs_in import load_logs
-
-    fit_logs = load_logs(args.logs)
-    held = load_logs(args.holdout) if args.holdout else []
-    spec = load_robot_spec(fit_logs[0].log.metadata["robot"])
-    for entry in held:
-        if entry.log.metadata.get("robot") != spec.name:
-            raise ConfigError(f"{entry.path}: a log of robot "
-                              f"'{entry.log.metadata.get('robot')}', the fit logs are of "
-                              f"'{spec.name}'")
-    for entry in fit_logs + held:
-        if entry.note:
-            print(entry.note)
+    fit_logs, held, spec = _load(args)
     dt, support = _same(fit_logs + held, "control_dt_s"), _same(fit_logs + held, "support")
     support = support_of({"support": support})
     window_s = args.window if args.window is not None else \
         (GROUND_WINDOW_S if support == "ground" else 0.0)
-    start = _start(args.start, spec)
+    start = _start(args.start, spec, args.engine)
     try:
         commands = _pieces(fit_logs, window_s, dt)
         problem = Problem(spec, args.engine, dt, support, commands, start,
@@ -109,22 +95,17 @@ def run(args) -> int:
     base_name = "start" if args.start else "nominal"
     _print(result, names, spec, before, after, "held-out" if held else "fit (no --holdout)",
            base_name)
-    earlier = start_provenance(args.start)
     provenance = {
         "tool": "gaitforge sysid",
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "robot": spec.name, "engine": args.engine, "support": support,
-        "fit": list(dict.fromkeys([*earlier.get("fit", []), *names])),
-        "logs": {**earlier.get("logs", {}), **{str(e.path): e.sha256 for e in fit_logs}},
+        **_stages(args.start, names, fit_logs),
         "holdout": {str(e.path): e.sha256 for e in held},
         "window_s": window_s,
         "latency_steps": result.latency_steps, "cost_start": result.cost_start,
         "cost_fit": result.cost_fit,
         "identifiable_only_together": [list(names_) for names_, _ in result.together],
         "rmse_rad_before": before.tolist(), "rmse_rad_after": after.tolist()}
-    if args.start:
-        provenance["start"] = {"file": str(args.start), "sha256": file_sha256(args.start),
-                               "support": earlier.get("support"), "fit": earlier.get("fit")}
     out = Path(args.out)
     save_dynamics(out, result.params, provenance)
     _plot(out.with_suffix(".png"), spec, before, after, result.latency_costs)
@@ -132,25 +113,59 @@ def run(args) -> int:
     return 0
 
 
-def _start(path: str | None, spec):
-    """The dynamics the fit starts from and holds fixed outside --fit: the file's, or nominal."""
-    from gaitforge.sim.dynamics import DynamicsParams, load_dynamics
+def _start(path: str | None, spec, engine: str):
+    """The dynamics the fit starts from and holds fixed outside --fit: the file's, or nominal.
+    A file identified in the other engine is refused (its values mean other dynamics here)."""
+    from gaitforge.sim.dynamics import DynamicsParams, load_dynamics, read_provenance
 
     if not path:
         return DynamicsParams()
     if not Path(path).is_file():
         raise ConfigError(f"--start {path}: no such dynamics file")
-    return load_dynamics(path, spec)
+    params = load_dynamics(path, spec)
+    provenance = read_provenance(path)
+    identified_in = provenance.get("engine", engine) if isinstance(provenance, dict) else engine
+    if identified_in != engine:
+        raise ConfigError(f"--start {path}: identified in {identified_in}, and this fit "
+                          f"replays in {engine}; fit both stages in one engine (--engine "
+                          f"{identified_in})")
+    return params
 
 
-def start_provenance(path: str | None) -> dict:
-    """An earlier stage's provenance (what it fitted, from which logs), {} without one."""
+def _load(args):
+    """The fit and held-out logs (of one robot) and that robot's spec."""
+    from gaitforge.robots.spec import load_robot_spec
+
+    from .logs_in import load_logs
+
+    fit_logs = load_logs(args.logs)
+    held = load_logs(args.holdout) if args.holdout else []
+    spec = load_robot_spec(fit_logs[0].log.metadata["robot"])
+    for entry in held:
+        if entry.log.metadata.get("robot") != spec.name:
+            raise ConfigError(f"{entry.path}: a log of robot "
+                              f"'{entry.log.metadata.get('robot')}', the fit logs are of "
+                              f"'{spec.name}'")
+    for entry in fit_logs + held:
+        if entry.note:
+            print(entry.note)
+    return fit_logs, held, spec
+
+
+def _stages(start: str | None, names: list[str], fit_logs) -> dict:
+    """Provenance of what every stage so far fitted, from which logs: the --start file's
+    own (its `fit` and `logs`) and this fit's, and which file this stage started from."""
+    from gaitforge.control.bundle import file_sha256
     from gaitforge.sim.dynamics import read_provenance
 
-    if not path:
-        return {}
-    provenance = read_provenance(path)
-    return provenance if isinstance(provenance, dict) else {}
+    earlier = (read_provenance(start) or {}) if start else {}
+    earlier = earlier if isinstance(earlier, dict) else {}
+    out = {"fit": list(dict.fromkeys([*earlier.get("fit", []), *names])),
+           "logs": {**earlier.get("logs", {}), **{str(e.path): e.sha256 for e in fit_logs}}}
+    if start:
+        out["start"] = {"file": str(start), "sha256": file_sha256(start),
+                        "support": earlier.get("support"), "fit": earlier.get("fit")}
+    return out
 
 
 def _pieces(entries, window_s: float, control_dt_s: float) -> list:

@@ -154,3 +154,6 @@ def test_a_second_stage_fits_the_trunk_mass_from_ground_logs(tmp_path, capsys):
     assert provenance["start"]["file"] == str(stage1) and provenance["window_s"] == 1.0
     assert main(["sysid", str(log), "--start", str(tmp_path / "none.yaml")]) == 2
     assert f"--start {tmp_path / 'none.yaml'}: no such dynamics file" in capsys.readouterr().err
+    assert main(["sysid", str(log), "--start", str(out_file), "--engine", "pybullet"]) == 2
+    assert f"--start {out_file}: identified in mujoco, and this fit replays in pybullet" in \
+        capsys.readouterr().err
