@@ -35,6 +35,7 @@ from .config import SimConfig
 from .dynamics import DynamicsParams
 
 SUPPORTS = ("ground", "hung")
+GROUND_WINDOW_S = 2.0  # a walking log drifts off its open-loop replay within a few seconds
 MODES = {0: CommandMode.POSITION, 1: CommandMode.DAMPING, 2: CommandMode.OFF}
 MAX_LAG_TICKS = 10
 
@@ -179,6 +180,23 @@ def replay(body, log: LogCommands) -> ReplayResult:
     return ReplayResult(time_s=log.time_s[keep], logged_q=log.q[keep], replayed_q=sim_q[keep],
                         orientation_error_rad=2.0 * np.arccos(np.clip(dots, 0.0, 1.0)),
                         wall_s=time.perf_counter() - t0)
+
+
+def window_ticks(support: str, window_s: float | None, control_dt_s: float) -> int:
+    """Rows per replayed piece: `window_s` when given (0: whole logs), else GROUND_WINDOW_S on
+    the ground and whole logs hung (a hung trunk cannot drift)."""
+    if window_s is None:
+        window_s = GROUND_WINDOW_S if support == "ground" else 0.0
+    return round(window_s / control_dt_s) if window_s else 0
+
+
+def replay_pieces(body, pieces: list[LogCommands]) -> ReplayResult:
+    """`replay` of each piece (LogCommands.windows), joined in order."""
+    results = [replay(body, piece) for piece in pieces]
+    return ReplayResult(*(np.concatenate([getattr(r, name) for r in results])
+                          for name in ("time_s", "logged_q", "replayed_q",
+                                       "orientation_error_rad")),
+                        wall_s=sum(r.wall_s for r in results))
 
 
 def _lag_ticks(logged: np.ndarray, replayed: np.ndarray) -> float:

@@ -1,6 +1,7 @@
-"""`gaitforge replay LOG... [--engine E] [--dynamics FILE] [--support hung|ground]`: each
-logged episode re-simulated with its logged commands (sim/replay.py), the gap per joint, a
-report.json and a replay.png."""
+"""`gaitforge replay LOG... [--engine E] [--dynamics FILE] [--support hung|ground]
+[--window S]`: each logged episode re-simulated with its logged commands (sim/replay.py), the
+gap per joint, a report.json and a replay.png. A log on the ground is replayed in pieces of
+--window seconds (default 2), each from its own logged state, as `gaitforge sysid` fits it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import json
 from pathlib import Path
 
 from gaitforge.robots.configio import ConfigError
+
+from .argtypes import nonnegative
 
 
 def register(sub) -> None:
@@ -18,6 +21,8 @@ def register(sub) -> None:
     p.add_argument("--dynamics", metavar="FILE", help="dynamics file (default: nominal)")
     p.add_argument("--support", choices=["ground", "hung"],
                    help="override the support the log records")
+    p.add_argument("--window", type=nonnegative, metavar="S", help="replay in pieces of S "
+                   "seconds (default: 2 on the ground, whole logs hung; 0: whole logs)")
     p.add_argument("--out", help="folder for report.json and replay.png (default: "
                    "replay/ beside the first log)")
     p.set_defaults(func=run)
@@ -30,9 +35,10 @@ def run(args) -> int:
         LogCommands,
         make_replay_body,
         plot,
-        replay,
+        replay_pieces,
         summary,
         support_of,
+        window_ticks,
     )
 
     from .logs_in import load_logs
@@ -50,12 +56,13 @@ def run(args) -> int:
         meta = entry.log.metadata
         try:
             support = support_of(meta, args.support)
-            commands = LogCommands.from_log(entry.log)
+            pieces = LogCommands.from_log(entry.log).windows(
+                window_ticks(support, args.window, meta["control_dt_s"]))
         except ValueError as err:
             raise ConfigError(str(err)) from None
         body = make_replay_body(spec, args.engine, meta["control_dt_s"], support, dynamics)
         try:
-            result = replay(body, commands)
+            result = replay_pieces(body, pieces)
         finally:
             body.close()
         results[entry.path.name] = result

@@ -28,10 +28,9 @@ from gaitforge.robots.configio import ConfigError
 
 from .argtypes import count, count0, nonnegative
 
-GROUND_WINDOW_S = 2.0  # a walking log drifts off its open-loop replay within a few seconds
-
 
 def register(sub) -> None:
+    from gaitforge.sim.replay import GROUND_WINDOW_S
     from gaitforge.sim.sysid import DEFAULT_FIT
 
     p = sub.add_parser("sysid", help="fit dynamics parameters to logged episodes (CMA-ES over "
@@ -62,7 +61,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from gaitforge.sim.dynamics import save_dynamics
-    from gaitforge.sim.replay import support_of
+    from gaitforge.sim.replay import support_of, window_ticks
     from gaitforge.sim.sysid import FITTABLE, IdentificationError, Problem, fit
 
     if Path(args.out).is_dir():  # refused now, not after minutes of fitting
@@ -75,12 +74,11 @@ def run(args) -> int:
                           f"(known: {', '.join(FITTABLE)})")
     fit_logs, held, spec = _load(args)
     dt, support = _same(fit_logs + held, "control_dt_s"), _same(fit_logs + held, "support")
-    support = support_of({"support": support})
-    window_s = args.window if args.window is not None else \
-        (GROUND_WINDOW_S if support == "ground" else 0.0)
     start = _start(args.start, spec, args.engine)
     try:
-        commands = _pieces(fit_logs, window_s, dt)
+        support = support_of({"support": support})
+        ticks = window_ticks(support, args.window, dt)
+        commands = _pieces(fit_logs, ticks)
         problem = Problem(spec, args.engine, dt, support, commands, start,
                           tuple(n for n in names if n != "latency_s"))
         result = fit(problem, fit_latency="latency_s" in names,
@@ -89,7 +87,7 @@ def run(args) -> int:
                      progress=_progress_bar(args.no_progress, args.generations))
     except (IdentificationError, ValueError) as err:
         raise ConfigError(f"sysid: {err}") from None
-    judged = _pieces(held, window_s, dt) if held else commands
+    judged = _pieces(held, ticks) if held else commands
     before = _rmse(judged, spec, args.engine, support, dt, problem.base)
     after = _rmse(judged, spec, args.engine, support, dt, result.params)
     base_name = "start" if args.start else "nominal"
@@ -101,7 +99,7 @@ def run(args) -> int:
         "robot": spec.name, "engine": args.engine, "support": support,
         **_stages(args.start, names, fit_logs),
         "holdout": {str(e.path): e.sha256 for e in held},
-        "window_s": window_s,
+        "window_s": ticks * dt,
         "latency_steps": result.latency_steps, "cost_start": result.cost_start,
         "cost_fit": result.cost_fit,
         "identifiable_only_together": [list(names_) for names_, _ in result.together],
@@ -168,11 +166,10 @@ def _stages(start: str | None, names: list[str], fit_logs) -> dict:
     return out
 
 
-def _pieces(entries, window_s: float, control_dt_s: float) -> list:
-    """Each log's replay commands, cut into pieces of window_s (0: whole)."""
+def _pieces(entries, ticks: int) -> list:
+    """Each log's replay commands, cut into pieces of `ticks` rows (0: whole)."""
     from gaitforge.sim.replay import LogCommands
 
-    ticks = round(window_s / control_dt_s) if window_s else 0
     return [piece for e in entries for piece in LogCommands.from_log(e.log).windows(ticks)]
 
 
@@ -187,14 +184,13 @@ def _same(entries, key: str):
 def _rmse(pieces, spec, engine: str, support: str, control_dt_s: float,
           params) -> np.ndarray:
     """Per-joint RMSE over the pieces' ticks, replayed with `params`."""
-    from gaitforge.sim.replay import make_replay_body, replay
+    from gaitforge.sim.replay import make_replay_body, replay_pieces
 
     body = make_replay_body(spec, engine, control_dt_s, support, params)
     try:
-        errors = np.concatenate([replay(body, piece).error for piece in pieces])
+        return replay_pieces(body, pieces).rmse_rad()
     finally:
         body.close()
-    return np.sqrt(np.mean(errors ** 2, axis=0))
 
 
 def _progress_bar(disabled: bool, generations: int):
