@@ -35,7 +35,8 @@ def register(sub) -> None:
 
     p = sub.add_parser("sysid", help="fit dynamics parameters to logged episodes (CMA-ES over "
                        "replay) and write a dynamics file")
-    p.add_argument("logs", nargs="+", metavar="LOG", help="excitation logs to fit")
+    p.add_argument("logs", nargs="+", metavar="LOG", help="logs to fit: excitations (hung), "
+                   "or walking deploys for a second stage with --start")
     p.add_argument("--holdout", nargs="+", default=[], metavar="LOG",
                    help="logs kept out of the fit, to judge it")
     p.add_argument("--fit", default=",".join(DEFAULT_FIT), metavar="NAME,...",
