@@ -168,7 +168,9 @@ def load_dynamics(path: str | Path, spec: RobotSpec) -> DynamicsParams:
 
 
 def read_provenance(path: str | Path) -> dict:
-    return load_yaml(path).get(PROVENANCE, {}) or {}
+    """A dynamics file's provenance; {} when it has none (or something else in its place)."""
+    provenance = load_yaml(path).get(PROVENANCE)
+    return provenance if isinstance(provenance, dict) else {}
 
 
 def save_dynamics(path: str | Path, params: DynamicsParams, provenance: dict | None = None

@@ -130,12 +130,13 @@ class LogCommands:
         `ticks` 0, or a log no longer than one piece: the whole log."""
         if ticks <= 0 or len(self.steps) <= ticks:
             return [self]
+        n, least = len(self.steps), max(2, ticks // 2)
         out, start = [], 0
-        while len(self.steps) - start >= max(2, ticks // 2):
-            while start < len(self.steps) and not self.valid[start]:
+        while start < n:
+            while start < n and not self.valid[start]:
                 start += 1  # a piece starts from a state that was read
-            rows = slice(start, start + ticks)
-            if len(self.steps[rows]) >= max(2, ticks // 2):
+            if n - start >= least:
+                rows = slice(start, start + ticks)
                 out.append(LogCommands(self.steps[rows], self.write_steps[rows], self.q[rows],
                                        self.dq[rows], self.quat[rows], self.valid[rows],
                                        self.commands[rows], self.time_s[rows]))

@@ -75,7 +75,7 @@ def run(args) -> int:
                           f"(known: {', '.join(FITTABLE)})")
     fit_logs, held, spec = _load(args)
     dt, support = _same(fit_logs + held, "control_dt_s"), _same(fit_logs + held, "support")
-    start = _start(args.start, spec, args.engine)
+    start, earlier = _start(args.start, spec, args.engine)
     try:
         support = support_of({"support": support})
         ticks = window_ticks(support, args.window, dt)
@@ -98,7 +98,7 @@ def run(args) -> int:
         "tool": "gaitforge sysid",
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "robot": spec.name, "engine": args.engine, "support": support,
-        **_stages(args.start, names, fit_logs),
+        **_stages(args.start, earlier, names, fit_logs),
         "holdout": {str(e.path): e.sha256 for e in held},
         "window_s": ticks * dt,
         "latency_steps": result.latency_steps, "cost_start": result.cost_start,
@@ -112,23 +112,23 @@ def run(args) -> int:
     return 0
 
 
-def _start(path: str | None, spec, engine: str):
-    """The dynamics the fit starts from and holds fixed outside --fit: the file's, or nominal.
-    A file identified in the other engine is refused (its values mean other dynamics here)."""
+def _start(path: str | None, spec, engine: str) -> tuple:
+    """The dynamics the fit starts from and holds fixed outside --fit (the file's, or nominal),
+    and the file's provenance ({} without one). A file identified in the other engine is
+    refused (its values mean other dynamics here)."""
     from gaitforge.sim.dynamics import DynamicsParams, load_dynamics, read_provenance
 
     if not path:
-        return DynamicsParams()
+        return DynamicsParams(), {}
     if not Path(path).is_file():
         raise ConfigError(f"--start {path}: no such dynamics file")
-    params = load_dynamics(path, spec)
-    provenance = read_provenance(path)
-    identified_in = provenance.get("engine", engine) if isinstance(provenance, dict) else engine
+    params, provenance = load_dynamics(path, spec), read_provenance(path)
+    identified_in = provenance.get("engine", engine)
     if identified_in != engine:
         raise ConfigError(f"--start {path}: identified in {identified_in}, and this fit "
                           f"replays in {engine}; fit both stages in one engine (--engine "
                           f"{identified_in})")
-    return params
+    return params, provenance
 
 
 def _load(args):
@@ -151,14 +151,12 @@ def _load(args):
     return fit_logs, held, spec
 
 
-def _stages(start: str | None, names: list[str], fit_logs) -> dict:
+def _stages(start: str | None, earlier: dict, names: list[str], fit_logs) -> dict:
     """Provenance of what every stage so far fitted, from which logs: the --start file's
-    own (its `fit` and `logs`) and this fit's, and which file this stage started from."""
+    own (`earlier`: its `fit` and `logs`) and this fit's, and which file this stage started
+    from."""
     from gaitforge.control.bundle import file_sha256
-    from gaitforge.sim.dynamics import read_provenance
 
-    earlier = (read_provenance(start) or {}) if start else {}
-    earlier = earlier if isinstance(earlier, dict) else {}
     out = {"fit": list(dict.fromkeys([*earlier.get("fit", []), *names])),
            "logs": {**earlier.get("logs", {}), **{str(e.path): e.sha256 for e in fit_logs}}}
     if start:

@@ -28,6 +28,8 @@ def test_a_file_round_trips_with_scalars_lists_and_provenance(tmp_path):
     assert read_provenance(tmp_path / "d.yaml")["logs"] == {"a.gflog": "00"}
     np.testing.assert_array_equal(again.joint_values("kd_scale", SPEC), [1.2] * 12)
     np.testing.assert_array_equal(again.joint_values("kp_scale", SPEC), [0.8] * 12)
+    (tmp_path / "hand.yaml").write_text("kp_scale: 0.8\nprovenance: written by hand\n")
+    assert read_provenance(tmp_path / "hand.yaml") == {}  # not a mapping: none
 
 
 def test_missing_names_take_nominal_values_and_armature_the_spec():
