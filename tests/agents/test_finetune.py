@@ -174,13 +174,13 @@ def test_the_actors_normaliser_stays_as_the_run_trained_it(tmp_path):
 
 
 # --- choosing the checkpoint that is the policy ----------------------------------------------
-def result(cost, nominal=None, nominal_fell=0.0, checkpoint="x"):
+def result(cost, nominal=None, nominal_fell=0.0, checkpoint="x", nominal_vy=0.0):
     """An evaluation whose tracking cost is `cost` (all of it forward error), and `nominal`
-    the same on the parent's dynamics."""
+    the same on the parent's dynamics (forward error; `nominal_vy` the lateral one)."""
     r = {"vx_tracking_error": cost, "vy_tracking_error": 0.0, "yaw_rate_error": 0.0,
          "fall_rate": 0.0, "checkpoint": checkpoint}
     if nominal is not None:
-        r.update({"nominal/vx_tracking_error": nominal, "nominal/vy_tracking_error": 0.0,
+        r.update({"nominal/vx_tracking_error": nominal, "nominal/vy_tracking_error": nominal_vy,
                   "nominal/yaw_rate_error": 0.0, "nominal/fall_rate": nominal_fell})
     return r
 
@@ -194,14 +194,20 @@ def test_tracking_cost_sums_the_three_errors_and_the_fall_rate():
 
 
 def test_the_best_checkpoint_tracks_best_without_unlearning_the_nominal_robot():
-    # the parent: 0.15 on the identified dynamics, 0.05 on its own; the nominal limit is
-    # 1.2 x 0.05 + 0.02 = 0.08
-    parent = result(0.15, nominal=0.05)
+    # the parent: 0.15 on the identified dynamics; on its own 0.05 forward, 0.05 lateral: the
+    # nominal limit of each error is 1.2 x 0.05 + 0.015 = 0.075
+    parent = result(0.15, nominal=0.05, nominal_vy=0.05)
     assert choose_best([parent]) == 0
-    history = [parent, result(0.12, nominal=0.08), result(0.05, nominal=0.081),
+    history = [parent, result(0.12, nominal=0.075, nominal_vy=0.05),
+               result(0.05, nominal=0.076, nominal_vy=0.05),
                result(0.06, nominal=0.01, nominal_fell=0.25), result(0.2, nominal=0.0)]
-    # 0.05 unlearned (0.081 > 0.08), 0.06 fell on the nominal robot: 0.12 is kept
+    # 0.05 unlearned (0.076 > 0.075), 0.06 fell on the nominal robot: 0.12 is kept
     assert choose_best(history) == 1
+    # each error on its own: a forward error 0.008 -> 0.049 is unlearning, though the sum of
+    # the errors (0.049 + 0.01 against 0.008 + 0.05) fell
+    parent = result(0.16, nominal=0.008, nominal_vy=0.05)
+    assert choose_best([parent, result(0.1, nominal=0.049, nominal_vy=0.01)]) == 0
+    assert choose_best([parent, result(0.1, nominal=0.024, nominal_vy=0.01)]) == 1
     assert choose_best([parent, result(0.2, nominal=0.05)]) == 0  # nothing beat the parent
     # an evaluation without a checkpoint is not a policy; none at all: None
     assert choose_best([parent, result(0.01, nominal=0.05, checkpoint="")]) == 0
