@@ -20,7 +20,8 @@ friction away from nominal; draws 0, 3, ... are bad ones, see `draw`):
   3. three fine-tunes from RUN in engine E (where the dynamics were identified: the same values
      behave differently in the other engine), side by side on the same logs: around the identified
      dynamics only (`--sim-mix 1`), on the logs only (`--sim-mix 0`), and both (`0.5`);
-     each timed, each keeping the checkpoint it evaluated best (which it says);
+     each timed, each keeping the checkpoint it evaluated best (which it says); `--truth`
+     fine-tunes around the gap's true dynamics instead (what perfect identification gives);
   4. every policy (nominal and the three) is judged on the gap robot and on the nominal one:
      `gaitforge deploy --body sim:mujoco [--dynamics GAP]`, 3 episodes of 20 s each, tracking
      error (vx, vy, yaw rate) and falls from the simulator's truth (the serial path has none).
@@ -139,7 +140,7 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
         robot_s = time.perf_counter() - t0
         gaitforge("sysid", logs["excitation"], "--out", str(folder / "fitted.yaml"),
                   "--engine", args.engine, "--no-progress")
-    dynamics = folder / "fitted-walk.yaml"
+    dynamics = gap if args.truth else folder / "fitted-walk.yaml"
     if not dynamics.is_file():  # a reused draw from before the second stage gets it now
         t0 = time.perf_counter()
         gaitforge("sysid", *logs["policy_logs"], "--start", str(folder / "fitted.yaml"),
@@ -148,8 +149,9 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
         print(f"  second-stage sysid: {time.perf_counter() - t0:.0f} s", flush=True)
     result = {"seed": seed, "gap": yaml.safe_load(gap.read_text()), "robot_wall_s": robot_s,
               "finetune_set": args.set, "reused": args.reuse or "",
+              "around": "the gap's true dynamics" if args.truth else "sysid's fit",
               "policy_seconds_logged": args.episodes * args.seconds,
-              "identified": _identified(dynamics), "policies": {}}
+              "identified": _identified(folder / "fitted-walk.yaml"), "policies": {}}
     result["policies"]["nominal"] = {
         "gap": judge(bundle, gap, args.judge, folder / "j-nominal-gap"),
         "nominal": judge(bundle, None, args.judge, folder / "j-nominal-nominal")}
@@ -173,13 +175,17 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
 
 
 def _identified(path: Path) -> dict:
-    """The fitted values of a dynamics file (its provenance left out)."""
+    """The fitted values of a dynamics file (its provenance left out); none when absent."""
+    if not path.is_file():
+        return {}
     data = yaml.safe_load(path.read_text())
     return {k: v for k, v in data.items() if k in data["provenance"]["fit"]}
 
 
 def report(r: dict) -> None:
     print(f"\ndraw {r['seed']}: gap {r['gap']}")
+    if r.get("around"):
+        print(f"  fine-tuned around {r['around']}")
     if "identified" in r:
         print(f"  identified: {r['identified']}")
     print(f"  robot time: {r['policy_seconds_logged']:.0f} s of policy logged " + (
@@ -221,6 +227,8 @@ def main() -> None:
                     "gap.yaml, policy logs and fitted.yaml): no robot time, no sysid (but "
                     "the second stage when it has none), the fine-tunes again (with --seeds "
                     "naming its draw)")
+    ap.add_argument("--truth", action="store_true", help="fine-tune around the gap's true "
+                    "dynamics, not sysid's fit: what a perfect identification would give")
     ap.add_argument("--tag", default="", help="suffix of the fine-tune run names")
     args = ap.parse_args()
     args.episodes, args.seconds = (2, 10.0) if args.quick else (10, 20.0)
