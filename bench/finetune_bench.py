@@ -184,8 +184,7 @@ def _identified(path: Path) -> dict:
 
 def report(r: dict) -> None:
     print(f"\ndraw {r['seed']}: gap {r['gap']}")
-    if r.get("around"):
-        print(f"  fine-tuned around {r['around']}")
+    print(f"  fine-tuned around {r['around']}")
     if "identified" in r:
         print(f"  identified: {r['identified']}")
     print(f"  robot time: {r['policy_seconds_logged']:.0f} s of policy logged " + (

@@ -203,17 +203,17 @@ def test_the_best_checkpoint_tracks_best_without_unlearning_the_nominal_robot():
                result(0.06, nominal=0.01, nominal_fell=0.25), result(0.2, nominal=0.0)]
     # 0.05 unlearned (0.076 > 0.075), 0.06 fell on the nominal robot: 0.12 is kept
     assert choose_best(history) == 1
-    # each error on its own: a forward error 0.008 -> 0.049 is unlearning, though the sum of
-    # the errors (0.049 + 0.01 against 0.008 + 0.05) fell
-    parent = result(0.16, nominal=0.008, nominal_vy=0.05)
-    assert choose_best([parent, result(0.1, nominal=0.049, nominal_vy=0.01)]) == 0
-    assert choose_best([parent, result(0.1, nominal=0.024, nominal_vy=0.01)]) == 1
     assert choose_best([parent, result(0.2, nominal=0.05)]) == 0  # nothing beat the parent
     # an evaluation without a checkpoint is not a policy; none at all: None
     assert choose_best([parent, result(0.01, nominal=0.05, checkpoint="")]) == 0
     assert choose_best([result(0.1, checkpoint="")]) is None
     # without a nominal evaluation (no --dynamics), the cost alone decides
     assert choose_best([result(0.2), result(0.1), result(0.3)]) == 1
+    # each error on its own: a forward error 0.008 -> 0.049 is unlearning, though the sum of
+    # the errors (0.049 + 0.01 against 0.008 + 0.05) fell
+    walker = result(0.16, nominal=0.008, nominal_vy=0.05)
+    assert choose_best([walker, result(0.1, nominal=0.049, nominal_vy=0.01)]) == 0
+    assert choose_best([walker, result(0.1, nominal=0.024, nominal_vy=0.01)]) == 1
 
 
 def test_a_fine_tune_evaluates_the_parent_first_and_names_its_best_checkpoint(tmp_path):
