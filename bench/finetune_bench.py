@@ -24,7 +24,8 @@ friction away from nominal; draws 0, 3, ... are bad ones, see `draw`):
      fine-tunes around the gap's true dynamics instead (what perfect identification gives);
   4. every policy (nominal and the three) is judged on the gap robot and on the nominal one:
      `gaitforge deploy --body sim:mujoco [--dynamics GAP]`, 3 episodes of 20 s each, tracking
-     error (vx, vy, yaw rate) and falls from the simulator's truth (the serial path has none).
+     error (vx, vy, yaw rate) and falls from the simulator's truth (the serial path has none),
+     and the share of policy ticks the deploy's rate limit held back (gap/nominal).
 Prints one table per draw and writes bench/out/finetune_bench.json.
 """
 
@@ -121,7 +122,8 @@ def judge(bundle: Path, dynamics: Path | None, episodes: int, folder: Path) -> d
                         *(["--dynamics", str(dynamics)] if dynamics else []))
         values = dict(re.findall(r"^\s+(\w+)\s+(\S+)$", out, flags=re.M))
         rows.append({k: float(values[k]) for k in ("vx_tracking_error", "vy_tracking_error",
-                                                   "yaw_rate_error", "vx_mean")}
+                                                   "yaw_rate_error", "vx_mean",
+                                                   "rate_limited_share")}
                     | {"fell": values.get("fell") == "True"})
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
@@ -192,12 +194,13 @@ def report(r: dict) -> None:
         f"({r['robot_wall_s']:.0f} s wall, excitation included)"))
     print(f"  {'policy':14s} {'gap: vx err':>11s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
           f" {'nominal: vx err':>16s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
-          f" {'fine-tune s':>12s}")
+          f" {'rate-limited':>12s} {'fine-tune s':>12s}")
     for name, p in r["policies"].items():
         g, n = p["gap"], p["nominal"]
         print(f"  {name:14s} {g['vx_tracking_error']:11.3f} {g['vy_tracking_error']:7.3f} "
               f"{g['yaw_rate_error']:8.3f} {g['fell']:6.2f} {n['vx_tracking_error']:16.3f} "
               f"{n['vy_tracking_error']:7.3f} {n['yaw_rate_error']:8.3f} {n['fell']:6.2f} "
+              f"{g['rate_limited_share']:5.3f}/{n['rate_limited_share']:5.3f} "
               f"{p.get('finetune_wall_s', 0):12.0f}")
         if "chosen" in p:
             print(f"  {'':14s} {p['chosen']}")
