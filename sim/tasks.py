@@ -192,6 +192,12 @@ def rate_limit(c: StepContext) -> float:
     return 0.0 if c.rate_limited is None else float(np.mean(c.rate_limited))
 
 
+def rate_limit_tick(c: StepContext) -> float:
+    """1 when the deploy's rate limit held back any joint this step: what the deploy report
+    counts (the share of policy ticks limited), where `rate_limit` counts the joints."""
+    return 0.0 if c.rate_limited is None else float(np.any(c.rate_limited))
+
+
 def pose(c: StepContext) -> float:
     d = c.state.joint_pos_rad - c.spec.default_pose_rad
     return float(np.exp(-np.dot(d, d) / 0.25))
@@ -221,8 +227,8 @@ def alive(c: StepContext) -> float:
 REWARD_TERMS: dict[str, Callable[[StepContext], float]] = {
     f.__name__: f
     for f in (tracking_lin_vel, tracking_ang_vel, heading, lin_vel_z, ang_vel_xy, orientation,
-              base_height, torque, joint_vel, action_rate, residual, rate_limit, pose,
-              feet_air_time, collision, alive)
+              base_height, torque, joint_vel, action_rate, residual, rate_limit, rate_limit_tick,
+              pose, feet_air_time, collision, alive)
 }
 
 DEFAULT_WEIGHTS: dict[str, dict[str, float]] = {

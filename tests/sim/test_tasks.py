@@ -80,6 +80,7 @@ TERMS = {
     "action_rate": 0.5,  # (0.5, -0.5) - 0 -> 0.25 + 0.25
     "residual": 0.5,  # 0.5^2 + (-0.5)^2
     "rate_limit": 0.25,  # the rate limit held 3 of the 12 joints
+    "rate_limit_tick": 1.0,  # ... so the tick was limited
     "pose": math.exp(-0.5),  # two joints 0.25 off default: 0.125 / 0.25 = 0.5
     # touch-downs on FR (0.5 s in the air) and FL (0.35 s), target 0.25: 0.25 + 0.10
     "feet_air_time": 0.35,
@@ -109,6 +110,9 @@ def test_rate_limit_is_zero_where_no_limit_was_applied(spec):
     ctx = make_context(spec)
     ctx.rate_limited = None
     assert REWARD_TERMS["rate_limit"](ctx) == 0.0
+    assert REWARD_TERMS["rate_limit_tick"](ctx) == 0.0
+    ctx.rate_limited = np.zeros(spec.n_joints, bool)  # applied, nothing held
+    assert REWARD_TERMS["rate_limit_tick"](ctx) == 0.0
 
 
 def test_feet_air_time_only_counts_when_moving(spec):
