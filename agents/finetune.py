@@ -10,6 +10,8 @@ partition of replay, every minibatch half offline and half fresh, LayerNorm crit
                              is put back afterwards. A fine-tune trains its critic this way
                              first, so that a good actor is not pulled about by a critic that
                              knows nothing yet, or only the training dynamics
+    AveragedActor(agent, rate)  a Polyak average of the actor's weights over the updates
+                             (`rate` per update), and a context in which the actor holds it
     partition_losses(...)    the critic loss on an offline and on an online batch, measured by
                              a throw-away update (every variable restored), for TensorBoard
 
@@ -23,7 +25,9 @@ partition of replay, every minibatch half offline and half fresh, LayerNorm crit
                              parent first (checkpoint 0), checkpoints at every evaluation and
                              names the best by `choose_best` in `checkpoints/best`: a fine-tune
                              swings (forward error 0.13-0.27 m/s between evaluations in one
-                             run), so its last checkpoint is no better a policy than any other
+                             run), so its last checkpoint is no better a policy than any other.
+                             With `actor_average` > 0 what it evaluates and checkpoints is the
+                             averaged actor (a resumed fine-tune goes on from that average)
     tracking_cost(result)    what selection minimises: forward + lateral error (m/s) + yaw-rate
                              error (rad/s) + fall rate, the walking criterion's terms summed
     choose_best(history)     the evaluation whose checkpoint a fine-tune keeps as its policy
@@ -44,6 +48,7 @@ import numpy as np
 from gaitforge.control.files import write_atomic
 
 from .checkpoint_folder import BEST, prune
+from .networks import named_variables
 from .replay import ReplayBuffer
 from .trainer import Trainer
 
@@ -129,6 +134,39 @@ class CriticOnly:
             variables[name].assign(value)
 
 
+class AveragedActor:
+    """The actor's weights averaged over the updates, each update moving the average `rate` of
+    the way to the actor (Polyak); `with averaged:` the actor holds the average, and its own
+    weights again afterwards."""
+
+    def __init__(self, agent, rate: float):
+        if not 0.0 < rate <= 1.0:
+            raise ValueError(f"actor_average must be in (0, 1], got {rate}")
+        self.rate = float(rate)
+        self.variables = named_variables({"actor": agent.actor})
+        self.reset()
+
+    def reset(self) -> None:
+        """Start the average at the actor's weights now."""
+        self.mean = {name: v.numpy() for name, v in self.variables.items()}
+
+    def follow(self, n_updates: int) -> None:
+        """Move the average as `n_updates` updates at `rate` each would have."""
+        w = 1.0 - (1.0 - self.rate) ** n_updates
+        for name, var in self.variables.items():
+            self.mean[name] += w * (var.numpy() - self.mean[name])
+
+    def __enter__(self):
+        self.own = {name: v.numpy() for name, v in self.variables.items()}
+        for name, var in self.variables.items():
+            var.assign(self.mean[name])
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for name, var in self.variables.items():
+            var.assign(self.own[name])
+
+
 def partition_losses(agent, replay: ReplayBuffer, rng: np.random.Generator) -> dict[str, float]:
     """{"critic_offline": ..., "critic_online": ...}: the critic loss on one batch from each
     partition that holds data, at the current parameters (a throw-away update, every variable
@@ -152,7 +190,8 @@ class FineTuner(Trainer):
     fresh_partition = "online"
 
     def __init__(self, agent, env, config, checkpoint_dir, *, offline: Mapping[str, np.ndarray],
-                 offline_fraction: float = 0.5, critic_warmup_updates: int = 0, **kwargs):
+                 offline_fraction: float = 0.5, critic_warmup_updates: int = 0,
+                 actor_average: float = 0.0, **kwargs):
         super().__init__(agent, env, config, checkpoint_dir, **kwargs)
         if not 0.0 <= offline_fraction <= 1.0:
             raise ValueError(f"offline_fraction must be in [0, 1], got {offline_fraction}")
@@ -160,6 +199,8 @@ class FineTuner(Trainer):
                                      config.replay_capacity, offline)
         self.offline_fraction = offline_fraction
         self.critic_warmup_updates = int(critic_warmup_updates)
+        self.actor_average = float(actor_average)
+        self.averaged = AveragedActor(agent, actor_average) if actor_average > 0 else None
         if self.critic_obs_dim:  # the critic's inputs as the logs show them
             agent.critic_obs_norm.update(np.asarray(offline["critic_obs"], np.float32))
 
@@ -177,7 +218,23 @@ class FineTuner(Trainer):
                 self.last_metrics = self.agent.update_stacked(batches)
         else:
             self.last_metrics = self.agent.update_stacked(batches)
+            if self.averaged is not None:
+                self.averaged.follow(n_updates)
         self.updates += n_updates
+
+    def _with_averaged_actor(self, method):
+        if self.averaged is None:
+            return method()
+        with self.averaged:
+            return method()
+
+    def _evaluate(self) -> None:
+        self._with_averaged_actor(super()._evaluate)
+
+    def _restore(self, folder) -> None:
+        super()._restore(folder)
+        if self.averaged is not None:  # the checkpoint holds the average: go on from it
+            self.averaged.reset()
 
     def _log(self, marks: dict) -> None:
         super()._log(marks)
@@ -194,7 +251,7 @@ class FineTuner(Trainer):
         evaluated = latest is not None and latest["env_steps"] == self.env_steps
         if evaluated:
             latest["checkpoint"] = f"{self.env_steps:012d}"
-        final = super().save_checkpoint()
+        final = self._with_averaged_actor(super().save_checkpoint)
         if evaluated and choose_best(self.history) == len(self.history) - 1:
             write_atomic(self.checkpoint_dir / BEST, final.name)
             prune(self.checkpoint_dir, self.config.keep_checkpoints, self.warn)

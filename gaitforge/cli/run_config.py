@@ -67,9 +67,12 @@ class FineTuneSection:
     # share of the fresh-simulation envs that keep the parent run's own dynamics (and
     # randomisation) beside the identified ones, so the policy does not unlearn them
     rehearse: float = 0.0
+    # > 0: what is evaluated, checkpointed and exported is a Polyak average of the actor,
+    # moved this far toward it per update (0: the actor itself)
+    actor_average: float = 0.0
 
     def __post_init__(self):
-        for name in ("sim_mix", "rehearse"):
+        for name in ("sim_mix", "rehearse", "actor_average"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.critic_warmup_updates < 0:

@@ -8,6 +8,7 @@ import pytest
 
 from gaitforge.agents import config_class, make_agent
 from gaitforge.agents.finetune import (
+    AveragedActor,
     CriticOnly,
     choose_best,
     mixed_sample,
@@ -91,6 +92,21 @@ def test_partition_losses_measure_without_changing_anything():
         np.testing.assert_array_equal(v.numpy(), before[k], err_msg=k)
 
 
+def test_the_averaged_actor_moves_its_rate_per_update_and_is_lent_to_the_actor():
+    a = agent()
+    weights = a.actor.params["l0/w"]
+    weights.assign(np.zeros(weights.shape, np.float32))
+    averaged = AveragedActor(a, 0.5)
+    weights.assign(np.ones(weights.shape, np.float32))
+    averaged.follow(2)  # two updates at 0.5: 1 - 0.5^2 = 0.75 of the way from 0 to 1
+    np.testing.assert_allclose(averaged.mean["actor/l0/w"], 0.75)
+    with averaged:
+        np.testing.assert_allclose(weights.numpy(), 0.75)
+    np.testing.assert_array_equal(weights.numpy(), 1.0)  # the actor's own weights again
+    with pytest.raises(ValueError, match="actor_average"):
+        AveragedActor(a, 1.5)
+
+
 # --- FineTuner on a small fake env ---------------------------------------------------------
 def _fine_tuner(tmp_path, offline_fraction, warmup=0, steps=200, **train):
     import sys
@@ -117,12 +133,13 @@ def _fine_tuner(tmp_path, offline_fraction, warmup=0, steps=200, **train):
                "critic_obs": rng.normal(size=(n, fake_envs.CRITIC_DIM)),
                "next_critic_obs": rng.normal(size=(n, fake_envs.CRITIC_DIM))}
     evaluate = train.pop("evaluate", None)
+    average = train.pop("actor_average", 0.0)
     config = TrainConfig(**{"total_env_steps": steps, "warmup_steps": 0,
                             "replay_capacity": 500, "eval_every_steps": 10_000,
                             "checkpoint_every_steps": 100, "log_every_steps": 50, **train})
     tuner = FineTuner(a, env, config, tmp_path / "ckpt", offline=offline,
                       offline_fraction=offline_fraction, critic_warmup_updates=warmup,
-                      evaluate=evaluate)
+                      actor_average=average, evaluate=evaluate)
     return tuner, env
 
 
@@ -156,6 +173,36 @@ def test_a_logs_only_fine_tune_never_steps_the_env_and_resumes(tmp_path):
         env2.close()
     finally:
         env.close()
+
+
+def test_an_averaged_fine_tune_evaluates_and_checkpoints_the_average(tmp_path):
+    from gaitforge.agents.checkpoint import load_arrays
+
+    seen = []
+
+    def evaluate(agent):
+        seen.append(agent.actor.params["l0/w"].numpy().copy())
+        return result(0.1, checkpoint="")
+
+    tuner, env = _fine_tuner(tmp_path, 0.5, actor_average=0.01, eval_every_steps=200,
+                             evaluate=evaluate)
+    try:
+        tuner.train()
+    finally:
+        env.close()
+    average = tuner.averaged.mean["actor/l0/w"]
+    own = tuner.agent.actor.params["l0/w"].numpy()
+    assert not np.allclose(average, own) and not np.allclose(average, seen[0])
+    np.testing.assert_array_equal(seen[-1], average)  # the evaluation at 200 saw the average
+    saved = load_arrays(tmp_path / "ckpt" / f"{200:012d}" / "agent.npz")
+    np.testing.assert_array_equal(saved["actor/l0/w"], average)
+    again, env2 = _fine_tuner(tmp_path, 0.5, actor_average=0.01)
+    try:
+        again.load_checkpoint()  # goes on from the average it saved
+    finally:
+        env2.close()
+    np.testing.assert_array_equal(again.averaged.mean["actor/l0/w"], average)
+    np.testing.assert_array_equal(again.agent.actor.params["l0/w"].numpy(), average)
 
 
 def test_the_actors_normaliser_stays_as_the_run_trained_it(tmp_path):
