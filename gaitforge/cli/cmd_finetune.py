@@ -28,7 +28,10 @@ mass nor foot friction; `gaitforge sysid --start` on walking logs does) is rando
 It evaluates the parent first, then every 10k steps, in the fine-tune's simulation and (with
 `--dynamics`) on the parent's own dynamics too, and keeps as its policy the checkpoint that
 tracks best there without unlearning the nominal robot (agents/finetune.py, `choose_best`):
-the parent itself when nothing beat it, which it says.
+the parent itself when nothing beat it, which it says. `--set finetune.actor_average=R`
+evaluates, checkpoints and exports a Polyak average of the actor (moved R toward it per
+update) instead: on the bad bench draw, R 1e-4 did not steady the evaluations (0.117 against
+0.096 without it).
 The result is a new run folder, resumable like `train`; `gaitforge export` on it writes a
 bundle of that checkpoint whose manifest records its lineage (parent bundle, logs, dynamics
 file).
