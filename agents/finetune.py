@@ -199,7 +199,6 @@ class FineTuner(Trainer):
                                      config.replay_capacity, offline)
         self.offline_fraction = offline_fraction
         self.critic_warmup_updates = int(critic_warmup_updates)
-        self.actor_average = float(actor_average)
         self.averaged = AveragedActor(agent, actor_average) if actor_average > 0 else None
         if self.critic_obs_dim:  # the critic's inputs as the logs show them
             agent.critic_obs_norm.update(np.asarray(offline["critic_obs"], np.float32))
