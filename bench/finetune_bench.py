@@ -22,6 +22,8 @@ friction away from nominal; draws 0, 3, ... are bad ones, see `draw`):
      dynamics only (`--sim-mix 1`), on the logs only (`--sim-mix 0`), and both (`0.5`);
      each timed, each keeping the checkpoint it evaluated best (which it says); `--truth`
      fine-tunes around the gap's true dynamics instead (what perfect identification gives);
+     `--variants retrain` also trains a policy from scratch around those dynamics with RUN's
+     config (`gaitforge train RUN/config.yaml --dynamics FILE`: no logs, its last checkpoint);
   4. every policy (nominal and the three) is judged on the gap robot and on the nominal one:
      `gaitforge deploy --body sim:mujoco [--dynamics GAP]`, 3 episodes of 20 s each, tracking
      error (vx, vy, yaw rate) and falls from the simulator's truth (the serial path has none),
@@ -47,7 +49,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "finetune_bench.json"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MUJOCO_GL": "disable"}
-VARIANTS = {"dynamics only": 1.0, "logs only": 0.0, "both": 0.5}
+VARIANTS = {"dynamics only": 1.0, "logs only": 0.0, "both": 0.5}  # name: --sim-mix
+RETRAIN = "retrain"  # from scratch around the dynamics, the parent's config: no logs
 SECOND_STAGE = "trunk_mass_delta_kg,foot_friction"
 
 
@@ -158,14 +161,20 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
         "gap": judge(bundle, gap, args.judge, folder / "j-nominal-gap"),
         "nominal": judge(bundle, None, args.judge, folder / "j-nominal-nominal")}
     for name in args.variants:
-        mix = VARIANTS[name]
         tag = f"ft{seed}-{name.replace(' ', '-')}{args.tag}"
         t0 = time.perf_counter()
-        said = gaitforge("finetune", run, "--logs", *logs["policy_logs"], "--dynamics",
-                  str(dynamics), "--sim-mix", str(mix), "--steps",
-                  str(args.steps), "--critic-warmup", str(args.critic_warmup), "--name", tag,
-                  "--no-progress", "--set", f"env.sim.engine={args.engine}",
-                  *[a for kv in args.set for a in ("--set", kv)])
+        if name == RETRAIN:
+            gaitforge("train", str(Path(run) / "config.yaml"), "--dynamics", str(dynamics),
+                      "--name", tag, "--no-progress", "--set", f"env.sim.engine={args.engine}",
+                      "--set", f"train.total_env_steps={args.retrain_steps}")
+            said = f"policy: its last checkpoint, {args.retrain_steps} steps from scratch"
+        else:
+            said = gaitforge("finetune", run, "--logs", *logs["policy_logs"], "--dynamics",
+                             str(dynamics), "--sim-mix", str(VARIANTS[name]), "--steps",
+                             str(args.steps), "--critic-warmup", str(args.critic_warmup),
+                             "--name", tag, "--no-progress", "--set",
+                             f"env.sim.engine={args.engine}",
+                             *[a for kv in args.set for a in ("--set", kv)])
         tune_s = time.perf_counter() - t0
         gaitforge("export", tag)
         tuned = runs / tag / "bundle"
@@ -222,9 +231,13 @@ def main() -> None:
                     "env.task.yaw_rate_window_s=0.4")
     ap.add_argument("--steps", type=int, help="steps of every fine-tune (default 80000; "
                     "--quick 2000)")
-    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
-                    metavar="NAME", help="these fine-tunes only: " + ", ".join(
-                        f"'{v}'" for v in VARIANTS))
+    ap.add_argument("--variants", nargs="+", choices=[*VARIANTS, RETRAIN],
+                    default=list(VARIANTS), metavar="NAME", help="these fine-tunes only: "
+                    + ", ".join(f"'{v}'" for v in VARIANTS) + f"; or '{RETRAIN}': train "
+                    "from scratch around the dynamics with RUN's config (not a fine-tune, "
+                    "no logs; not by default)")
+    ap.add_argument("--retrain-steps", type=int, help="env steps of 'retrain' (default "
+                    "140000, --quick 2000)")
     ap.add_argument("--reuse", metavar="FOLDER", help="a draw folder of an earlier run (its "
                     "gap.yaml, policy logs and fitted.yaml): no robot time, no sysid (but "
                     "the second stage when it has none), the fine-tunes again (with --seeds "
@@ -235,6 +248,7 @@ def main() -> None:
     args = ap.parse_args()
     args.episodes, args.seconds = (2, 10.0) if args.quick else (10, 20.0)
     args.steps = args.steps or (2000 if args.quick else 80_000)
+    args.retrain_steps = args.retrain_steps or (2000 if args.quick else 140_000)
     args.judge = 1 if args.quick else 3
     args.critic_warmup = 500 if args.quick else 5000
     runs = Path(os.environ.get("GAITFORGE_RUNS", "runs")).resolve()
