@@ -22,6 +22,10 @@ TINY = ["--set", "train.total_env_steps=600", "--set", "train.warmup_steps=300",
         "--set", "env.sim.engine=mujoco", "--set", "evaluation.episode_length_s=1",
         "--no-progress"]
 
+# servo_dog's walk weights: the task's defaults and its robot file's
+SERVO_DOG_WALK = {**DEFAULT_WEIGHTS["walk"], "residual": -0.05, "rate_limit_tick": -1.0,
+                  "alive": 0.5}
+
 
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
@@ -64,9 +68,9 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
     assert saved["finetune"]["logs"] == {str(p): file_sha256(p) for p in logs}
     assert saved["env"]["dynamics"]["kp_scale"] == 0.9
     # both runs record every reward weight they train on (today's defaults and servo_dog's)
-    assert saved["env"]["task"]["rewards"] == {**DEFAULT_WEIGHTS["walk"], "residual": -0.05}
+    assert saved["env"]["task"]["rewards"] == SERVO_DOG_WALK
     parent = yaml.safe_load((runs / "tiny" / "config.yaml").read_text())
-    assert parent["env"]["task"]["rewards"] == {**DEFAULT_WEIGHTS["walk"], "residual": -0.05}
+    assert parent["env"]["task"]["rewards"] == SERVO_DOG_WALK
     # --rehearse 0.5 (the default) of the 2 fresh envs keeps the parent's nominal dynamics
     assert saved["finetune"]["rehearse"] == 0.5
     envs = env_configs(from_dict(RunConfig, saved))
