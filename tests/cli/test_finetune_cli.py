@@ -71,8 +71,8 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
     assert saved["env"]["task"]["rewards"] == SERVO_DOG_WALK
     parent = yaml.safe_load((runs / "tiny" / "config.yaml").read_text())
     assert parent["env"]["task"]["rewards"] == SERVO_DOG_WALK
-    # --rehearse 0.25 (the default) of the 2 fresh envs: one keeps the parent's dynamics
-    assert saved["finetune"]["rehearse"] == 0.25
+    # --rehearse 0.5 (the default) of the 2 fresh envs keeps the parent's nominal dynamics
+    assert saved["finetune"]["rehearse"] == 0.5
     envs = env_configs(from_dict(RunConfig, saved))
     assert [e.dynamics.get("kp_scale") for e in envs] == [0.9, None]
     assert envs[0].randomization.latency_s != envs[1].randomization.latency_s  # re-centred
