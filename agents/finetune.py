@@ -56,7 +56,9 @@ CRITIC_PREFIXES = ("critic", "target", "opt_critic")  # CriticEnsemble's checkpo
 NOMINAL = "nominal/"  # prefix of the metrics of an evaluation on the parent's own dynamics
 ERRORS = ("vx_tracking_error", "vy_tracking_error", "yaw_rate_error")  # m/s, m/s, rad/s
 NOMINAL_RATIO = 1.2  # no unlearning: each nominal error at most this times the parent's ...
-NOMINAL_NOISE = 0.015  # ... plus this, about the spread of a 4-episode evaluation's error
+NOMINAL_NOISE = 0.006  # ... plus this: 4- and 8-episode evaluations differed by at most
+# this much; at 0.015 a checkpoint 1.43x the parent's on the nominal robot got through
+# and deployed at 1.5x
 
 
 def tracking_cost(result: Mapping, prefix: str = "") -> float:
