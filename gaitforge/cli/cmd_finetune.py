@@ -25,12 +25,12 @@ to 0.086 and 0.1 to 0.054: with the best checkpoint kept, a looser anchor's swin
 than its slowness. On a second bad draw, 0.1 with half the envs rehearsing took 0.160 only to
 0.096; either loosened alone did little (a quarter rehearsing: 0.099; 0.03: 0.093), both
 together (`--anchor 0.03 --rehearse 0.25`) to 0.057, twice alike, and a mild draw's 0.025 to
-0.003, the nominal robot's error falling too on both. They stay the `--sim-mix 1` advice, not
-the defaults: with half the minibatch from the logs (the default mix) the looser pair gave
-0.140 on that bad draw (0.098 with the defaults) and 0.074 on the nominal robot (1.5x the
-parent's). What a dynamics file did not identify (a hung robot shows neither trunk mass nor
-foot friction; `gaitforge sysid --start` on walking logs does) is randomised widely
-(`unseen_overrides`).
+0.003, the nominal robot's error falling too on both. The pair is not the default: on the first
+bad draw, with the same parent, it gave 0.097 where the defaults gave 0.086 (from 0.164), and
+with half the minibatch from the logs (the default mix) it gave 0.140 on the second (the
+defaults 0.098) and 0.074 on the nominal robot (1.5x the parent's). What a dynamics file did
+not identify (a hung robot shows neither trunk mass nor foot friction; `gaitforge sysid
+--start` on walking logs does) is randomised widely (`unseen_overrides`).
 It evaluates the parent first, then every 10k steps, in the fine-tune's simulation and (with
 `--dynamics`) on the parent's own dynamics too, and keeps as its policy the checkpoint that
 tracks best there without unlearning the nominal robot (agents/finetune.py, `choose_best`):
