@@ -4,40 +4,30 @@ trained policy better on the robot its logs came from.
 The run's agent is restored (its actor and observation normaliser; its critic too when it was
 trained on what a log holds). The logged episodes become transitions with their rewards
 recomputed from logged quantities and the base-velocity estimator, run again on the logged
-sensors so that logs and fresh simulation agree (sim/log_rewards.py), in an
-offline partition of replay; every minibatch takes `1 - sim_mix` of its rows from the logs and
-`sim_mix` from fresh simulation around the given dynamics (a dynamics file from `gaitforge
-sysid`), as RLPD does (0.5). The critic sees only what a log holds (observation plus the
-estimator's output): the run's own critic when it was trained so (`env.critic_inputs=
-estimated`), kept as it was built, else a new one with LayerNorm (RLPD). Either trains alone
-first while the actor waits: a good actor pulled about by a critic that knows nothing yet, or
-knows only the training dynamics, unlearns (in one pair of fine-tunes given a gap's true
-dynamics, from the parent's 0.147 m/s of forward error: 0.191 at 20k steps with the run's
-critic at once, 0.091 after its warm-up). With `--dynamics`, `--rehearse` of the fresh envs
-keep the run's own training dynamics beside the identified ones: trained around the identified
-dynamics alone, a policy forgot how to hold its heading on the nominal robot.
-The actor is anchored to the parent's (`--anchor`, agent.actor_anchor: its loss gains the
-weighted mean squared difference of their actions): on a hand-picked gap, without it the
-evaluations swung between 0.10 and 0.31 m/s of forward error from the parent's 0.13, with a
-weight of 1 they moved from 0.122 to 0.11 in 30k steps, with 0.3 to 0.096-0.115. Around
-dynamics identified in both sysid stages (the bad bench draw), 0.3 took the gap robot's 0.146
-to 0.086 and 0.1 to 0.054: with the best checkpoint kept, a looser anchor's swings cost less
-than its slowness. On a second bad draw, 0.1 with half the envs rehearsing took 0.160 only to
-0.096; either loosened alone did little (a quarter rehearsing: 0.099; 0.03: 0.093), both
-together (`--anchor 0.03 --rehearse 0.25`) to 0.057, twice alike, and a mild draw's 0.025 to
-0.003, the nominal robot's error falling too on both. The pair is not the default: on the first
-bad draw, with the same parent, it gave 0.097 where the defaults gave 0.086 (from 0.164), and
-with half the minibatch from the logs (the default mix) it gave 0.140 on the second (the
-defaults 0.098) and 0.074 on the nominal robot (1.5x the parent's). What a dynamics file did
-not identify (a hung robot shows neither trunk mass nor foot friction; `gaitforge sysid
---start` on walking logs does) is randomised widely (`unseen_overrides`).
-It evaluates the parent first, then every 10k steps, in the fine-tune's simulation and (with
-`--dynamics`) on the parent's own dynamics too, and keeps as its policy the checkpoint that
-tracks best there without unlearning the nominal robot (agents/finetune.py, `choose_best`):
-the parent itself when nothing beat it, which it says. `--set finetune.actor_average=R`
-evaluates, checkpoints and exports a Polyak average of the actor (moved R toward it per
-update) instead: on the bad bench draw, R 1e-4 did not steady the evaluations (0.117 against
-0.096 without it).
+sensors so that logs and fresh simulation agree (sim/log_rewards.py), in an offline partition
+of replay; every minibatch takes `1 - sim_mix` of its rows from the logs and `sim_mix` from
+fresh simulation around the given dynamics (a dynamics file from `gaitforge sysid`), as RLPD
+does (0.5). The critic sees only what a log holds (observation plus the estimator's output):
+the run's own critic when it was trained so (`env.critic_inputs=estimated`), kept as it was
+built, else a new one with LayerNorm (RLPD). Either trains alone first while the actor waits
+(`--critic-warmup`): a good actor pulled about by a critic that knows nothing yet, or knows
+only the training dynamics, unlearns. Three things hold the policy near the parent's:
+  - `--rehearse`: that share of the fresh envs keeps the run's own training dynamics beside
+    the identified ones (trained around the identified dynamics alone, a policy forgot how to
+    hold its heading on the nominal robot);
+  - `--anchor` (agent.actor_anchor): the actor's loss gains the weighted mean squared
+    difference between its actions and the parent's;
+  - the selection: it evaluates the parent first, then every 10k steps, in the fine-tune's
+    simulation and (with `--dynamics`) on the parent's own dynamics too, and keeps as its
+    policy the checkpoint that tracks best there without unlearning the nominal robot
+    (agents/finetune.py, `choose_best`): the parent itself when nothing beat it, which it says.
+What a dynamics file did not identify (a hung robot shows neither trunk mass nor foot
+friction; `gaitforge sysid --start` on walking logs does) is randomised widely
+(`unseen_overrides`). `--set finetune.actor_average=R` evaluates, checkpoints and exports a
+Polyak average of the actor (moved R toward it per update) instead.
+A fine-tune swings between its checkpoints (forward error 0.05-0.28 m/s in simulation within
+one run), so what one round gains on a gap depends on where the swings land; the README's
+"Closing the loop" section has the figures of each setting tried (`bench/finetune_bench.py`).
 The result is a new run folder, resumable like `train`; `gaitforge export` on it writes a
 bundle of that checkpoint whose manifest records its lineage (parent bundle, logs, dynamics
 file).
