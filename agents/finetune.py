@@ -12,6 +12,10 @@ partition of replay, every minibatch half offline and half fresh, LayerNorm crit
                              knows nothing yet, or only the training dynamics
     AveragedActor(agent, rate)  a Polyak average of the actor's weights over the updates
                              (`rate` per update), and a context in which the actor holds it
+    Ratchet(agent)           the actor goes on from the best checkpoint so far: after each
+                             evaluation a new best is kept (and anchored to, where the actor has
+                             an anchor), any other undone (the actor and its optimiser's slots
+                             put back), so that a swing away from a good policy does not stay
     partition_losses(...)    the critic loss on an offline and on an online batch, measured by
                              a throw-away update (every variable restored), for TensorBoard
 
@@ -27,7 +31,9 @@ partition of replay, every minibatch half offline and half fresh, LayerNorm crit
                              swings (forward error 0.13-0.27 m/s between evaluations in one
                              run), so its last checkpoint is no better a policy than any other.
                              With `actor_average` > 0 what it evaluates and checkpoints is the
-                             averaged actor (a resumed fine-tune goes on from that average)
+                             averaged actor (a resumed fine-tune goes on from that average);
+                             with `ratchet` (Ratchet) the actor goes on from the best
+                             checkpoint after every evaluation (a resumed one too)
     tracking_cost(result)    what selection minimises: forward + lateral error (m/s) + yaw-rate
                              error (rad/s) + fall rate, the walking criterion's terms summed
     choose_best(history)     the evaluation whose checkpoint a fine-tune keeps as its policy
@@ -47,7 +53,8 @@ import numpy as np
 
 from gaitforge.control.files import write_atomic
 
-from .checkpoint_folder import BEST, prune
+from .checkpoint import load_arrays
+from .checkpoint_folder import AGENT, BEST, best_folder, prune
 from .networks import named_variables
 from .replay import ReplayBuffer
 from .trainer import Trainer
@@ -169,6 +176,35 @@ class AveragedActor:
             var.assign(self.own[name])
 
 
+class Ratchet:
+    """The actor's weights and optimiser slots at the best evaluation so far: `keep` them (the
+    anchor too, where there is one), or `undo` back to them."""
+
+    PREFIXES = ("actor/", "opt_actor/")
+
+    def __init__(self, agent):
+        self.agent = agent
+        self.keep()
+
+    def _variables(self) -> dict:
+        return {name: v for name, v in self.agent.state_variables().items()
+                if name.startswith(self.PREFIXES)}
+
+    def keep(self, state: Mapping[str, np.ndarray] | None = None) -> None:
+        """Keep the actor as it is now, or as `state` (a checkpoint's arrays) holds it, which
+        the actor then takes."""
+        if state is not None:
+            for name, var in self._variables().items():
+                var.assign(state[name])
+        self.best = {name: v.numpy() for name, v in self._variables().items()}
+        if self.agent.anchor is not None:
+            self.agent.set_anchor()
+
+    def undo(self) -> None:
+        for name, var in self._variables().items():
+            var.assign(self.best[name])
+
+
 def partition_losses(agent, replay: ReplayBuffer, rng: np.random.Generator) -> dict[str, float]:
     """{"critic_offline": ..., "critic_online": ...}: the critic loss on one batch from each
     partition that holds data, at the current parameters (a throw-away update, every variable
@@ -193,7 +229,7 @@ class FineTuner(Trainer):
 
     def __init__(self, agent, env, config, checkpoint_dir, *, offline: Mapping[str, np.ndarray],
                  offline_fraction: float = 0.5, critic_warmup_updates: int = 0,
-                 actor_average: float = 0.0, **kwargs):
+                 actor_average: float = 0.0, ratchet: bool = False, **kwargs):
         super().__init__(agent, env, config, checkpoint_dir, **kwargs)
         if not 0.0 <= offline_fraction <= 1.0:
             raise ValueError(f"offline_fraction must be in [0, 1], got {offline_fraction}")
@@ -202,6 +238,10 @@ class FineTuner(Trainer):
         self.offline_fraction = offline_fraction
         self.critic_warmup_updates = int(critic_warmup_updates)
         self.averaged = AveragedActor(agent, actor_average) if actor_average > 0 else None
+        if ratchet and self.averaged is not None:
+            raise ValueError("ratchet and actor_average do not go together: which actor would "
+                             "the best checkpoint's be?")
+        self.ratchet = Ratchet(agent) if ratchet else None
         if self.critic_obs_dim:  # the critic's inputs as the logs show them
             agent.critic_obs_norm.update(np.asarray(offline["critic_obs"], np.float32))
 
@@ -236,6 +276,9 @@ class FineTuner(Trainer):
         super()._restore(folder)
         if self.averaged is not None:  # the checkpoint holds the average: go on from it
             self.averaged.reset()
+        best = best_folder(self.checkpoint_dir)
+        if self.ratchet is not None and best is not None:  # go on from the best, as it would
+            self.ratchet.keep(load_arrays(best / AGENT))
 
     def _log(self, marks: dict) -> None:
         super()._log(marks)
@@ -247,15 +290,22 @@ class FineTuner(Trainer):
 
     def save_checkpoint(self):
         """A checkpoint, with the evaluation made at its step marked with it; named `best`
-        when `choose_best` picks that evaluation."""
+        when `choose_best` picks that evaluation. With the ratchet, the actor then goes on from
+        the best (the checkpoint holds the one evaluated)."""
         latest = self.history[-1] if self.history else None
         evaluated = latest is not None and latest["env_steps"] == self.env_steps
         if evaluated:
             latest["checkpoint"] = f"{self.env_steps:012d}"
         final = self._with_averaged_actor(super().save_checkpoint)
-        if evaluated and choose_best(self.history) == len(self.history) - 1:
+        if not evaluated:
+            return final
+        if choose_best(self.history) == len(self.history) - 1:
             write_atomic(self.checkpoint_dir / BEST, final.name)
             prune(self.checkpoint_dir, self.config.keep_checkpoints, self.warn)
+            if self.ratchet is not None:
+                self.ratchet.keep()
+        elif self.ratchet is not None:
+            self.ratchet.undo()
         return final
 
     def train(self, until_env_steps: int | None = None, progress=None) -> None:

@@ -369,5 +369,6 @@ def _fine_tuner(cfg: RunConfig, env, run_dir: Path, transitions: dict):
     return FineTuner(agent, env, t, run_dir / "checkpoints", offline=offline,
                      offline_fraction=1.0 - cfg.finetune.sim_mix,
                      critic_warmup_updates=cfg.finetune.critic_warmup_updates,
-                     actor_average=cfg.finetune.actor_average, evaluate=finetune_evaluator(cfg),
+                     actor_average=cfg.finetune.actor_average, ratchet=cfg.finetune.ratchet,
+                     evaluate=finetune_evaluator(cfg),
                      warn=lambda sentence: print(f"gaitforge: {sentence}", file=sys.stderr))

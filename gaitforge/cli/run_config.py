@@ -70,6 +70,9 @@ class FineTuneSection:
     # > 0: what is evaluated, checkpointed and exported is a Polyak average of the actor,
     # moved this far toward it per update (0: the actor itself)
     actor_average: float = 0.0
+    # after each evaluation the actor goes on from the best checkpoint so far (a worse one is
+    # undone), anchored there (agents/finetune.py, Ratchet)
+    ratchet: bool = False
 
     def __post_init__(self):
         for name in ("sim_mix", "rehearse", "actor_average"):

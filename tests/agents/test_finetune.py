@@ -134,12 +134,13 @@ def _fine_tuner(tmp_path, offline_fraction, warmup=0, steps=200, **train):
                "next_critic_obs": rng.normal(size=(n, fake_envs.CRITIC_DIM))}
     evaluate = train.pop("evaluate", None)
     average = train.pop("actor_average", 0.0)
+    ratchet = train.pop("ratchet", False)
     config = TrainConfig(**{"total_env_steps": steps, "warmup_steps": 0,
                             "replay_capacity": 500, "eval_every_steps": 10_000,
                             "checkpoint_every_steps": 100, "log_every_steps": 50, **train})
     tuner = FineTuner(a, env, config, tmp_path / "ckpt", offline=offline,
                       offline_fraction=offline_fraction, critic_warmup_updates=warmup,
-                      actor_average=average, evaluate=evaluate)
+                      actor_average=average, ratchet=ratchet, evaluate=evaluate)
     return tuner, env
 
 
@@ -289,3 +290,36 @@ def test_a_fine_tune_evaluates_the_parent_first_and_names_its_best_checkpoint(tm
     (ckpt / "best").write_text("000000000200")  # names a pruned one: not trusted
     assert best_folder(ckpt) is None
     assert policy_usable(ckpt, lambda f: None, lambda s: None)[0].name == "000000000300"
+
+
+def test_the_ratchet_goes_on_from_the_best_checkpoint_and_resumes_from_it(tmp_path):
+    """Scripted costs 0.15 (the parent), 0.1 at 100 (a new best: kept, the anchor moves to
+    it), 0.3 at 200 (undone: the actor and its optimiser's slots as at 100), 0.2 at 300."""
+    from gaitforge.agents.checkpoint import load_arrays
+
+    costs = iter([0.15, 0.1, 0.3, 0.2])
+    tuner, env = _fine_tuner(tmp_path, 0.5, steps=200, eval_every_steps=100, ratchet=True,
+                             evaluate=lambda agent: result(next(costs), checkpoint=""))
+    try:
+        tuner.train()
+    finally:
+        env.close()
+    ckpt = tmp_path / "ckpt"
+    best = load_arrays(ckpt / f"{100:012d}" / "agent.npz")
+    worse = load_arrays(ckpt / f"{200:012d}" / "agent.npz")  # holds the actor evaluated
+    assert not np.array_equal(best["actor/l0/w"], worse["actor/l0/w"])
+    for name, var in tuner.agent.state_variables().items():
+        if name.startswith(("actor/", "opt_actor/")):
+            np.testing.assert_array_equal(var.numpy(), best[name], err_msg=name)
+    assert not np.array_equal(tuner.agent.critics.state_variables()["critic1/l0/w"].numpy(),
+                              best["critic1/l0/w"])  # the critic goes on learning
+    again, env2 = _fine_tuner(tmp_path, 0.5, steps=300, eval_every_steps=100, ratchet=True,
+                              evaluate=lambda agent: result(next(costs), checkpoint=""))
+    try:
+        again.load_checkpoint()  # from 200, whose actor was undone: it goes on from 100's
+        np.testing.assert_array_equal(again.agent.actor.params["l0/w"].numpy(),
+                                      best["actor/l0/w"])
+    finally:
+        env2.close()
+    with pytest.raises(ValueError, match="ratchet and actor_average"):
+        _fine_tuner(tmp_path, 0.5, ratchet=True, actor_average=0.1)
