@@ -14,8 +14,8 @@ class TerrainConfig:
     at the env's level (sim/terrain.py), level l of `levels` having the fraction l / (levels - 1)
     of the top level's roughness (`rough_amplitude_m`) and slope (`slope`: a square ridge
     around the start, climbed then descended). With `curriculum` each env starts at `level`
-    and moves up after an episode that ran its length and covered half its commanded
-    distance, down after a fall; without it every episode is at `level`."""
+    and moves up after an episode that ran its length, reached the ridge's crest and covered
+    half its commanded distance, down after a fall; without it every episode is at `level`."""
 
     kind: Literal["flat", "rough", "levels"] = "flat"
     friction: float = 1.0  # ground friction coefficient (randomisation scales it per episode)

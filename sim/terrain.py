@@ -92,20 +92,24 @@ def level_heightfield(config: TerrainConfig, level: int, rng: np.random.Generato
 
 
 class TerrainCurriculum:
-    """One env's level. After an episode that ran its whole length and covered at least half
-    its commanded distance, one level up; after a fall, one level down (legged_gym's rule,
-    with falls in place of its too-short distance). Without `curriculum` it stays put."""
+    """One env's level. After an episode that ran its whole length, reached the ridge's crest
+    (`crest_m` from the start) and covered at least half its commanded distance, one level up;
+    after a fall, one level down (legged_gym's rule, with falls in place of its too-short
+    distance); else it stays. Without `curriculum` it stays put. Without the crest, episodes
+    with small commands promoted a robot that stood still: servo_dog's reached the top level
+    (a mean of 9.0 of 9) and then fell in 10 of 10 episodes at 0.3 m/s there."""
 
     def __init__(self, config: TerrainConfig):
         self.config = config
         self.level = config.level
+        self.crest_m = config.rough_size_m / 4  # the ridge's top: half the half-width out
 
     def episode_end(self, *, fell: bool, distance_m: float, commanded_m: float) -> None:
         if not self.config.curriculum:
             return
         if fell:
             self.level = max(0, self.level - 1)
-        elif distance_m >= 0.5 * commanded_m:
+        elif distance_m >= max(self.crest_m, 0.5 * commanded_m):
             self.level = min(self.config.levels - 1, self.level + 1)
 
     def field(self, rng: np.random.Generator) -> Heightfield:

@@ -186,8 +186,11 @@ def test_the_curriculum_moves_up_on_success_and_down_on_falls():
     levels.episode_end(fell=True, distance_m=9.0, commanded_m=6.0)
     levels.episode_end(fell=True, distance_m=9.0, commanded_m=6.0)  # not below 0
     assert levels.level == 0
-    levels.episode_end(fell=False, distance_m=0.0, commanded_m=0.0)  # standing still: up
-    assert levels.level == 1
+    levels.episode_end(fell=False, distance_m=0.0, commanded_m=0.0)  # standing still: stays
+    levels.episode_end(fell=False, distance_m=1.9, commanded_m=3.0)  # short of the crest (2 m)
+    assert levels.level == 0
+    levels.episode_end(fell=False, distance_m=2.0, commanded_m=3.0)  # over the 8 m field's
+    assert levels.level == 1  # crest, 8 / 4 = 2 m out, and half its command: up
     fixed = TerrainCurriculum(TerrainConfig(kind="levels", levels=3, level=2, curriculum=False))
     fixed.episode_end(fell=True, distance_m=0.0, commanded_m=6.0)
     assert fixed.level == 2
@@ -226,9 +229,10 @@ def test_a_new_field_is_where_both_engines_find_it_after_a_reset(engine):
         body.close()
 
 
-def test_the_env_promotes_an_env_that_stood_its_episode_and_reports_the_level():
+def test_an_env_that_stood_its_episode_stays_and_a_promoted_one_gets_a_new_field():
     """Told to stand (commanded distance 0), servo_dog holds its pose for a whole 0.2 s
-    episode on level 0 (flat), so the next episode is on level 1, with a new field."""
+    episode on level 0 (flat): not promoted, it never reached the crest 1 m out. Promoted
+    (an episode over the crest), the next episode is on level 1, with a new field."""
     terrain = TerrainConfig(kind="levels", levels=3, slope=0.1, rough_size_m=4.0)
     env = make_env(EnvConfig(sim=SimConfig(terrain=terrain),
                              task=TaskConfig(episode_length_s=0.2)))
@@ -241,6 +245,9 @@ def test_the_env_promotes_an_env_that_stood_its_episode_and_reports_the_level():
             _, _, terminated, truncated, info = env.step(np.zeros(env.action_space.shape))
             assert not terminated
         assert info["terrain_level"] == 0.0  # the step info names the episode's own level
+        _, info = env.reset()
+        assert info["terrain_level"] == 0.0
+        env.curriculum.episode_end(fell=False, distance_m=1.0, commanded_m=1.2)
         _, info = env.reset()
         assert info["terrain_level"] == 1.0
         assert env.body.terrain.heights.max() > 0.05  # ridge 0.05 * 1 m, roughness on top
