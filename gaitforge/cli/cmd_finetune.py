@@ -11,7 +11,7 @@ does (0.5). The critic sees only what a log holds (observation plus the estimato
 the run's own critic when it was trained so (`env.critic_inputs=estimated`), kept as it was
 built, else a new one with LayerNorm (RLPD). Either trains alone first while the actor waits
 (`--critic-warmup`): a good actor pulled about by a critic that knows nothing yet, or knows
-only the training dynamics, unlearns. Three things hold the policy near the parent's:
+only the training dynamics, unlearns. Four things hold the policy near the parent's:
   - `--rehearse`: that share of the fresh envs keeps the run's own training dynamics beside
     the identified ones (trained around the identified dynamics alone, a policy forgot how to
     hold its heading on the nominal robot);
@@ -20,14 +20,17 @@ only the training dynamics, unlearns. Three things hold the policy near the pare
   - the selection: it evaluates the parent first, then every 10k steps, in the fine-tune's
     simulation and (with `--dynamics`) on the parent's own dynamics too, and keeps as its
     policy the checkpoint that tracks best there without unlearning the nominal robot
-    (agents/finetune.py, `choose_best`): the parent itself when nothing beat it, which it says.
+    (agents/finetune.py, `choose_best`): the parent itself when nothing beat it, which it says;
+  - `--ratchet` (on by default): after each evaluation the actor goes on from that best
+    checkpoint, a worse one undone, and the anchor moves to each new best, so that a swing
+    away from a good policy does not stay (agents/finetune.py, `Ratchet`).
 What a dynamics file did not identify (a hung robot shows neither trunk mass nor foot
 friction; `gaitforge sysid --start` on walking logs does) is randomised widely
 (`unseen_overrides`). `--set finetune.actor_average=R` evaluates, checkpoints and exports a
 Polyak average of the actor (moved R toward it per update) instead.
-A fine-tune swings between its checkpoints (forward error 0.05-0.28 m/s in simulation within
-one run), so what one round gains on a gap depends on where the swings land; the README's
-"Closing the loop" section has the figures of each setting tried (`bench/finetune_bench.py`).
+Without the ratchet a fine-tune swung between its checkpoints (forward error 0.05-0.28 m/s in
+simulation within one run), and what one round gained on a gap depended on where the swings
+landed; the README's "Closing the loop" section has the figures (`bench/finetune_bench.py`).
 The result is a new run folder, resumable like `train`; `gaitforge export` on it writes a
 bundle of that checkpoint whose manifest records its lineage (parent bundle, logs, dynamics
 file).
@@ -35,6 +38,7 @@ file).
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -87,6 +91,9 @@ def register(sub) -> None:
     p.add_argument("--anchor", type=nonnegative, default=ANCHOR, metavar="W",
                    help="weight of the pull of the actor toward the parent's actions "
                    f"(agent.actor_anchor; default {ANCHOR:g}; 0: none)")
+    p.add_argument("--ratchet", action=argparse.BooleanOptionalAction, default=True,
+                   help="after each evaluation the actor goes on from the best checkpoint so "
+                   "far, a worse one undone (finetune.ratchet; default on)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting of the fine-tune run (as for train), e.g. "
                    "--set agent.num_critics=10 for a critic ensemble (RLPD's; the TD target's "
@@ -251,7 +258,8 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
         "parent_bundle_sha256": file_sha256(bundle) if bundle.is_file() else "",
         "logs": dict(transitions["used"]), "sim_mix": float(args.sim_mix),
         "critic_warmup_updates": int(args.critic_warmup),
-        "rehearse": float(args.rehearse) if args.dynamics else 0.0}
+        "rehearse": float(args.rehearse) if args.dynamics else 0.0,
+        "ratchet": bool(args.ratchet)}
     if args.dynamics:
         data = apply_overrides(data, unseen_overrides(args.dynamics, data))
     data = apply_overrides(data, args.set)

@@ -73,6 +73,7 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
     assert parent["env"]["task"]["rewards"] == SERVO_DOG_WALK
     # --rehearse 0.5 (the default) of the 2 fresh envs keeps the parent's nominal dynamics
     assert saved["finetune"]["rehearse"] == 0.5
+    assert saved["finetune"]["ratchet"] is True  # on by default (--no-ratchet: off)
     envs = env_configs(from_dict(RunConfig, saved))
     assert [e.dynamics.get("kp_scale") for e in envs] == [0.9, None]
     assert envs[0].randomization.latency_s != envs[1].randomization.latency_s  # re-centred
@@ -106,7 +107,7 @@ def test_a_run_whose_critic_takes_log_inputs_keeps_it_as_it_was_built(logged, tm
     saved["env"]["critic_inputs"] = "estimated"
     (parent / "config.yaml").write_text(yaml.safe_dump(saved))
     args = argparse.Namespace(steps=100, sim_mix=0.5, critic_warmup=100, set=[], dynamics=None,
-                              anchor=0.3)
+                              anchor=0.3, ratchet=True)
     tuned = _finetune_config(args, parent, {"used": {}})
     assert not tuned["agent"].get("critic_layer_norm", False)
     fresh = _finetune_config(args, runs / "tiny", {"used": {}})  # privileged: a new critic
