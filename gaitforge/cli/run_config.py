@@ -71,7 +71,8 @@ class FineTuneSection:
     # moved this far toward it per update (0: the actor itself)
     actor_average: float = 0.0
     # after each evaluation the actor goes on from the best checkpoint so far (a worse one is
-    # undone), anchored there (agents/finetune.py, Ratchet)
+    # undone), anchored there (agents/finetune.py, Ratchet); `gaitforge finetune` sets it
+    # (--ratchet, on by default), a fine-tune saved before it existed resumes without it
     ratchet: bool = False
 
     def __post_init__(self):
