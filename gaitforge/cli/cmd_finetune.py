@@ -77,8 +77,9 @@ def register(sub) -> None:
     p.add_argument("--dynamics", metavar="FILE", help="simulate fresh data around this "
                    "dynamics file (from `gaitforge sysid`)")
     p.add_argument("--sim-mix", type=fraction, default=0.5, metavar="F",
-                   help="fraction of each minibatch from fresh simulation (default 0.5; 0: "
-                   "the logs only, no simulation)")
+                   help="fraction of each minibatch from fresh simulation (default 0.5, "
+                   "RLPD's; 0: the logs only, no simulation; 1: the logs only identify the "
+                   "robot, which did best with --dynamics in bench/finetune_bench.py)")
     p.add_argument("--rehearse", type=fraction, default=REHEARSE, metavar="F",
                    help="with --dynamics: share of the fresh-simulation envs that keep the "
                    "run's own training dynamics, so that what it did well is not unlearned "
