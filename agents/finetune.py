@@ -193,10 +193,10 @@ class Ratchet:
     def keep(self, state: Mapping[str, np.ndarray] | None = None) -> None:
         """Keep the actor as it is now, or as `state` (a checkpoint's arrays) holds it, which
         the actor then takes."""
-        if state is not None:
-            for name, var in self._variables().items():
-                var.assign(state[name])
-        self.best = {name: v.numpy() for name, v in self._variables().items()}
+        variables = self._variables()
+        self.best = {name: np.asarray(state[name]) if state is not None else v.numpy()
+                     for name, v in variables.items()}
+        self.undo()
         if self.agent.anchor is not None:
             self.agent.set_anchor()
 
@@ -276,9 +276,8 @@ class FineTuner(Trainer):
         super()._restore(folder)
         if self.averaged is not None:  # the checkpoint holds the average: go on from it
             self.averaged.reset()
-        best = best_folder(self.checkpoint_dir)
-        if self.ratchet is not None and best is not None:  # go on from the best, as it would
-            self.ratchet.keep(load_arrays(best / AGENT))
+        if self.ratchet is not None and (best := best_folder(self.checkpoint_dir)):
+            self.ratchet.keep(load_arrays(best / AGENT))  # go on from the best, as it would
 
     def _log(self, marks: dict) -> None:
         super()._log(marks)
