@@ -53,6 +53,10 @@ def build_model(spec: RobotSpec, sim: SimConfig, field: Heightfield | None, *,
                       nrow=field.n, ncol=field.n, userdata=(field.heights / top).ravel().tolist())
         ground = mj.worldbody.add_geom(name="ground", type=mujoco.mjtGeom.mjGEOM_HFIELD,
                                        hfieldname="terrain")
+        # the field's edges are at 0: a plane there carries a robot that walks off the patch
+        apron = mj.worldbody.add_geom(name="ground_around", type=mujoco.mjtGeom.mjGEOM_PLANE,
+                                      size=[0, 0, 0.05])
+        apron.contype, apron.conaffinity = 0, ROBOT_GROUP | GROUND_GROUP
     ground.contype, ground.conaffinity = 0, ROBOT_GROUP | GROUND_GROUP
 
     for name in spec.joint_names:
@@ -128,11 +132,12 @@ class MuJoCoBody(SimBody):
             range(act_ids[0], act_ids[0] + len(act_ids))) else np.array(act_ids)
         self._base_id = m.body(spec.base_link).id
         self._ground_geom = m.geom("ground").id
+        self._ground_geoms = np.array([self._ground_geom] + (
+            [m.geom("ground_around").id] if self.terrain is not None else []))
         self._body_names = [m.body(i).name for i in range(m.nbody)]
         self._base_mass = float(m.body_mass[self._base_id])
         self._base_ipos = m.body_ipos[self._base_id].copy()
         self._base_inertia = m.body_inertia[self._base_id].copy()
-        self._ground_friction = m.geom_friction[self._ground_geom].copy()
         self.set_dynamics(self.params)
         mujoco.mj_forward(m, self.data)
 
@@ -170,12 +175,12 @@ class MuJoCoBody(SimBody):
             renderer.close()
 
     def _link_contacts(self) -> set[str]:
-        d, g = self.data, self._ground_geom
+        d = self.data
         n = d.ncon
         if n == 0:
             return set()
-        geoms = d.contact.geom[:n]  # (n, 2); the ground is always one side
-        other = np.where(geoms[:, 0] == g, geoms[:, 1], geoms[:, 0])
+        geoms = d.contact.geom[:n]  # (n, 2); a ground geom is always one side
+        other = np.where(np.isin(geoms[:, 0], self._ground_geoms), geoms[:, 1], geoms[:, 0])
         return {self._body_names[b] for b in self.model.geom_bodyid[other]}
 
     def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel, passive):
@@ -201,7 +206,7 @@ class MuJoCoBody(SimBody):
 
     def _set_engine_dynamics(self, params: DynamicsParams):
         m, b, spec = self.model, self._base_id, self.spec
-        m.geom_friction[self._ground_geom, 0] = params.foot_friction
+        m.geom_friction[self._ground_geoms, 0] = params.foot_friction
         # MuJoCo's own rotor inertia and Coulomb friction (frictionloss) per joint dof
         m.dof_armature[self._vadr] = params.joint_values("armature_kg_m2", spec)
         m.dof_frictionloss[self._vadr] = params.joint_values("joint_friction_nm", spec)

@@ -111,10 +111,14 @@ class PyBulletBody(SimBody):
         self._clean_state = p.saveState()
 
     def _make_ground(self) -> int:
+        """The ground body: a plane, or the terrain's heightfield, whose edges (at height 0)
+        meet a plane at 0 around it (`self._grounds` holds both: a robot that walks off the
+        patch walks on, it does not drop into the void)."""
         p = self.client
+        plane = p.createMultiBody(0, p.createCollisionShape(pybullet.GEOM_PLANE))
+        self._grounds = [plane]
         if self.terrain is None:
-            shape = p.createCollisionShape(pybullet.GEOM_PLANE)
-            return p.createMultiBody(0, shape)
+            return plane
         h = self.terrain
         # PyBullet centres the field's height range, as first built, on the body origin, and
         # keeps that range when the heights are replaced: build it spanning [0, bound].
@@ -125,6 +129,7 @@ class PyBulletBody(SimBody):
             heightfieldData=first.ravel().tolist(), numHeightfieldRows=h.n,
             numHeightfieldColumns=h.n)
         ground = p.createMultiBody(0, shape, basePosition=[0, 0, h.bound_m / 2])
+        self._grounds.insert(0, ground)
         self._set_heightfield(h)
         return ground
 
@@ -230,8 +235,8 @@ class PyBulletBody(SimBody):
         return np.subtract(com[0], origin)
 
     def _link_contacts(self) -> set[str]:
-        return {self._link_names[c[3]]
-                for c in self.client.getContactPoints(self.robot, self.ground)}
+        return {self._link_names[c[3]] for ground in self._grounds
+                for c in self.client.getContactPoints(self.robot, ground)}
 
     def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel, passive):
         p = self.client
@@ -260,7 +265,8 @@ class PyBulletBody(SimBody):
 
     def _set_engine_dynamics(self, params: DynamicsParams):
         p, spec = self.client, self.spec
-        p.changeDynamics(self.ground, -1, lateralFriction=params.foot_friction)
+        for ground in self._grounds:
+            p.changeDynamics(ground, -1, lateralFriction=params.foot_friction)
         for link in [-1, *range(p.getNumJoints(self.robot))]:
             p.changeDynamics(self.robot, link, lateralFriction=1.0)
         armature = params.joint_values("armature_kg_m2", spec)

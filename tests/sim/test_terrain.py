@@ -120,6 +120,31 @@ def test_both_engines_put_the_ground_at_height_at(rough_bodies, x, y):
         expected, abs=RAY_TOLERANCE_M)
 
 
+@pytest.mark.parametrize("engine", ["pybullet", "mujoco"])
+def test_the_ground_goes_on_at_0_around_the_patch_and_a_robot_stands_there(rough_bodies,
+                                                                           engine):
+    """The 2 m patch ends at x = 1 m; at x = 1.5 m a ray finds the ground at 0 and a robot
+    dropped there from its standing height (0.13 m) stands on its four feet."""
+    body = rough_bodies[engine]
+    if engine == "pybullet":
+        hit = body.client.rayTest([1.5, 0.3, 1.0], [1.5, 0.3, -1.0])[0]
+        assert hit[0] in body._grounds
+        z = hit[3][2]
+    else:
+        geom = np.array([-1], dtype=np.int32)
+        z = 1.0 - mujoco.mj_ray(body.model, body.data, np.array([1.5, 0.3, 1.0]),
+                                np.array([0.0, 0.0, -1.0]), None, 1, -1, geom)
+        assert geom[0] in body._ground_geoms
+    assert z == pytest.approx(0.0, abs=RAY_TOLERANCE_M)
+    body.reset(base_pos_m=[1.5, 0.3, 0.13], base_quat_wxyz=[1, 0, 0, 0],
+               joint_pos_rad=body.spec.default_pose_rad)
+    for _ in range(round(0.5 / body.sim.sim_dt_s)):
+        body.step()
+    state = body.read()
+    assert state.privileged.base_pos_m[2] == pytest.approx(0.13, abs=0.03)
+    assert set(body.spec.feet) <= body.link_contacts()
+
+
 def test_probe_points_are_not_trivial(rough_bodies):
     """The probes must see real relief, else the ray test could pass on a flat floor."""
     field = rough_bodies["pybullet"].terrain
