@@ -21,12 +21,15 @@ from gaitforge.control.policy_io import heading_rad
 
 from .body import SimBody
 from .evaluation import Track
+from .randomization import NoiseConfig, RandomizationConfig, add_sensor_noise
 from .tasks import TerminationConfig, fall_reason
 from .terrain import ground_height
 
 
 class SimulatedRobot:
-    """A SimBody as hardware would be: write() also steps physics. `observe` (the deploy
+    """A SimBody as hardware would be: write() also steps physics; with `noise`, read() adds
+    that sensor noise (sim/randomization.py, drawn from `seed`), so that episodes differ as a
+    real robot's do (without it every episode of a policy is the same). `observe` (the deploy
     loop's on_tick hook) records the true forward velocity and the first fall while the policy
     drives (and the heading, from the IMU); `report()` judges them against the velocity
     `command` (vx, vy, yaw rate): a fixed one, or a command source (control/commands.py) whose
@@ -34,8 +37,11 @@ class SimulatedRobot:
     none), which sizes the judging windows (`Track`)."""
 
     def __init__(self, body: SimBody, termination: TerminationConfig | None = None,
-                 command=(0.0, 0.0, 0.0), stride_hz: float = 0.0):
+                 command=(0.0, 0.0, 0.0), stride_hz: float = 0.0,
+                 noise: NoiseConfig | None = None, seed: int = 0):
         self.body, self.termination = body, termination or TerminationConfig()
+        self.noise = None if noise is None else RandomizationConfig(noise=noise)
+        self.rng = np.random.default_rng(seed)
         self.track = Track(stride_hz)
         self.source = command if hasattr(command, "current") else None
         self.command = tuple(float(c) for c in (
@@ -55,7 +61,8 @@ class SimulatedRobot:
         self.body.deactivate()
 
     def read(self):
-        return self.body.read()
+        state = self.body.read()
+        return state if self.noise is None else add_sensor_noise(self.noise, state, self.rng)
 
     def write(self, command) -> None:
         self.body.write(command)

@@ -21,6 +21,10 @@ def add_body_arguments(p, *, default_support: str = "ground") -> None:
     p.add_argument("--support", choices=SUPPORTS, default=default_support,
                    help="hung: the trunk is held in the air (a test stand); ground: standing "
                    f"(default {default_support}); recorded in the log")
+    p.add_argument("--noise-seed", type=int, metavar="N", help="with --body: the sensors "
+                   "read with training's sensor noise (joints, gyro, IMU tilt), drawn from "
+                   "seed N; without it a simulated body reads exactly and every episode of a "
+                   "policy is the same")
     p.add_argument("--realtime", action="store_true",
                    help="with --body: pace ticks on the wall clock (default: simulated time)")
     p.add_argument("--hw", metavar="CONFIG", help="drive hardware over serial instead: a "
@@ -53,30 +57,35 @@ def make_body(args, spec, control_dt_s: float, command=(0.0, 0.0, 0.0),
     """The body the arguments name (see add_body_arguments); a simulated one judges the gait
     over whole strides of `stride_hz` (the policy's gait frequency; 0: none)."""
     if args.hw:
-        if args.dynamics:
-            raise ConfigError("--dynamics is for a simulated body (--body sim:ENGINE); real "
-                              "hardware has its own")
+        for flag, value in (("--dynamics", args.dynamics), ("--noise-seed", args.noise_seed)):
+            if value is not None:
+                raise ConfigError(f"{flag} is for a simulated body (--body sim:ENGINE); real "
+                                  "hardware has its own")
         return hardware_body(spec, args.hw, args.port, args.imu_port, args.support)
     if args.body not in SIM_BODIES:
         raise ConfigError(f"--body: unknown '{args.body}' (known: {', '.join(SIM_BODIES)}; "
                           "hardware comes with --hw)")
     engine = args.body.split(":", 1)[1]
     robot = sim_robot(spec, engine, control_dt_s, command, dynamics=args.dynamics,
-                      support=args.support, stride_hz=stride_hz)
+                      support=args.support, stride_hz=stride_hz, noise_seed=args.noise_seed)
     meta = {"body": args.body, "support": args.support, "realtime": args.realtime,
+            "noise_seed": -1 if args.noise_seed is None else args.noise_seed,
             "dynamics_file": args.dynamics or "",
             "dynamics": robot.body.params.to_file_dict()}
     return Body(robot, meta, f"sim-{engine}", robot.observe, [robot.close], args.realtime)
 
 
 def sim_robot(spec, engine: str, control_dt_s: float, command=(0.0, 0.0, 0.0), *,
-              dynamics: str | None = None, support: str = "ground", stride_hz: float = 0.0):
+              dynamics: str | None = None, support: str = "ground", stride_hz: float = 0.0,
+              noise_seed: int | None = None):
     """A SimulatedRobot for `engine` at the control period, with a dynamics file's dynamics
     (default: nominal), hung or standing, judging the gait against the velocity `command`
-    over whole strides of `stride_hz`."""
+    over whole strides of `stride_hz`; with `noise_seed`, its sensors read with training's
+    default noise drawn from that seed."""
     from gaitforge.sim.config import SimConfig
     from gaitforge.sim.dynamics import load_dynamics
     from gaitforge.sim.env import make_body as make_sim_body
+    from gaitforge.sim.randomization import RandomizationConfig
     from gaitforge.sim.robot_adapters import SimulatedRobot
 
     try:
@@ -87,7 +96,9 @@ def sim_robot(spec, engine: str, control_dt_s: float, command=(0.0, 0.0, 0.0), *
     body = make_sim_body(spec, sim, fixed_base=support == "hung")
     if params is not None:
         body.set_dynamics(params)
-    return SimulatedRobot(body, command=command, stride_hz=stride_hz)
+    noise = None if noise_seed is None else RandomizationConfig().noise
+    return SimulatedRobot(body, command=command, stride_hz=stride_hz, noise=noise,
+                          seed=noise_seed or 0)
 
 
 def hardware_body(spec, hw: str, port: str | None, imu_port: str | None,

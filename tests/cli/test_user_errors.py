@@ -102,6 +102,8 @@ TABLE = [
      "cannot open serial port '{d}/logs': is a folder, not a serial device"),
     ("imu-port-missing", "excite --hw servo_dog_dynamixel --port /dev/ptmx --imu-port "
      "{d}/ttyACM9", "--imu-port: cannot open serial port '{d}/ttyACM9': no such device"),
+    ("noise-seed-on-hardware", "excite --hw servo_dog_board --noise-seed 1",
+     "--noise-seed is for a simulated body (--body sim:ENGINE); real hardware has its own"),
     # the fault injector
     ("fault-twice", "virtual-robot --fault unplug:3@1,unplug:6@1",
      "--fault 'unplug:6@1': unplug is already given ('unplug:3@1'); each fault may appear once"),
