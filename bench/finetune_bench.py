@@ -25,9 +25,14 @@ friction away from nominal; draws 0, 3, ... are bad ones, see `draw`):
      `--variants retrain` also trains a policy from scratch around those dynamics with RUN's
      config (`gaitforge train RUN/config.yaml --dynamics FILE`: no logs, its last checkpoint);
   4. every policy (nominal and the three) is judged on the gap robot and on the nominal one:
-     `gaitforge deploy --body sim:mujoco [--dynamics GAP]`, 3 episodes of 20 s each, tracking
-     error (vx, vy, yaw rate) and falls from the simulator's truth (the serial path has none),
-     and the share of policy ticks the deploy's rate limit held back (gap/nominal).
+     `gaitforge deploy --body sim:mujoco [--dynamics GAP] --noise-seed K`, 10 episodes of 20 s
+     each with sensor noise seeds 0-9 (without noise every deploy of a policy is the same one
+     trajectory), tracking error (vx with its standard deviation, vy, yaw rate) and falls from
+     the simulator's truth (the serial path has none), and the share of policy ticks the
+     deploy's rate limit held back (gap/nominal); and the forward error on the identified
+     robot (fitted-walk.yaml, no randomisation): where it differs from the gap's, sysid missed
+     what matters to that policy. `--reuse FOLDER --judge-only` judges an earlier run's
+     fine-tunes again.
 Prints one table per draw and writes bench/out/finetune_bench.json.
 """
 
@@ -117,18 +122,21 @@ def robot_time(bundle: Path, gap: Path, folder: Path, episodes: int, seconds: fl
 
 
 def judge(bundle: Path, dynamics: Path | None, episodes: int, folder: Path) -> dict:
-    """Mean tracking errors and falls over `episodes` 20 s deploys on a simulated body."""
+    """Mean tracking errors and falls over `episodes` 20 s deploys on a simulated body, each
+    with its own sensor noise (--noise-seed: without it every deploy is the same), and the
+    standard deviation of the forward error between them."""
     rows = []
     for ep in range(episodes):
         out = gaitforge("deploy", str(bundle), "--body", "sim:mujoco", "--duration", "20",
-                        "--log-dir", str(folder / f"judge{ep}"),
+                        "--log-dir", str(folder / f"judge{ep}"), "--noise-seed", str(ep),
                         *(["--dynamics", str(dynamics)] if dynamics else []))
         values = dict(re.findall(r"^\s+(\w+)\s+(\S+)$", out, flags=re.M))
         rows.append({k: float(values[k]) for k in ("vx_tracking_error", "vy_tracking_error",
                                                    "yaw_rate_error", "vx_mean",
                                                    "rate_limited_share")}
                     | {"fell": values.get("fell") == "True"})
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {
+        "vx_tracking_error_sd": float(np.std([r["vx_tracking_error"] for r in rows]))}
 
 
 def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
@@ -157,13 +165,19 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
               "around": "the gap's true dynamics" if args.truth else "sysid's fit",
               "policy_seconds_logged": args.episodes * args.seconds,
               "identified": _identified(folder / "fitted-walk.yaml"), "policies": {}}
-    result["policies"]["nominal"] = {
-        "gap": judge(bundle, gap, args.judge, folder / "j-nominal-gap"),
-        "nominal": judge(bundle, None, args.judge, folder / "j-nominal-nominal")}
+    bodies = {"gap": gap, "nominal": None, "fitted": folder / "fitted-walk.yaml"}
+
+    def judged(policy: Path, tag: str) -> dict:  # on the gap, nominal and identified robots
+        return {body: judge(policy, dyn, args.judge, folder / f"j-{tag}-{body}")
+                for body, dyn in bodies.items()}
+
+    result["policies"]["nominal"] = judged(bundle, "nominal")
     for name in args.variants:
         tag = f"ft{seed}-{name.replace(' ', '-')}{args.tag}"
         t0 = time.perf_counter()
-        if name == RETRAIN:
+        if args.judge_only:
+            said = "(judged again: fine-tuned earlier)"
+        elif name == RETRAIN:
             gaitforge("train", str(Path(run) / "config.yaml"), "--dynamics", str(dynamics),
                       "--name", tag, "--no-progress", "--set", f"env.sim.engine={args.engine}",
                       "--set", f"train.total_env_steps={args.retrain_steps}")
@@ -175,13 +189,13 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
                              "--name", tag, "--no-progress", "--set",
                              f"env.sim.engine={args.engine}",
                              *[a for kv in args.set for a in ("--set", kv)])
-        tune_s = time.perf_counter() - t0
-        gaitforge("export", tag)
+        tune_s = 0.0 if args.judge_only else time.perf_counter() - t0
+        if not args.judge_only:
+            gaitforge("export", tag)
         tuned = runs / tag / "bundle"
         result["policies"][name] = {
             "finetune_wall_s": tune_s, "chosen": said.strip().splitlines()[-1],
-            "gap": judge(tuned, gap, args.judge, folder / f"j-{tag}-gap"),
-            "nominal": judge(tuned, None, args.judge, folder / f"j-{tag}-nominal")}
+            **judged(tuned, tag)}
     return result
 
 
@@ -201,16 +215,17 @@ def report(r: dict) -> None:
     print(f"  robot time: {r['policy_seconds_logged']:.0f} s of policy logged " + (
         f"(reused: {r['reused']})" if r.get("reused") else
         f"({r['robot_wall_s']:.0f} s wall, excitation included)"))
-    print(f"  {'policy':14s} {'gap: vx err':>11s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
+    print(f"  {'policy':14s} {'gap: vx err (sd)':>16s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
           f" {'nominal: vx err':>16s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
-          f" {'rate-limited':>12s} {'fine-tune s':>12s}")
+          f" {'rate-limited':>12s} {'fine-tune s':>12s} {'fitted: vx err':>15s}")
     for name, p in r["policies"].items():
         g, n = p["gap"], p["nominal"]
-        print(f"  {name:14s} {g['vx_tracking_error']:11.3f} {g['vy_tracking_error']:7.3f} "
+        sd = f"({g['vx_tracking_error_sd']:.3f})" if "vx_tracking_error_sd" in g else ""
+        print(f"  {name:14s} {g['vx_tracking_error']:8.3f}{sd:>8s} {g['vy_tracking_error']:7.3f} "
               f"{g['yaw_rate_error']:8.3f} {g['fell']:6.2f} {n['vx_tracking_error']:16.3f} "
               f"{n['vy_tracking_error']:7.3f} {n['yaw_rate_error']:8.3f} {n['fell']:6.2f} "
               f"{g['rate_limited_share']:5.3f}/{n['rate_limited_share']:5.3f} "
-              f"{p.get('finetune_wall_s', 0):12.0f}")
+              f"{p.get('finetune_wall_s', 0):12.0f} {p['fitted']['vx_tracking_error']:15.3f}")
         if "chosen" in p:
             print(f"  {'':14s} {p['chosen']}")
 
@@ -242,6 +257,11 @@ def main() -> None:
                     "gap.yaml, policy logs and fitted.yaml): no robot time, no sysid (but "
                     "the second stage when it has none), the fine-tunes again (with --seeds "
                     "naming its draw)")
+    ap.add_argument("--judge-only", action="store_true", help="with --reuse: judge the "
+                    "fine-tunes of an earlier run again (their runs, named by --tag, must "
+                    "exist; their bundles are judged as they are), fine-tuning nothing")
+    ap.add_argument("--judge", type=int, help="deploys per policy and body, each with its own "
+                    "sensor noise (default 10; --quick 1)")
     ap.add_argument("--truth", action="store_true", help="fine-tune around the gap's true "
                     "dynamics, not sysid's fit: what a perfect identification would give")
     ap.add_argument("--tag", default="", help="suffix of the fine-tune run names")
@@ -249,7 +269,9 @@ def main() -> None:
     args.episodes, args.seconds = (2, 10.0) if args.quick else (10, 20.0)
     args.steps = args.steps or (2000 if args.quick else 80_000)
     args.retrain_steps = args.retrain_steps or (2000 if args.quick else 140_000)
-    args.judge = 1 if args.quick else 3
+    args.judge = args.judge or (1 if args.quick else 10)
+    if args.judge_only and not args.reuse:
+        ap.error("--judge-only needs --reuse (the draw whose fine-tunes are judged again)")
     args.critic_warmup = 500 if args.quick else 5000
     runs = Path(os.environ.get("GAITFORGE_RUNS", "runs")).resolve()
     ENV["GAITFORGE_RUNS"] = str(runs)
