@@ -129,6 +129,7 @@ def run(args) -> int:
         data = _finetune_config(args, parent_dir, transitions)
         cfg = from_dict(RunConfig, data, source=f"{parent_dir} fine-tuned")
         run_dir = run_dir_for(args.name, f"{parent_dir.name}-finetune")
+    check_selection(cfg.train)
     configure_tensorflow()
     env = _env(cfg)
     try:
@@ -147,6 +148,16 @@ def run(args) -> int:
           f"{run_dir})")
     print(chosen(tuner.history))
     return 0
+
+
+def check_selection(train) -> None:
+    """A fine-tune keeps the checkpoint of its best evaluation (and the ratchet keeps or
+    undoes there), so every evaluation must fall on a checkpoint's step."""
+    every, saved = train.eval_every_steps, train.checkpoint_every_steps
+    if every % saved:
+        raise ConfigError(f"train.eval_every_steps={every} is not a multiple of "
+                          f"train.checkpoint_every_steps={saved}: a fine-tune chooses among "
+                          "evaluations that have a checkpoint, so each must fall on one")
 
 
 def chosen(history: list[dict]) -> str:

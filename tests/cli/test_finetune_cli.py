@@ -155,6 +155,11 @@ def test_refusals_are_sentences(logged, capsys, tmp_path):
     capsys.readouterr()
     assert main(["finetune", "tiny", "--logs", str(next((tmp_path / "exc").glob("*")))]) == 2
     assert "not of a policy's episode" in capsys.readouterr().err
+    # evaluations off the checkpoints' steps: nothing to choose among, nothing to ratchet to
+    assert main(["finetune", "tiny", "--logs", str(logs[0]), "--set",
+                 "train.checkpoint_every_steps=3000"]) == 2
+    assert ("train.eval_every_steps=10000 is not a multiple of "
+            "train.checkpoint_every_steps=3000") in capsys.readouterr().err
 
 
 def test_what_sysid_did_not_identify_is_randomised_widely(tmp_path):
