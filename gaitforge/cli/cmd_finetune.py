@@ -19,8 +19,9 @@ only the training dynamics, unlearns. Four things hold the policy near the paren
     difference between its actions and the parent's;
   - the selection: it evaluates the parent first, then every 10k steps, in the fine-tune's
     simulation and (with `--dynamics`) on the parent's own dynamics too, and keeps as its
-    policy the checkpoint that tracks best there without unlearning the nominal robot
-    (agents/finetune.py, `choose_best`): the parent itself when nothing beat it, which it says;
+    policy the checkpoint that tracks best there without trading one error for another and
+    without unlearning the nominal robot (agents/finetune.py, `choose_best`): the parent
+    itself when nothing beat it, which it says;
   - `--ratchet` (on by default): after each evaluation the actor goes on from that best
     checkpoint, a worse one undone, and the anchor moves to each new best, so that a swing
     away from a good policy does not stay (agents/finetune.py, `Ratchet`).

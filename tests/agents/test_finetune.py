@@ -265,6 +265,26 @@ def test_the_best_checkpoint_tracks_best_without_unlearning_the_nominal_robot():
     assert choose_best([walker, result(0.1, nominal=0.016, nominal_vy=0.01)]) == 0
 
 
+def errors(vx, vy, yaw):
+    return {"vx_tracking_error": vx, "vy_tracking_error": vy, "yaw_rate_error": yaw,
+            "fall_rate": 0.0, "checkpoint": "x"}
+
+
+def test_a_checkpoint_may_not_trade_one_error_for_another_against_the_best_so_far():
+    # draw 4's: a cost of 0.047 against the parent's 0.054, but forward 0.029 is over
+    # 1.2 x 0.011 + 0.006 = 0.0192: the parent stays
+    assert choose_best([errors(0.011, 0.022, 0.021), errors(0.029, 0.006, 0.012)]) == 0
+    # draw 3's: 10k beats the parent (lateral 0.027 <= 1.2 x 0.021 + 0.006 = 0.0312, yaw
+    # 0.030 <= 0.0324); then 40k is judged against 10k, not the parent: lateral 0.032 is
+    # within 1.2 x 0.027 + 0.006 = 0.0384, though over the parent's 0.0312
+    history = [errors(0.162, 0.021, 0.022), errors(0.09, 0.027, 0.03),
+               errors(0.092, 0.038, 0.036), errors(0.017, 0.032, 0.02)]
+    assert choose_best(history) == 3
+    assert choose_best(history[:3]) == 1  # 20k: a higher cost than 10k's
+    # a lower cost whose yaw error grew past 1.2 x 0.02 + 0.006 = 0.03 does not replace 40k
+    assert choose_best([*history, errors(0.01, 0.01, 0.031)]) == 3
+
+
 def test_a_fine_tune_evaluates_the_parent_first_and_names_its_best_checkpoint(tmp_path):
     """Scripted evaluations (costs 0.15 for the parent at step 0, then 0.1, 0.3, 0.2 at steps
     100-300): checkpoint 100 is named best and outlives the pruning of keep_checkpoints 1;
