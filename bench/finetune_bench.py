@@ -189,7 +189,7 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
                              "--name", tag, "--no-progress", "--set",
                              f"env.sim.engine={args.engine}",
                              *[a for kv in args.set for a in ("--set", kv)])
-        tune_s = 0.0 if args.judge_only else time.perf_counter() - t0
+        tune_s = time.perf_counter() - t0  # judged again only: nothing ran, ~0
         if not args.judge_only:
             gaitforge("export", tag)
         tuned = runs / tag / "bundle"
@@ -220,7 +220,7 @@ def report(r: dict) -> None:
           f" {'rate-limited':>12s} {'fine-tune s':>12s} {'fitted: vx err':>15s}")
     for name, p in r["policies"].items():
         g, n = p["gap"], p["nominal"]
-        sd = f"({g['vx_tracking_error_sd']:.3f})" if "vx_tracking_error_sd" in g else ""
+        sd = f"({g['vx_tracking_error_sd']:.3f})"
         print(f"  {name:14s} {g['vx_tracking_error']:8.3f}{sd:>8s} {g['vy_tracking_error']:7.3f} "
               f"{g['yaw_rate_error']:8.3f} {g['fell']:6.2f} {n['vx_tracking_error']:16.3f} "
               f"{n['vy_tracking_error']:7.3f} {n['yaw_rate_error']:8.3f} {n['fell']:6.2f} "

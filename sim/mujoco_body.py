@@ -132,8 +132,8 @@ class MuJoCoBody(SimBody):
             range(act_ids[0], act_ids[0] + len(act_ids))) else np.array(act_ids)
         self._base_id = m.body(spec.base_link).id
         self._ground_geom = m.geom("ground").id
-        self._ground_geoms = np.array([self._ground_geom] + (
-            [m.geom("ground_around").id] if self.terrain is not None else []))
+        self._ground_geoms = np.array([i for i in (self._ground_geom, mujoco.mj_name2id(
+            m, mujoco.mjtObj.mjOBJ_GEOM, "ground_around")) if i >= 0])  # the field's apron
         self._body_names = [m.body(i).name for i in range(m.nbody)]
         self._base_mass = float(m.body_mass[self._base_id])
         self._base_ipos = m.body_ipos[self._base_id].copy()

@@ -40,7 +40,8 @@ class SimulatedRobot:
                  command=(0.0, 0.0, 0.0), stride_hz: float = 0.0,
                  noise: NoiseConfig | None = None, seed: int = 0):
         self.body, self.termination = body, termination or TerminationConfig()
-        self.noise = None if noise is None else RandomizationConfig(noise=noise)
+        # add_sensor_noise reads the noise from a randomisation config
+        self.sensor_noise = None if noise is None else RandomizationConfig(noise=noise)
         self.rng = np.random.default_rng(seed)
         self.track = Track(stride_hz)
         self.source = command if hasattr(command, "current") else None
@@ -62,7 +63,9 @@ class SimulatedRobot:
 
     def read(self):
         state = self.body.read()
-        return state if self.noise is None else add_sensor_noise(self.noise, state, self.rng)
+        if self.sensor_noise is None:
+            return state
+        return add_sensor_noise(self.sensor_noise, state, self.rng)
 
     def write(self, command) -> None:
         self.body.write(command)
