@@ -121,6 +121,18 @@ def robot_time(bundle: Path, gap: Path, folder: Path, episodes: int, seconds: fl
             "excitation": str(next((folder / "excite").glob("*.gflog")))}
 
 
+def parents_reward(run: Path) -> list[str]:
+    """--set items zeroing the reward terms today's robot and task configs add to RUN's saved
+    config (`train RUN/config.yaml` composes today's layers under it; a run trained before
+    those terms has none of them): a retrain then trains on the parent's reward."""
+    from gaitforge.cli.run_config import compose
+
+    saved = yaml.safe_load((run / "config.yaml").read_text())["env"]["task"].get("rewards", {})
+    now = compose(run / "config.yaml")["env"]["task"].get("rewards", {})
+    return [a for term in sorted(set(now) - set(saved))
+            for a in ("--set", f"env.task.rewards.{term}=0")]
+
+
 def judge(bundle: Path, dynamics: Path | None, episodes: int, folder: Path) -> dict:
     """Mean tracking errors and falls over `episodes` 20 s deploys on a simulated body, each
     with its own sensor noise (--noise-seed: without it every deploy is the same), and the
@@ -180,7 +192,8 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
         elif name == RETRAIN:
             gaitforge("train", str(Path(run) / "config.yaml"), "--dynamics", str(dynamics),
                       "--name", tag, "--no-progress", "--set", f"env.sim.engine={args.engine}",
-                      "--set", f"train.total_env_steps={args.retrain_steps}")
+                      "--set", f"train.total_env_steps={args.retrain_steps}",
+                      *parents_reward(Path(run)))
             said = f"policy: its last checkpoint, {args.retrain_steps} steps from scratch"
         else:
             said = gaitforge("finetune", run, "--logs", *logs["policy_logs"], "--dynamics",
