@@ -1,4 +1,5 @@
-"""PolicyRunner: a verified bundle's actor behind one call, `act(observation) -> action`.
+"""PolicyRunner: a verified bundle's actor behind one call, `act(observation) -> action`;
+ExploringRunner: the same with Gaussian exploration noise on every action.
 
 It runs `policy.tflite` with the LiteRT interpreter (`ai-edge-litert`), or TensorFlow's
 `tf.lite.Interpreter` where LiteRT is not installed. Never TensorFlow in the control loop:
@@ -20,6 +21,7 @@ from gaitforge.robots.spec import RobotSpec
 from .bundle import BundleError, PolicyBundle, load_bundle
 
 BACKENDS = ("auto", "litert", "tflite")
+MAX_EXPLORE = 0.5  # an exploring deploy's largest noise, in action units ([-1, 1])
 
 
 def make_interpreter(model_path: Path, backend: str = "auto"):
@@ -72,3 +74,31 @@ class PolicyRunner:
         self.interpreter.set_tensor(self._in, self._buf)
         self.interpreter.invoke()
         return self.interpreter.get_tensor(self._out)[0].copy()
+
+
+class ExploringRunner:
+    """A PolicyRunner whose every action carries Gaussian exploration noise, standard
+    deviation `sigma` per joint, clipped to [-1, 1]: what `gaitforge deploy --explore SIGMA`
+    runs to log episodes for fine-tuning. A deployed policy is deterministic, so its logs show
+    a critic one action per state: fine-tuned from them alone (`gaitforge finetune --sim-mix
+    0`), the parent's own nominal-robot logs took its forward error from 0.013 to 0.10 m/s
+    within 10k updates (README, "Closing the loop"); ten episodes explored at 0.1 did not yet
+    make logs help on the one gap draw tried. The logged action is the noisy one, the one the
+    robot was sent. `seed`: the noise's (default: fresh entropy); `seed` and `sigma`
+    are in `metadata` for the log."""
+
+    def __init__(self, runner: PolicyRunner, sigma: float, seed: int | None = None):
+        if not 0.0 < sigma <= MAX_EXPLORE:
+            raise ValueError(f"explore sigma must be in (0, {MAX_EXPLORE}], got {sigma}")
+        self.runner, self.sigma = runner, float(sigma)
+        self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed is None else int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.metadata = {"explore": {"sigma": self.sigma, "seed": self.seed}}
+
+    def __getattr__(self, name):  # everything else is the runner's (bundle, check_body, ...)
+        return getattr(self.runner, name)
+
+    def act(self, observation: np.ndarray) -> np.ndarray:
+        action = self.runner.act(observation)
+        noisy = action + self.sigma * self.rng.standard_normal(action.shape)
+        return np.clip(noisy, -1.0, 1.0).astype(action.dtype)

@@ -31,7 +31,7 @@ from .estimator import EstimatorConfig, VelocityEstimator
 from .excitation import ExcitationActor, ExcitationConfig, excitation_targets
 from .logger import EpisodeLogger, check_free_space
 from .policy_io import ActionMapper, ObservationBuilder
-from .runner import PolicyRunner
+from .runner import ExploringRunner, PolicyRunner
 from .safety import SafetyConfig, SafetyLayer, rate_limit_for
 
 
@@ -44,7 +44,7 @@ class DeployRuntime:
     spec: RobotSpec
     builder: ObservationBuilder
     mapper: ActionMapper
-    runner: PolicyRunner | ExcitationActor
+    runner: PolicyRunner | ExploringRunner | ExcitationActor
     safety: SafetyLayer
     control_dt_s: float
     metadata: dict
@@ -53,10 +53,12 @@ class DeployRuntime:
 
 
 def load_runtime(bundle_path: str | os.PathLike, clock, safety: SafetyConfig | None = None,
-                 estimator: EstimatorConfig | None = None) -> DeployRuntime:
+                 estimator: EstimatorConfig | None = None, explore: float = 0.0,
+                 explore_seed: int | None = None) -> DeployRuntime:
     """Load and verify the bundle; rebuild its policy I/O from the recorded layouts; the LiteRT
-    runner; a safety layer on `clock` (default: rate limit from the servo speed); the velocity
-    estimator for the bundle's robot, its contacts from the action layout's gait."""
+    runner (with `explore` > 0: an ExploringRunner, that noise on every action, recorded in
+    every log); a safety layer on `clock` (default: rate limit from the servo speed); the
+    velocity estimator for the bundle's robot, its contacts from the action layout's gait."""
     bundle = load_bundle(bundle_path)
     spec = load_robot_spec(bundle.robot)
     try:
@@ -66,12 +68,16 @@ def load_runtime(bundle_path: str | os.PathLike, clock, safety: SafetyConfig | N
         raise BundleError(f"bundle {bundle.path}: {err}") from None
     safety = safety or SafetyConfig(max_step_rad=rate_limit_for(spec, bundle.control_dt_s))
     velocity = VelocityEstimator(spec, mapper.config.gait, estimator or EstimatorConfig())
-    return DeployRuntime(spec, builder, mapper, PolicyRunner(bundle),
+    runner = PolicyRunner(bundle)
+    if explore > 0:
+        runner = ExploringRunner(runner, explore, explore_seed)
+    return DeployRuntime(spec, builder, mapper, runner,
                          SafetyLayer(spec, safety, clock=clock), bundle.control_dt_s,
                          {"kind": "policy", "bundle": str(bundle.path),
                           "bundle_hash": bundle.sha256,
                           "observation_layout": bundle.observation_layout,
-                          "action_layout": bundle.action_layout}, bundle, velocity)
+                          "action_layout": bundle.action_layout,
+                          **getattr(runner, "metadata", {})}, bundle, velocity)
 
 
 def excitation_runtime(spec: RobotSpec, config: ExcitationConfig, control_dt_s: float, clock,

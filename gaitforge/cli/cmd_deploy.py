@@ -18,7 +18,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from .argtypes import seconds, velocity_command
+from gaitforge.control.runner import MAX_EXPLORE
+from gaitforge.robots.configio import ConfigError
+
+from .argtypes import nonnegative, seconds, velocity_command
 from .bodies import add_body_arguments, make_body
 from .operator import Operator, add_command_arguments, command_source
 
@@ -48,6 +51,14 @@ def register(sub) -> None:
     add_command_arguments(p)
     p.add_argument("--log-dir", help="where episode logs go (default: next to the bundle, "
                    "deploy-logs/)")
+    p.add_argument("--explore", type=nonnegative, default=0.0, metavar="SIGMA",
+                   help="add Gaussian noise of this standard deviation (action units, at most "
+                   f"{MAX_EXPLORE:g}) to every action, recorded in the log: episodes for "
+                   "`gaitforge finetune`, whose critic learns nothing of other actions from a "
+                   "deterministic policy's logs (default 0: none; 0.1 is about the policy's "
+                   "own spread in training)")
+    p.add_argument("--explore-seed", type=int, metavar="N", help="seed of the --explore "
+                   "noise (default: a fresh one, recorded in the log)")
     add_body_arguments(p)
     p.set_defaults(func=run)
 
@@ -55,7 +66,11 @@ def register(sub) -> None:
 def run(args) -> int:
     from gaitforge.control.runtime import load_runtime
 
-    runtime = load_runtime(args.bundle, clock_for(args)[0])
+    if args.explore > MAX_EXPLORE:
+        raise ConfigError(f"--explore: {args.explore:g} is more than {MAX_EXPLORE:g} (action "
+                          "units, where the actions span [-1, 1])")
+    runtime = load_runtime(args.bundle, clock_for(args)[0], explore=args.explore,
+                           explore_seed=args.explore_seed)
     folder = Path(args.log_dir) if args.log_dir else runtime.bundle.path.parent / "deploy-logs"
     with command_source(args, runtime) as operator:
         return run_episode_and_report(args, runtime, folder, operator.duration_s,

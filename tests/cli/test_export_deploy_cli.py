@@ -154,3 +154,33 @@ def test_deploy_over_serial_names_a_silent_servo_and_a_port_that_does_not_open(
                  str(tmp_path / "ttyACM7"), "--duration", "1"]) == 2
     assert f"--port: cannot open serial port '{tmp_path / 'ttyACM7'}': no such device" in \
         capsys.readouterr().err
+
+
+def test_an_exploring_deploy_logs_the_noisy_actions_it_sent(trained, capsys):
+    """The same deterministic episode twice, once with `--explore 0.2 --explore-seed 5`: at
+    the first policy tick the observations are the same, and the explored action is the plain
+    one plus 0.2 x the seed's first standard normal draw (clipped)."""
+    import numpy as np
+
+    bundle = trained / "tiny" / "bundle"
+    if not (bundle / "bundle.json").is_file():
+        assert main(["export", "tiny"]) == 0
+    actions, observations, metadata = [], [], []
+    for i, extra in enumerate(([], ["--explore", "0.2", "--explore-seed", "5"])):
+        logs = trained / f"explore-logs{i}"
+        assert main(["deploy", str(bundle), "--body", "sim:mujoco", "--duration", "1",
+                     "--log-dir", str(logs), *extra]) in (0, 1)
+        log = read_log(next(logs.glob("*.gflog")))
+        acted = np.isfinite(log.ticks["action"]).all(axis=1)
+        first = int(np.flatnonzero(acted)[0])
+        actions.append(log.ticks["action"][first])
+        observations.append(log.ticks["observation"][first])
+        metadata.append(log.metadata)
+    np.testing.assert_array_equal(observations[1], observations[0])
+    noise = np.random.default_rng(5).standard_normal(actions[0].shape)
+    np.testing.assert_allclose(actions[1], np.clip(actions[0] + 0.2 * noise, -1, 1), atol=1e-5)
+    assert "explore" not in metadata[0]
+    assert metadata[1]["explore"] == {"sigma": 0.2, "seed": 5}
+    capsys.readouterr()
+    assert main(["deploy", str(bundle), "--body", "sim:mujoco", "--explore", "0.7"]) == 2
+    assert "--explore: 0.7 is more than 0.5" in capsys.readouterr().err
