@@ -12,7 +12,8 @@ missing. For each seeded gap draw (latency, gains, friction, armature, trunk mas
 friction away from nominal; draws 0, 3, ... are bad ones, see `draw`):
   1. robot time: `gaitforge virtual-robot --dynamics GAP` (a fresh process per episode: a
      person stands the robot up again) serves the gap robot on ptys; the nominal bundle is
-     deployed over serial for K episodes of 20 s at vx 0.3 m/s (at most 10 x 20 s = 200 s),
+     deployed over serial for K episodes of 20 s at vx 0.3 m/s (at most 10 x 20 s = 200 s;
+     `--explore SIGMA`: with that exploration noise on its actions, `deploy --explore`),
      and one 30 s hung excitation is logged;
   2. `gaitforge sysid --engine E` on the excitation log -> fitted.yaml (the actuators), then
      on the policy logs, walking, `--start fitted.yaml --fit trunk_mass_delta_kg,foot_friction`
@@ -100,13 +101,16 @@ def serve(gap: Path, support: str):
                 paths["imu_port"]]
 
 
-def robot_time(bundle: Path, gap: Path, folder: Path, episodes: int, seconds: float) -> dict:
-    """Episodes of the nominal bundle over serial on the gap robot, and one hung excitation."""
-    for _ in range(episodes):
+def robot_time(bundle: Path, gap: Path, folder: Path, episodes: int, seconds: float,
+               explore: float = 0.0) -> dict:
+    """Episodes of the nominal bundle over serial on the gap robot (with `explore`: `deploy
+    --explore`, episode k's noise seeded k), and one hung excitation."""
+    for k in range(episodes):
         vr, hw = serve(gap, "ground")
+        noise = ["--explore", str(explore), "--explore-seed", str(k)] if explore else []
         try:
             gaitforge("deploy", str(bundle), *hw, "--duration", str(seconds), "--log-dir",
-                      str(folder / "policy"))
+                      str(folder / "policy"), *noise)
         finally:
             vr.terminate()
             vr.wait(timeout=30)
@@ -161,7 +165,7 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
         gap = folder / "gap.yaml"
         gap.write_text(yaml.safe_dump(draw(seed)))
         t0 = time.perf_counter()
-        logs = robot_time(bundle, gap, folder, args.episodes, args.seconds)
+        logs = robot_time(bundle, gap, folder, args.episodes, args.seconds, args.explore)
         robot_s = time.perf_counter() - t0
         gaitforge("sysid", logs["excitation"], "--out", str(folder / "fitted.yaml"),
                   "--engine", args.engine, "--no-progress")
@@ -173,6 +177,7 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
                   "--engine", args.engine, "--no-progress")
         print(f"  second-stage sysid: {time.perf_counter() - t0:.0f} s", flush=True)
     result = {"seed": seed, "gap": yaml.safe_load(gap.read_text()), "robot_wall_s": robot_s,
+              "explore": _explored(logs["policy_logs"]),
               "finetune_set": args.set, "reused": args.reuse or "",
               "around": "the gap's true dynamics" if args.truth else "sysid's fit",
               "policy_seconds_logged": args.episodes * args.seconds,
@@ -212,6 +217,13 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
     return result
 
 
+def _explored(paths: list[str]) -> dict | None:
+    """The exploration noise the policy logs were deployed with (`deploy --explore`), if any."""
+    from gaitforge.control.logger import read_log
+
+    return read_log(paths[0]).metadata.get("explore") if paths else None
+
+
 def _identified(path: Path) -> dict:
     """The fitted values of a dynamics file (its provenance left out); none when absent."""
     if not path.is_file():
@@ -227,7 +239,8 @@ def report(r: dict) -> None:
         print(f"  identified: {r['identified']}")
     print(f"  robot time: {r['policy_seconds_logged']:.0f} s of policy logged " + (
         f"(reused: {r['reused']})" if r.get("reused") else
-        f"({r['robot_wall_s']:.0f} s wall, excitation included)"))
+        f"({r['robot_wall_s']:.0f} s wall, excitation included)")
+        + (f", explored: {r['explore']}" if r.get("explore") else ""))
     print(f"  {'policy':14s} {'gap: vx err (sd)':>16s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
           f" {'nominal: vx err':>16s} {'vy err':>7s} {'yaw err':>8s} {'falls':>6s}"
           f" {'rate-limited':>12s} {'fine-tune s':>12s} {'fitted: vx err':>15s}")
@@ -278,6 +291,8 @@ def main() -> None:
     ap.add_argument("--truth", action="store_true", help="fine-tune around the gap's true "
                     "dynamics, not sysid's fit: what a perfect identification would give")
     ap.add_argument("--tag", default="", help="suffix of the fine-tune run names")
+    ap.add_argument("--explore", type=float, default=0.0, metavar="SIGMA", help="robot time "
+                    "deploys with `--explore SIGMA` (exploration noise, logged; default 0)")
     args = ap.parse_args()
     args.episodes, args.seconds = (2, 10.0) if args.quick else (10, 20.0)
     args.steps = args.steps or (2000 if args.quick else 80_000)
