@@ -103,7 +103,10 @@ class SimBody(Lifecycle, abc.ABC):
         if n <= 0:  # nothing to advance (a replayed write that landed on a tick boundary)
             return
         torque = self.actuator.torque
-        for _ in range(n):
+        window = min(n, self.sim.accel_window_steps)
+        for i in range(n):
+            if i == n - window and i > 0:  # the accelerometer's window starts here
+                self._prev_base_vel = self._base_state()[2].copy()
             q, dq = self._joint_state()
             tau = torque(q, dq)
             self._apply_torques(tau)
@@ -112,7 +115,7 @@ class SimBody(Lifecycle, abc.ABC):
         self._contact_cache = None
         self.time_s += n * self.sim.sim_dt_s
         vel = self._base_state()[2]
-        self._accel_world = (vel - self._prev_base_vel) / (n * self.sim.sim_dt_s)
+        self._accel_world = (vel - self._prev_base_vel) / (window * self.sim.sim_dt_s)
         self._prev_base_vel = vel.copy()
 
     def reset(self, *, base_pos_m, base_quat_wxyz, joint_pos_rad, joint_vel_rad_s=None,
