@@ -80,11 +80,9 @@ class ExploringRunner:
     """A PolicyRunner whose every action carries Gaussian exploration noise, standard
     deviation `sigma` per joint, clipped to [-1, 1]: what `gaitforge deploy --explore SIGMA`
     runs to log episodes for fine-tuning. A deployed policy is deterministic, so its logs show
-    a critic one action per state: fine-tuned from them alone (`gaitforge finetune --sim-mix
-    0`), the parent's own nominal-robot logs took its forward error from 0.013 to 0.10 m/s
-    within 10k updates (README, "Closing the loop"); ten episodes explored at 0.1 did not yet
-    make logs help on the one gap draw tried. The logged action is the noisy one, the one the
-    robot was sent. `seed`: the noise's (default: fresh entropy); `seed` and `sigma`
+    a critic one action per state (README, "Why the logs do not help yet": what explored
+    logs did, with and without the accelerometer window). The logged action is the noisy one,
+    the one the robot was sent. `seed`: the noise's (default: fresh entropy); `seed` and `sigma`
     are in `metadata` for the log."""
 
     def __init__(self, runner: PolicyRunner, sigma: float, seed: int | None = None):
