@@ -156,6 +156,9 @@ class RobotSpec:
     # Optional, for robots whose legs are closed chains or whose motors are DC motors (the
     # identity hash leaves these out while they hold their defaults):
     foot_offset_m: tuple[float, float, float] = (0.0, 0.0, 0.0)  # contact point, foot frame
+    # links other than the feet whose touching the ground is no collision (a shank whose mesh
+    # reaches the foot's bottom: the `collision` reward term and the logs leave them out)
+    ground_contact_links: tuple[str, ...] = ()
     passive_joints: tuple[PassiveJointSpec, ...] = ()
     closed_chains: tuple[ClosedChainSpec, ...] = ()
     # link inertias: the description's, or computed from each link's collision shapes and its
@@ -231,8 +234,8 @@ class RobotSpec:
         return digest.hexdigest()
 
 
-_OPTIONAL_FIELDS = ("foot_offset_m", "passive_joints", "closed_chains", "inertia_from",
-                    "actuator")
+_OPTIONAL_FIELDS = ("foot_offset_m", "ground_contact_links", "passive_joints", "closed_chains",
+                    "inertia_from", "actuator")
 _FIELD_DEFAULTS = {f.name: (f.default_factory() if f.default_factory is not dataclasses.MISSING
                             else f.default)
                    for f in dataclasses.fields(RobotSpec) if f.name in _OPTIONAL_FIELDS}
@@ -263,14 +266,14 @@ def load_robot_spec(name_or_path: str | Path) -> RobotSpec:
     for j in spec.joints:
         if not all(math.isfinite(v) for v in (j.lower_rad, j.upper_rad, j.default_rad)):
             raise ConfigError(f"{path}: joint '{j.name}' has a non-finite angle")
-    if spec.passive_joints or spec.closed_chains:
-        _check_closure_names(spec, path)
+    if spec.passive_joints or spec.closed_chains or spec.ground_contact_links:
+        _check_link_names(spec, path)
     return spec
 
 
-def _check_closure_names(spec: RobotSpec, path: Path) -> None:
-    """ConfigError naming the field when a passive joint or a closed chain's link is not in
-    the description (or a passive joint cannot turn)."""
+def _check_link_names(spec: RobotSpec, path: Path) -> None:
+    """ConfigError naming the field when a passive joint, a closed chain's link or a ground
+    contact link is not in the description (or a passive joint cannot turn)."""
     root = ET.parse(spec.description_path).getroot()
     links = {link.get("name") for link in root.findall("link")}
     kinds = {j.get("name"): j.get("type") for j in root.findall("joint")}
@@ -284,3 +287,8 @@ def _check_closure_names(spec: RobotSpec, path: Path) -> None:
                 raise ConfigError(f"{path}: 'closed_chains[{i}].{side}': link "
                                   f"'{getattr(chain, side)}' is not in "
                                   f"{spec.description_path.name}")
+    for i, link in enumerate(spec.ground_contact_links):
+        if link not in links or link in spec.feet:
+            raise ConfigError(f"{path}: 'ground_contact_links[{i}]': '{link}' is "
+                              + ("a foot" if link in spec.feet else
+                                 f"not a link of {spec.description_path.name}"))

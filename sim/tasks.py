@@ -211,8 +211,9 @@ def feet_air_time(c: StepContext) -> float:
 
 
 def collision_links(spec: RobotSpec, link_contacts: AbstractSet[str]) -> AbstractSet[str]:
-    """The links on the ground other than feet and trunk (knees, shins)."""
-    return link_contacts - {*spec.feet, spec.base_link}
+    """The links on the ground other than feet and trunk (knees, shins), less the robot's
+    `ground_contact_links`."""
+    return link_contacts - {*spec.feet, spec.base_link, *spec.ground_contact_links}
 
 
 def collision(c: StepContext) -> float:

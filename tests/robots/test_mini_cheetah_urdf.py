@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gaitforge.robots.spec import ROBOTS_DIR
+from gaitforge.robots.types import JointCommand
 
 FOLDER = ROBOTS_DIR / "mini_cheetah"
 
@@ -51,3 +52,23 @@ def test_committed_mini_cheetah_urdf_is_the_generator_output():
     module_spec.loader.exec_module(module)
     committed = (FOLDER / "mini_cheetah.urdf").read_text()
     assert committed == module.urdf(), "run: python robots/mini_cheetah/make_urdf.py"
+
+
+@pytest.mark.parametrize("engine", ["pybullet", "mujoco"])
+def test_standing_on_its_toes_is_no_collision(robot_spec, sim_body, engine):
+    """Standing 1 s in the default pose: the toes carry it and nothing counts as a collision,
+    though in PyBullet the shanks' tips touch the ground too (they reach within 2 mm of the
+    toes' bottoms): the spec's `ground_contact_links`."""
+    spec = robot_spec("mini_cheetah")
+    body = sim_body(spec, engine)
+    body.reset_standing()
+    shanks = set(spec.ground_contact_links)
+    touched = set()
+    for _ in range(50):
+        body.write(JointCommand(position_rad=spec.default_pose_rad))
+        body.step()
+        touched |= body.link_contacts() & shanks
+        state = body.read()
+        assert state.privileged.foot_contact.all() and state.privileged.collisions == 0.0
+    if engine == "pybullet":
+        assert touched == shanks

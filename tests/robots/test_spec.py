@@ -91,8 +91,8 @@ def test_optional_fields_at_their_defaults_keep_a_robots_identity():
     spec = load_robot_spec("servo_dog")
     assert isinstance(spec.actuator, ServoModelSpec) and spec.closed_chains == ()
     fields = to_dict(spec)
-    for name in ("folder", "foot_offset_m", "passive_joints", "closed_chains", "inertia_from",
-                 "actuator"):
+    for name in ("folder", "foot_offset_m", "ground_contact_links", "passive_joints",
+                 "closed_chains", "inertia_from", "actuator"):
         fields.pop(name)
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode())
     digest.update(spec.description_path.read_bytes())
@@ -137,7 +137,7 @@ def test_spec_names_exist_in_the_description(name):
     children = {j.find("child").get("link") for j in joints.values()}
     for joint in spec.joint_names:
         assert joints[joint].get("type") in ("revolute", "continuous")
-    assert set(spec.feet) <= links
+    assert set(spec.feet) <= links and set(spec.ground_contact_links) <= links
     assert spec.base_link in links and spec.base_link not in children
 
 
@@ -256,6 +256,10 @@ BROKEN = {
     "passive joint also driven": (_set("passive_joints", [{"name": "FR_hip",
                                                            "default_rad": 0.0}]),
                                   "passive_joints"),
+    "ground contact link not in the URDF": (_set("ground_contact_links", ["shin"]),
+                                            "ground_contact_links[0]"),
+    "ground contact link a foot": (_set("ground_contact_links", ["FR_calf", "FR_foot"]),
+                                   "ground_contact_links[1]"),
     "foot offset of two numbers": (_set("foot_offset_m", [0.0, 0.1]), "foot_offset_m"),
     "unknown inertia source": (_set("inertia_from", "guess"), "inertia_from"),
     "unknown actuator": (_set("actuator", {"name": "hydraulic"}), "actuator.name"),

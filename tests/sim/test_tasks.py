@@ -3,6 +3,7 @@ terminations on either side of their thresholds."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -97,6 +98,14 @@ def test_every_term_is_hand_checked():
 def test_reward_term_value(spec, name):
     assert REWARD_TERMS[name](make_context(spec)) == pytest.approx(TERMS[name], rel=1e-12,
                                                                    abs=1e-15)
+
+
+def test_collision_leaves_out_the_robot_s_ground_contact_links(spec):
+    """A shank whose mesh reaches the foot's bottom (mini_cheetah's) is no collision: of
+    FR_calf and RL_thigh on the ground, RL_thigh alone counts."""
+    ctx = make_context(spec)
+    ctx.spec = dataclasses.replace(spec, ground_contact_links=("FR_calf",))
+    assert REWARD_TERMS["collision"](ctx) == 1.0
 
 
 def test_tracking_sigma_yaw_widens_the_yaw_kernel_only(spec):
