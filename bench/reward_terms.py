@@ -61,10 +61,8 @@ def main() -> None:
         ap.error(f"--cells: {', '.join(unknown)} not in {cfg.env.robot}'s grid "
                  f"({', '.join(grid)})")
 
-    def policy(obs):
-        return agent.act(obs, deterministic=True)
-
-    actors = {"policy": policy, "prior": lambda obs: np.zeros_like(policy(obs))}
+    actors = {"policy": lambda obs: agent.act(obs, deterministic=True),
+              "prior": lambda obs: np.zeros((len(obs), agent.act_dim), np.float32)}
     for cell in args.cells or list(grid):
         rows = {who: term_returns(act, env_config, grid[cell], args.episodes, args.seconds)
                 for who, act in actors.items()}
