@@ -80,10 +80,15 @@ class SACConfig(AgentConfig):
     target_entropy: float | None = None  # None: -act_dim
     log_std_min: float = -5.0
     log_std_max: float = 2.0
+    # Fine-tuning on logs: the critics' loss gains this times the mean of Q(s, a ~ pi) -
+    # Q(s, a_logged) over the minibatch (CQL, Kumar et al. 2020, its eq. 2 with mu = pi), so
+    # that actions the data never showed are not valued above the ones it did (0: off)
+    critic_conservative: float = 0.0
 
     def __post_init__(self):
         super().__post_init__()
         check_bool(self, "learn_alpha")
+        check_number(self, "critic_conservative", low=0.0, low_open=False)
         for name in ("alpha_lr", "init_alpha"):
             check_number(self, name, low=0.0)
         if self.target_entropy is not None:

@@ -10,6 +10,8 @@ Reading order: pure functions (the maths, each testable on its own) -> the agent
   the soft TD target bootstraps from the smaller target Q (clipped double Q). With
   `num_critics` > 2 an ensemble: the min over `critic_subset` drawn at random, the actor on
   the ensemble's mean (REDQ, RLPD).
+- With `critic_conservative` > 0 (fine-tuning on logs) the critic loss gains CQL's
+  regulariser, `conservative_gap`: the policy's actions valued below the data's.
 - Temperature alpha: learned so that the policy entropy tracks `target_entropy`
   (default -act_dim).
 - Observations pass through a running normaliser owned by the agent (the trainer feeds it
@@ -84,6 +86,17 @@ def critic_loss(actor: MLP, critics: CriticEnsemble, batch, alpha, gamma, noise,
     return critics.td_loss(batch["q_obs"], batch["action"], y)
 
 
+def conservative_gap(critics: CriticEnsemble, q_obs, data_action, policy_action):
+    """Sum over the critics of mean(Qi(s, a_pi) - Qi(s, a_data)): CQL's regulariser with the
+    policy as its sampling distribution (Kumar et al. 2020, eq. 2 with mu = pi). Added to the
+    critic loss it lowers the value of what the policy would do below what the data did, at the
+    data's states; where the data came from this policy it is about 0. `policy_action` is a
+    sample of pi at s, held fixed (the critics' gradient only)."""
+    q_pi = critics.q_values(q_obs, tf.stop_gradient(policy_action))
+    q_data = critics.q_values(q_obs, data_action)
+    return tf.add_n([tf.reduce_mean(p - d) for p, d in zip(q_pi, q_data, strict=True)])
+
+
 def actor_loss(actor: MLP, critics: CriticEnsemble, obs, q_obs, alpha, noise, bounds):
     """mean(alpha * log pi(a|s) - Q(s, a)), a ~ pi(.|s), Q = min(Q1, Q2) (or the ensemble's
     mean: CriticEnsemble.actor_q). Returns (loss, log pi)."""
@@ -115,6 +128,8 @@ class SAC(OffPolicyAgent):
         self.target_entropy = float(-act_dim if c.target_entropy is None else c.target_entropy)
         self.log_alpha = tf.Variable(math.log(c.init_alpha), dtype=tf.float32, name="log_alpha")
         self.alpha_opt = Adam({"log_alpha": self.log_alpha}, c.alpha_lr)
+        if c.critic_conservative > 0:
+            self.metric_names = (*SAC.metric_names, "conservative_gap")
 
     @property
     def bounds(self) -> tuple[float, float]:
@@ -132,11 +147,19 @@ class SAC(OffPolicyAgent):
         alpha = tf.exp(self.log_alpha)
         next_noise, pi_noise = tf.unstack(self._rng.normal([2, c.batch_size, self.act_dim]))
         critic_vars = self.critics.weights
+        extra = {}
 
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(critic_vars)
             c_loss, q_mean = critic_loss(self.actor, self.critics, b, alpha, c.gamma,
                                          next_noise, self.bounds, rng=self._rng)
+            if c.critic_conservative > 0:  # a Python branch: traced in or out
+                pi_action, _ = sample_action(self.actor, b["obs"],
+                                             self._rng.normal([c.batch_size, self.act_dim]),
+                                             self.bounds)
+                gap = conservative_gap(self.critics, b["q_obs"], b["action"], pi_action)
+                c_loss += c.critic_conservative * gap  # critic_loss reports the sum
+                extra["conservative_gap"] = gap
         critic_grads = tape.gradient(c_loss, critic_vars)
 
         with tf.GradientTape(watch_accessed_variables=False) as tape:
@@ -158,7 +181,7 @@ class SAC(OffPolicyAgent):
         self.critics.update_targets(c.tau)
         self.update_step.assign_add(1)
         return {"critic_loss": c_loss, "actor_loss": a_loss, "alpha_loss": t_loss,
-                "alpha": alpha, "entropy": -tf.reduce_mean(logp), "q_mean": q_mean}
+                "alpha": alpha, "entropy": -tf.reduce_mean(logp), "q_mean": q_mean, **extra}
 
     # --- acting ---
     def _action_head(self, out):

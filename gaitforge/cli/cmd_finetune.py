@@ -28,7 +28,9 @@ only the training dynamics, unlearns. Four things hold the policy near the paren
 What a dynamics file did not identify (a hung robot shows neither trunk mass nor foot
 friction; `gaitforge sysid --start` on walking logs does) is randomised widely
 (`unseen_overrides`). `--set finetune.actor_average=R` evaluates, checkpoints and exports a
-Polyak average of the actor (moved R toward it per update) instead.
+Polyak average of the actor (moved R toward it per update) instead. `--set
+agent.critic_conservative=W` adds CQL's regulariser to the critics' loss, the policy's actions
+valued below the logged ones (off by default; the README has what it did).
 Without the ratchet a fine-tune swung between its checkpoints (forward error 0.05-0.28 m/s in
 simulation within one run), and what one round gained on a gap depended on where the swings
 landed; the README's "Closing the loop" section has the figures (`bench/finetune_bench.py`).

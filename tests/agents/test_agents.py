@@ -284,6 +284,30 @@ def test_the_actor_anchor_is_the_weighted_mean_squared_action_difference(name):
         make_agent(name, SMALL, OBS, ACT).set_anchor()
 
 
+def test_a_conservative_critic_values_the_data_actions_above_the_policy_s():
+    """The same 60 updates from the same start on data whose actions are all -0.5 (a
+    deterministic log): with critic_conservative the critic's Q(s, a_data) - Q(s, pi(s))
+    ends larger than without (the actor climbs the critic meanwhile); only with it does the
+    update report the gap."""
+    data = batches(60, seed=8)
+    for b in data:
+        b["action"] = np.full_like(b["action"], -0.5)
+    margin, reported = {}, {}
+    for weight in (0.0, 10.0):
+        agent = make_agent("sac", {**SMALL, "critic_conservative": weight}, OBS, ACT, seed=5)
+        for b in data:
+            reported[weight] = agent.update(b).get("conservative_gap")
+        obs = agent.obs_norm.normalize_tf(data[0]["obs"])
+        q_data = agent.critics.min_q(obs, tf.constant(data[0]["action"]))
+        q_pi = agent.critics.min_q(obs, tf.constant(agent.act(data[0]["obs"],
+                                                              deterministic=True)))
+        margin[weight] = float(tf.reduce_mean(q_data - q_pi))
+    assert reported[0.0] is None and reported[10.0] is not None  # off: not computed
+    assert margin[10.0] > margin[0.0] + 0.05  # measured: -0.021 against -0.127
+    with pytest.raises(ValueError, match="critic_conservative"):
+        make_agent("sac", {**SMALL, "critic_conservative": -1.0}, OBS, ACT)
+
+
 def test_an_anchored_actor_stays_nearer_its_parent():
     """The same 30 updates from the same start: with a strong anchor the deterministic
     actions move less from where they started than without."""

@@ -213,6 +213,22 @@ def test_sac_actor_loss_on_linear_networks():
     assert float(loss) == pytest.approx(total / 2, rel=1e-5)
 
 
+def test_conservative_gap_on_linear_networks():
+    critics = twin(CRITICS)
+    s, a_data, a_pi = f32([[1.0], [-1.0]]), f32([[0.5], [2.0]]), f32([[-0.5], [1.0]])
+    # Q1 = s + a, Q2 = 2a + 0.5: Q1(pi) - Q1(data) = a_pi - a_data = -1, -1 (mean -1);
+    # Q2(pi) - Q2(data) = 2 (a_pi - a_data) = -2, -2 (mean -2); summed over the critics: -3
+    gap = sac.conservative_gap(critics, s, a_data, a_pi)
+    assert float(gap) == pytest.approx(-3.0, rel=1e-6)
+    with tf.GradientTape() as tape:
+        gap = sac.conservative_gap(critics, s, a_data, a_pi)
+    # d/dw_a of Q1's term: mean(a_pi - a_data) = -1; of Q2's: the same -1 (its slope is w_a)
+    grads = tape.gradient(gap, critics.weights)
+    assert float(grads[0].numpy()[1, 0]) == pytest.approx(-1.0, rel=1e-6)
+    assert float(grads[2].numpy()[1, 0]) == pytest.approx(-1.0, rel=1e-6)
+    assert float(grads[1].numpy()[0]) == 0.0  # a bias cancels between the two actions
+
+
 def test_temperature_loss_and_its_gradient():
     log_alpha = tf.Variable(math.log(0.5))
     logp, target_entropy = f32([-1.0, 0.5]), -1.0
