@@ -284,7 +284,7 @@ def test_the_actor_anchor_is_the_weighted_mean_squared_action_difference(name):
         make_agent(name, SMALL, OBS, ACT).set_anchor()
 
 
-def test_a_conservative_critic_values_the_data_actions_above_the_policy_s():
+def test_a_conservative_critic_values_the_logged_actions_above_the_policys():
     """The same 60 updates from the same start on data whose actions are all -0.5 (a
     deterministic log): with critic_conservative the critic's Q(s, a_data) - Q(s, pi(s))
     ends larger than without (the actor climbs the critic meanwhile); only with it does the
