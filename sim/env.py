@@ -22,7 +22,7 @@ each step from the state the env hands it. `info` carries:
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import gymnasium as gym
@@ -72,6 +72,12 @@ class EnvConfig:
     # by the same function (control.policy_io.limit_targets), so training sees it.
     deploy_limits: bool = True
     critic_inputs: Literal["privileged", "estimated"] = "privileged"  # see critic_obs above
+    # What the rewards judge the trunk's motion by: the simulator's truth (`privileged`), or
+    # what a robot's log holds (`estimated`: the velocity estimator's output, the gyro, the
+    # estimator's foot contacts, no link collisions, which a robot does not sense), as
+    # sim/log_rewards.py judges a robot's log, so that a fine-tune mixing logs with fresh
+    # simulation rewards both alike. Falls are judged on the truth either way.
+    reward_inputs: Literal["privileged", "estimated"] = "privileged"
 
 
 def make_body(spec: RobotSpec, sim: SimConfig, *, fixed_base: bool = False) -> SimBody:
@@ -136,7 +142,7 @@ class LocomotionEnv(gym.Env):
         self.heading_hold.reset()
         state = self._obs_state = body.read()
         self._start_xy = state.privileged.base_pos_m[:2].copy()
-        obs = self._observe(state)
+        obs = self._observe(self._sense(state))
         return obs, self._info(state, {}, False)
 
     def step(self, action):
@@ -158,14 +164,17 @@ class LocomotionEnv(gym.Env):
         body.step()
         self.steps += 1
         state = self._obs_state = body.read()
+        noisy = self._sense(state)
         pos = state.privileged.base_pos_m
+        senses_links = self.task.needs_link_contacts and self.config.reward_inputs == "privileged"
         reward, terms, terminated, _ = self.task.step(
-            state, action, self.last_action, ground_z_m=ground_height(body.terrain, pos[0], pos[1]),
-            link_contacts=body.link_contacts() if self.task.needs_link_contacts else frozenset(),
+            self._judged(state, noisy), action, self.last_action,
+            ground_z_m=ground_height(body.terrain, pos[0], pos[1]),
+            link_contacts=body.link_contacts() if senses_links else frozenset(),
             rate_limited=hit, shown_command=self._shown_command)
         truncated = (not terminated) and self.steps >= self.task.max_steps
         self.last_action = action
-        obs = self._observe(state)  # before _info: it also runs the estimator
+        obs = self._observe(noisy)
         info = self._info(state, terms, terminated)
         if self.curriculum is not None and (terminated or truncated):
             self.curriculum.episode_end(
@@ -194,11 +203,30 @@ class LocomotionEnv(gym.Env):
         """Fix the velocity command for this and later episodes (None: sample per episode)."""
         self.task.hold_command(command)
 
-    def _observe(self, state) -> np.ndarray:
-        """The observation of `state`, with sensor noise; the estimator and the heading hold
-        see the same noise."""
+    def _sense(self, state):
+        """`state` as the sensors read it (with sensor noise), and the estimator run on it:
+        the observation, the heading hold and the estimator see the same noise."""
         noisy = add_sensor_noise(self.config.randomization, state, self.np_random)
         self._estimate = self.estimator.update(noisy)
+        return noisy
+
+    def _judged(self, state, noisy):
+        """The state the rewards judge (`reward_inputs`): the truth, or its trunk velocity,
+        angular velocity and foot contacts replaced by the estimate, the read gyro and the
+        estimator's contacts, what sim/log_rewards.py judges a log by. The rest (height,
+        trunk contact: the falls) stays the truth."""
+        if self.config.reward_inputs == "privileged":
+            return state
+        e = self._estimate
+        privileged = replace(
+            state.privileged, base_lin_vel_m_s=np.asarray(e.lin_vel_m_s, float).copy(),
+            base_ang_vel_rad_s=np.asarray(noisy.gyro_rad_s, float).copy(),
+            foot_contact=np.asarray(e.foot_contact) > 0.5)
+        return replace(state, privileged=privileged)
+
+    def _observe(self, noisy) -> np.ndarray:
+        """The observation of the sensors' reading `noisy` (`_sense`), with the command the
+        heading hold shows."""
         self._shown_command = self.heading_hold.command(self.command, noisy.imu_quat_wxyz)
         return self.obs_builder.build(noisy, self.last_action, self._shown_command)
 

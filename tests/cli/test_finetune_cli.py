@@ -64,6 +64,7 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
         best == "000000000000" and "the policy is the parent's own" in out)
     saved = yaml.safe_load((run / "config.yaml").read_text())
     assert saved["env"]["critic_inputs"] == "estimated"
+    assert saved["env"]["reward_inputs"] == "estimated"  # fresh simulation judged as the logs
     assert saved["agent"]["critic_layer_norm"] is True
     assert saved["finetune"]["logs"] == {str(p): file_sha256(p) for p in logs}
     assert saved["env"]["dynamics"]["kp_scale"] == 0.9
@@ -112,6 +113,28 @@ def test_a_run_whose_critic_takes_log_inputs_keeps_it_as_it_was_built(logged, tm
     assert not tuned["agent"].get("critic_layer_norm", False)
     fresh = _finetune_config(args, runs / "tiny", {"used": {}})  # privileged: a new critic
     assert fresh["agent"]["critic_layer_norm"] is True
+
+
+def test_fresh_simulation_is_rewarded_as_the_logs_only_when_they_share_the_minibatches(logged):
+    """With the logs in the minibatches the fresh simulation's rewards judge the estimate, as
+    the logs' do; with --sim-mix 1 (the logs only identify the robot) they judge the truth
+    (`privileged`); --set has the last word."""
+    import argparse
+
+    from gaitforge.cli.cmd_finetune import _finetune_config
+
+    runs, _ = logged
+
+    def inputs(sim_mix, *overrides):
+        args = argparse.Namespace(steps=100, sim_mix=sim_mix, critic_warmup=100,
+                                  set=list(overrides), dynamics=None, anchor=0.1, ratchet=True)
+        return _finetune_config(args, runs / "tiny", {"used": {}})["env"].get(
+            "reward_inputs", "privileged")
+
+    assert inputs(0.5) == inputs(0.0) == "estimated"
+    assert inputs(1.0) == "privileged"
+    assert inputs(0.5, "finetune.sim_mix=1") == "privileged"
+    assert inputs(0.5, "env.reward_inputs=privileged") == "privileged"
 
 
 def test_logs_only_needs_no_simulation(logged):

@@ -106,6 +106,36 @@ def test_the_env_reports_the_estimate_without_changing_what_it_returned_before()
     reference.close()
 
 
+def test_estimated_reward_inputs_judge_the_motion_by_the_estimate_as_a_log_is():
+    """env.reward_inputs=estimated: the rewards judge the trunk's motion by what a robot's log
+    holds (sim/log_rewards.py), the episode itself unchanged: lin_vel_z is weight x the
+    estimated vz^2 x dt where the truth's is weight x the true vz^2 x dt; the terms of the
+    joints and the action are the truth's; observations and falls are the same."""
+    overrides = ["env.randomization.push_interval_s=0.5"]
+    truth = make_env(env_config("servo_dog", "walk", "mujoco", overrides))
+    judged = make_env(env_config("servo_dog", "walk", "mujoco",
+                                 [*overrides, "env.reward_inputs=estimated"]))
+    for e in (truth, judged):
+        e.set_command(COMMAND)
+        e.reset(seed=3)
+    weight, rng, differed = truth.task.weights["lin_vel_z"], np.random.default_rng(0), 0
+    for _ in range(100):
+        action = rng.uniform(-0.2, 0.2, 12)
+        obs, _, term, trunc, info = truth.step(action)
+        j_obs, _, j_term, j_trunc, j_info = judged.step(action)
+        np.testing.assert_array_equal(obs, j_obs)
+        assert (term, trunc) == (j_term, j_trunc)
+        true_vz, est_vz = info["critic_obs"][3], j_info["estimate"][2]  # body frame
+        assert info["reward_terms"]["lin_vel_z"] == pytest.approx(weight * true_vz**2 * DT)
+        assert j_info["reward_terms"]["lin_vel_z"] == pytest.approx(weight * est_vz**2 * DT)
+        for name in ("torque", "joint_vel", "action_rate", "orientation"):
+            assert info["reward_terms"][name] == j_info["reward_terms"][name], name
+        differed += abs(true_vz - est_vz) > 0.01
+    assert differed > 50  # the two judges did see different motions
+    truth.close()
+    judged.close()
+
+
 def test_the_vec_env_stacks_the_estimate():
     venv = make_vec_env(env_config("servo_dog", "walk", "pybullet"), n=2, seed=0)
     _, info = venv.reset()
