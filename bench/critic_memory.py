@@ -76,11 +76,12 @@ def main() -> None:
         for step in range(0, args.steps + 1, every):
             if step:
                 tuner.train(until_env_steps=step)
-            rows = [(partition_losses(tuner.agent, tuner.replay, rng).get("critic_offline"),
-                     partition_losses(tuner.agent, held, rng)["critic_offline"],
-                     partition_losses(tuner.agent, tuner.replay, rng).get("critic_online",
-                                                                          np.nan))
-                    for _ in range(8)]
+            rows = []
+            for _ in range(8):
+                replayed = partition_losses(tuner.agent, tuner.replay, rng)
+                rows.append((replayed["critic_offline"],
+                             partition_losses(tuner.agent, held, rng)["critic_offline"],
+                             replayed.get("critic_online", np.nan)))
             print(f"{step:7d} " + " ".join(f"{x:14.2e}" for x in np.mean(rows, axis=0)),
                   flush=True)
         print("at the end: mean TD error of the target, mean |Q1 - Q2|, mean reward a step")
