@@ -107,6 +107,8 @@ class LocomotionEnv(gym.Env):
                         rate_limit_for(spec, config.sim.control_dt_s)) \
             if config.deploy_limits else None
         self.task = Task(config.task, spec, config.sim.control_dt_s)
+        # the rewards see link collisions where the task needs them and judges the truth
+        self._senses_links = self.task.needs_link_contacts and config.reward_inputs == "privileged"
         self.curriculum = TerrainCurriculum(config.sim.terrain) \
             if config.sim.terrain.kind == "levels" else None
         self.obs_builder = ObservationBuilder(spec, config.observation, config.action.gait)
@@ -166,11 +168,10 @@ class LocomotionEnv(gym.Env):
         state = self._obs_state = body.read()
         noisy = self._sense(state)
         pos = state.privileged.base_pos_m
-        senses_links = self.task.needs_link_contacts and self.config.reward_inputs == "privileged"
         reward, terms, terminated, _ = self.task.step(
             self._judged(state, noisy), action, self.last_action,
             ground_z_m=ground_height(body.terrain, pos[0], pos[1]),
-            link_contacts=body.link_contacts() if senses_links else frozenset(),
+            link_contacts=body.link_contacts() if self._senses_links else frozenset(),
             rate_limited=hit, shown_command=self._shown_command)
         truncated = (not terminated) and self.steps >= self.task.max_steps
         self.last_action = action
