@@ -90,7 +90,8 @@ class OffPolicyAgent(abc.ABC):
         self.critics = CriticEnsemble(self.obs_dim + self.critic_obs_dim + self.act_dim,
                                       c.critic_hidden, rng=init_rng, lr=c.critic_lr,
                                       layer_norm=c.critic_layer_norm, num=c.num_critics,
-                                      subset=c.critic_subset)
+                                      subset=c.critic_subset, dropout=c.critic_dropout,
+                                      dropout_rng=self._rng)
         self.actor_opt = Adam(named_variables({"actor": self.actor}), c.actor_lr)
         self.anchor = None  # a frozen copy of the actor, with c.actor_anchor (set_anchor)
         if c.actor_anchor > 0:

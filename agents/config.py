@@ -25,6 +25,9 @@ class AgentConfig:
     actor_hidden: tuple[int, ...] = (256, 256)
     critic_hidden: tuple[int, ...] = (256, 256)
     critic_layer_norm: bool = False  # LayerNorm after each hidden layer of the critics
+    # > 0: each hidden unit of the critics is dropped with this probability in every update
+    # (DroQ: 0.01, with LayerNorm), so that they do not memorise a small replay
+    critic_dropout: float = 0.0
     num_critics: int = 2  # > 2: an ensemble (REDQ, RLPD: 10)
     critic_subset: int = 2  # the TD target's min is over this many critics, drawn per batch
     asymmetric_critic: bool = False  # critics also see critic_obs (privileged sim state)
@@ -63,6 +66,7 @@ class AgentConfig:
         for name in ("actor_lr", "critic_lr", "obs_clip"):
             check_number(self, name, low=0.0)
         check_number(self, "actor_anchor", low=0.0, low_open=False)
+        check_number(self, "critic_dropout", low=0.0, low_open=False, high=1.0, high_open=True)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,11 @@ double Q of TD3 and SAC, and nothing is drawn), and regress every critic on one 
 N > 2 (as REDQ and RLPD). How the TD target is formed differs (soft in SAC, plain in TD3), so
 the formulas stay in sac.py / td3.py.
 
+With `dropout` > 0 every critic, online and target, drops hidden units at every evaluation
+(DroQ, Hiraoka et al. 2022, with LayerNorm; the critics of A Walk in the Park): the mask is
+drawn from the generator given at build, the agent's update stream, so it is checkpointed and
+seeded with the rest.
+
 The state input s is the critic's view: the (normalised) observation, or observation ++
 privileged state with an asymmetric critic. Checkpoint names: `critic1/*` .. `criticN/*`,
 `target1/*` .. `targetN/*` and the optimiser's `opt_critic/*`, so a twin-critic checkpoint
@@ -31,19 +36,25 @@ def q_value(critic: MLP, q_obs: tf.Tensor, action: tf.Tensor) -> tf.Tensor:
 
 class CriticEnsemble(tf.Module):
     def __init__(self, in_dim: int, hidden: Sequence[int], *, rng: tf.random.Generator,
-                 lr: float, layer_norm: bool = False, num: int = 2, subset: int = 2):
+                 lr: float, layer_norm: bool = False, num: int = 2, subset: int = 2,
+                 dropout: float = 0.0, dropout_rng: tf.random.Generator | None = None):
         """in_dim = state input + action size; `num` critics, the target's min over `subset`
         of them. The networks draw their initial weights from `rng` in the order critic1 ..
         criticN, target1 .. targetN (the targets are then overwritten with copies of the
-        critics); checkpoints and seeds depend on it."""
+        critics); checkpoints and seeds depend on it. With `dropout` > 0, `dropout_rng` draws
+        the masks."""
         super().__init__(name="critics")
         if not 1 <= subset <= num:
             raise ValueError(f"the target's subset ({subset}) must be 1 .. num ({num})")
+        if dropout > 0 and dropout_rng is None:
+            raise ValueError("critics with dropout need dropout_rng to draw the masks")
         self.num, self.subset = int(num), int(subset)
-        self.online = tuple(MLP(in_dim, hidden, 1, rng=rng, name=f"critic{i}",
-                                layer_norm=layer_norm) for i in range(1, num + 1))
-        self.targets = tuple(MLP(in_dim, hidden, 1, rng=rng, name=f"target{i}",
-                                 layer_norm=layer_norm) for i in range(1, num + 1))
+        self.dropout_rng = dropout_rng if dropout > 0 else None
+        built = {"layer_norm": layer_norm, "dropout": dropout}
+        self.online = tuple(MLP(in_dim, hidden, 1, rng=rng, name=f"critic{i}", **built)
+                            for i in range(1, num + 1))
+        self.targets = tuple(MLP(in_dim, hidden, 1, rng=rng, name=f"target{i}", **built)
+                             for i in range(1, num + 1))
         for target, critic in zip(self.targets, self.online, strict=True):
             target.copy_from(critic)
         self.opt = Adam(named_variables(self._nets(self.online, "critic")), lr)
@@ -61,7 +72,7 @@ class CriticEnsemble(tf.Module):
         """(Q1(s, a), ..., QN(s, a)), each of shape [B]; of the targets with target=True."""
         x = tf.concat([q_obs, action], axis=-1)
         nets = self.targets if target else self.online
-        return tuple(tf.squeeze(q(x), -1) for q in nets)
+        return tuple(tf.squeeze(q(x, self.dropout_rng), -1) for q in nets)
 
     def min_q(self, q_obs: tf.Tensor, action: tf.Tensor, *, target: bool = False,
               rng: tf.random.Generator | None = None) -> tf.Tensor:

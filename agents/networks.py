@@ -27,12 +27,15 @@ import tensorflow as tf
 
 
 class MLP(tf.Module):
-    """Fully connected network: [Linear -> (LayerNorm) -> ReLU] * len(hidden) -> Linear.
+    """Fully connected network: [Linear -> (Dropout) -> (LayerNorm) -> ReLU] * len(hidden) ->
+    Linear.
 
     One variable per tensor, named in `params` (`l0/w`, `l0/b`, `l0/ln_gain`, ...; the
     checkpoint and an export use these names). Weights start Glorot-uniform, biases zero;
     the output layer's weights are multiplied by `out_scale`. `hidden=()` gives a single
-    linear layer (handy for hand-computed tests).
+    linear layer (handy for hand-computed tests). With `dropout` > 0 a call given a generator
+    zeroes each hidden unit with that probability and scales the rest by 1 / (1 - dropout)
+    (DroQ's order: before the LayerNorm); a call without one uses every unit.
     """
 
     def __init__(
@@ -43,6 +46,7 @@ class MLP(tf.Module):
         *,
         rng: tf.random.Generator,
         layer_norm: bool = False,
+        dropout: float = 0.0,
         out_scale: float = 1.0,
         name: str = "mlp",
     ):
@@ -50,6 +54,9 @@ class MLP(tf.Module):
         self.in_dim, self.out_dim = int(in_dim), int(out_dim)
         self.hidden = tuple(int(h) for h in hidden)
         self.layer_norm = bool(layer_norm)
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
         sizes = (self.in_dim, *self.hidden, self.out_dim)
         self.n_layers = len(sizes) - 1
         self.params: dict[str, tf.Variable] = {}
@@ -68,12 +75,16 @@ class MLP(tf.Module):
         """All trainable variables, in the fixed order of `params`."""
         return list(self.params.values())
 
-    def __call__(self, x: tf.Tensor) -> tf.Tensor:
+    def __call__(self, x: tf.Tensor, rng: tf.random.Generator | None = None) -> tf.Tensor:
+        """The output for input rows `x`; dropout drawn from `rng` where the network has it."""
         p = self.params
         for i in range(self.n_layers):
             x = tf.matmul(x, p[f"l{i}/w"]) + p[f"l{i}/b"]
             if i == self.n_layers - 1:
                 break
+            if self.dropout > 0 and rng is not None:
+                kept = tf.cast(rng.uniform(tf.shape(x)) >= self.dropout, x.dtype)
+                x = x * kept / (1.0 - self.dropout)
             if self.layer_norm:
                 mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
                 x = (x - mean) * tf.math.rsqrt(var + 1e-5) * p[f"l{i}/ln_gain"]

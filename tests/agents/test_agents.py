@@ -71,6 +71,8 @@ def test_registry_and_unknown_names():
     (SACConfig, "actor_hidden", (256, 0)),
     (SACConfig, "critic_hidden", 256),
     (SACConfig, "critic_layer_norm", "yes"),
+    (SACConfig, "critic_dropout", 1.0),
+    (TD3Config, "critic_dropout", -0.01),
     (SACConfig, "log_std_max", -10.0),
     (TD3Config, "actor_lr", -3e-4),
     (TD3Config, "policy_delay", 0),
@@ -158,6 +160,7 @@ def test_act_is_batched_and_bounded(name):
 @pytest.mark.parametrize("name, extra", [
     ("sac", {}),
     ("sac", {"asymmetric_critic": True, "critic_layer_norm": True}),
+    ("sac", {"critic_layer_norm": True, "critic_dropout": 0.1}),  # the masks' stream too
     ("td3", {"asymmetric_critic": True, "critic_layer_norm": True, "policy_delay": 2}),
 ])
 def test_checkpoint_round_trip(tmp_path, name, extra):

@@ -123,6 +123,38 @@ def test_twin_critics_polyak_and_checkpoint_names():
     assert set(critics.state_variables()) == nets | slots | {"opt_critic/step"}
 
 
+def test_dropout_zeroes_hidden_units_from_the_generator_and_scales_the_rest():
+    # one hidden layer of 4 units, each h_j = x * (j + 1) for x = 1; the output sums them
+    net = MLP(1, (4,), 1, rng=tf.random.Generator.from_seed(0), dropout=0.5)
+    net.params["l0/w"].assign([[1.0, 2.0, 3.0, 4.0]])
+    net.params["l1/w"].assign([[1.0], [1.0], [1.0], [1.0]])
+    x = f32([[1.0], [1.0], [1.0]])
+    assert net(x).numpy()[:, 0].tolist() == [10.0] * 3  # no generator: every unit
+    kept = tf.random.Generator.from_seed(7).uniform([3, 4]).numpy() >= 0.5
+    out = net(x, tf.random.Generator.from_seed(7)).numpy()[:, 0]
+    # each row: the units it keeps, times 1 / (1 - 0.5)
+    np.testing.assert_allclose(out, 2.0 * (kept * [1.0, 2.0, 3.0, 4.0]).sum(axis=1))
+    assert 0 < kept.sum() < 12  # the seed drops some units and keeps others
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
+        MLP(1, (4,), 1, rng=tf.random.Generator.from_seed(0), dropout=1.0)
+
+
+def test_critics_with_dropout_draw_masks_in_every_evaluation_from_their_stream():
+    kw = {"rng": tf.random.Generator.from_seed(0), "lr": 1e-3, "layer_norm": True}
+    with pytest.raises(ValueError, match="dropout need dropout_rng"):
+        CriticEnsemble(2, (8,), dropout=0.1, **kw)
+    stream = tf.random.Generator.from_seed(3)
+    critics = CriticEnsemble(2, (8,), dropout=0.5, dropout_rng=stream, **kw)
+    s, a = f32([[0.3]] * 64), f32([[0.1]] * 64)
+    before = stream.state.numpy().copy()
+    q1, _ = critics.q_values(s, a)
+    assert not np.array_equal(stream.state.numpy(), before)  # the masks came from the stream
+    assert np.unique(q1.numpy()).size > 1  # the same input, different masks
+    plain = CriticEnsemble(2, (8,), rng=tf.random.Generator.from_seed(0), lr=1e-3,
+                           layer_norm=True)
+    assert plain.dropout_rng is None and np.unique(plain.q_values(s, a)[0]).size == 1
+
+
 def f32(x):
     return tf.constant(np.array(x, np.float32))
 
