@@ -2,7 +2,7 @@
 parent, as a fine-tune's critic warm-up runs, with some of the logs held out:
 
     .venv/bin/python bench/critic_memory.py --run FINETUNE_RUN [--held-out 2] [--sim-mix 0.5]
-        [--steps 16000]
+        [--steps 16000] [--dropout P]
 
 FINETUNE_RUN is a `gaitforge finetune` run folder: its config (the parent, the logs, the
 dynamics, the fresh simulation's settings) is used again, with the actor held (the critic
@@ -15,7 +15,8 @@ not learning the robot. At the end, for each of the three: the mean TD error of 
 (r + gamma (min Q'(s', a') - alpha log pi) - mean Q(s, a): its sign says which way the target
 leans) and how far the critics disagree (mean |Q1 - Q2|: large where the data lie outside
 what the critics were trained on). `--sim-mix 1` trains on the simulation alone: how well the
-simulation alone predicts the logs.
+simulation alone predicts the logs. `--dropout P` gives the critics DroQ's dropout
+(`agent.critic_dropout`); the losses are then measured with dropout, as the updates see them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ def main() -> None:
                     "minibatch (1: the simulation alone)")
     ap.add_argument("--steps", type=int, default=16_000, help="fresh simulation steps")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--dropout", type=float, default=None,
+                    help="agent.critic_dropout (default: the run's)")
     args = ap.parse_args()
 
     from gaitforge.agents.finetune import offline_replay, partition_losses
@@ -59,6 +62,9 @@ def main() -> None:
                                           critic_warmup_updates=never),
         train=dataclasses.replace(cfg.train, total_env_steps=args.steps, seed=args.seed,
                                   checkpoint_every_steps=never, eval_every_steps=never))
+    if args.dropout is not None:
+        cfg = dataclasses.replace(
+            cfg, agent=dataclasses.replace(cfg.agent, critic_dropout=args.dropout))
     kept = cmd_finetune._transitions(cfg, logs[:-args.held_out], skip_bad=False)
     held_out = cmd_finetune._transitions(cfg, logs[-args.held_out:], skip_bad=False)
     configure_tensorflow()
@@ -70,7 +76,8 @@ def main() -> None:
                               {k: v for k, v in held_out.items() if k != "used"})
         rng = np.random.default_rng(args.seed)
         print(f"{run.name}: {len(kept['reward'])} logged transitions in replay, "
-              f"{len(held_out['reward'])} held out; sim mix {args.sim_mix:g}")
+              f"{len(held_out['reward'])} held out; sim mix {args.sim_mix:g}, "
+              f"critic dropout {cfg.agent.critic_dropout:g}")
         print(f"{'steps':>7s} {'logs in replay':>15s} {'held-out logs':>14s} {'simulation':>11s}")
         every = max(args.steps // 8, 1)
         for step in range(0, args.steps + 1, every):
