@@ -88,7 +88,8 @@ def register(sub) -> None:
     p.add_argument("--sim-mix", type=fraction, default=0.5, metavar="F",
                    help="fraction of each minibatch from fresh simulation (default 0.5, "
                    "RLPD's; 0: the logs only, no simulation; 1: the logs only identify the "
-                   "robot, which did best with --dynamics in bench/finetune_bench.py)")
+                   "robot, which did best with --dynamics in bench/finetune_bench.py; of the "
+                   "mixes with logs, 0.75 did best there)")
     p.add_argument("--rehearse", type=fraction, default=REHEARSE, metavar="F",
                    help="with --dynamics: share of the fresh-simulation envs that keep the "
                    "run's own training dynamics, so that what it did well is not unlearned "
