@@ -65,7 +65,8 @@ ERRORS = ("vx_tracking_error", "vy_tracking_error", "yaw_rate_error")  # m/s, m/
 GROWTH_RATIO = 1.2  # an error that is not to grow: at most this times the earlier one ...
 GROWTH_NOISE = 0.006  # ... plus this: 4- and 8-episode evaluations differed by at most
 # this much; at 0.015 a checkpoint 1.43x the parent's on the nominal robot got through
-# and deployed at 1.5x
+# and deployed at 1.5x. On the nominal robot the bound is the larger of the two, not their
+# sum: the sum let 0.049 -> 0.062 (1.27x) through, which deployed at 1.37x the parent's
 
 
 def tracking_cost(result: Mapping, prefix: str = "") -> float:
@@ -74,28 +75,35 @@ def tracking_cost(result: Mapping, prefix: str = "") -> float:
     return sum(float(result[prefix + k]) for k in (*ERRORS, "fall_rate"))
 
 
+def nominal_limit(parent_error: float) -> float:
+    """The most a fine-tune's error on the nominal robot may be, from the parent's there:
+    GROWTH_RATIO x the parent's (the bound a fine-tune is held to against unlearning), or the
+    evaluation's noise above it where that is larger (a parent that tracks to 0.008)."""
+    return max(GROWTH_RATIO * parent_error, parent_error + GROWTH_NOISE)
+
+
 def choose_best(history: list[Mapping]) -> int | None:
     """Index in `history` of the evaluation to keep, going through those with a checkpoint in
     order from the first (the parent's): one replaces the best so far where its `tracking_cost`
     in the fine-tune's simulation is lower, none of its three errors there grew (each at most
     GROWTH_RATIO x the best's + GROWTH_NOISE: on a mild draw a sum let forward error 0.011 ->
     0.029 pass behind lateral 0.022 -> 0.006), and it has not unlearned (where the nominal
-    simulation was evaluated too: no fall there, and each of its three errors within the same
-    growth of the parent's; a sum would let a forward error grow 6-fold behind a smaller
-    lateral one). None when no evaluation has a checkpoint."""
+    simulation was evaluated too: no fall there, and each of its three errors within
+    `nominal_limit` of the parent's; a sum would let a forward error grow 6-fold behind a
+    smaller lateral one). None when no evaluation has a checkpoint."""
     kept = [i for i, r in enumerate(history) if r.get("checkpoint")]
     if not kept:
         return None
     first = history[kept[0]]
 
-    def grew(r: Mapping, than: Mapping, prefix: str = "") -> bool:
-        return any(float(r[prefix + k]) > GROWTH_RATIO * float(than[prefix + k]) + GROWTH_NOISE
-                   for k in ERRORS)
+    def grew(r: Mapping, than: Mapping) -> bool:
+        return any(float(r[k]) > GROWTH_RATIO * float(than[k]) + GROWTH_NOISE for k in ERRORS)
 
     def unlearned(r: Mapping) -> bool:
         if NOMINAL + "fall_rate" not in r:
             return False
-        return r[NOMINAL + "fall_rate"] > 0 or grew(r, first, NOMINAL)
+        return r[NOMINAL + "fall_rate"] > 0 or any(
+            float(r[NOMINAL + k]) > nominal_limit(float(first[NOMINAL + k])) for k in ERRORS)
 
     best = kept[0]
     for i in kept[1:]:
