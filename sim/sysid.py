@@ -46,6 +46,7 @@ FIT_RANGES: dict[str, tuple[float, float, bool]] = {
     "foot_friction": (0.2, 2.0, True),
 }
 FITTABLE = ("latency_s", *FIT_RANGES)
+PER_LEG = "leg"  # `kp_scale/leg` fits one kp_scale per leg (kp_scale/FR, ...), written per joint
 DEFAULT_FIT = ("latency_s", "kp_scale", "kd_scale", "joint_friction_nm", "armature_kg_m2")
 IDENTIFIABLE_TOGETHER = 0.95  # see _together
 # RMS replay change across a parameter's whole range below which the logs cannot identify it
@@ -69,27 +70,69 @@ class Problem:
     support: str
     logs: list[LogCommands]
     base: DynamicsParams
-    names: tuple[str, ...]  # continuous parameters being fitted, FIT_RANGES order
+    # continuous parameters being fitted: FIT_RANGES names, or FIELD/LEG for one leg's joints
+    names: tuple[str, ...]
     sim_dt_s: float = 0.002
 
     def params(self, x: np.ndarray, latency_steps: int) -> DynamicsParams:
-        """Dynamics for normalised x in [0, 1]^k and a latency in physics steps."""
-        changes = {name: to_value(name, float(v)) for name, v in zip(self.names, x, strict=True)}
+        """Dynamics for normalised x in [0, 1]^k and a latency in physics steps: a FIELD/LEG
+        coordinate sets that leg's joints, the rest of the field keeps the base's values."""
+        changes, per_joint = {}, {}
+        for name, u in zip(self.names, x, strict=True):
+            field_name, _, leg = name.partition("/")
+            value = to_value(field_name, float(u))
+            if leg:
+                joints = per_joint.setdefault(field_name,
+                                              self.base.joint_values(field_name, self.spec))
+                joints[legs(self.spec)[leg]] = value
+            else:
+                changes[field_name] = value
+        changes |= {name: tuple(float(v) for v in joints) for name, joints in per_joint.items()}
         return dataclasses.replace(self.base, latency_s=latency_steps * self.sim_dt_s, **changes)
 
 
 def to_value(name: str, u: float) -> float:
-    low, high, log = FIT_RANGES[name]
+    """FIT_RANGES' value of `name` (or of FIELD in FIELD/LEG) at u in [0, 1]."""
+    low, high, log = FIT_RANGES[name.partition("/")[0]]
     u = min(max(u, 0.0), 1.0)
     return math.exp(math.log(low) + u * (math.log(high) - math.log(low))) if log \
         else low + u * (high - low)
 
 
-def to_unit(name: str, value: float) -> float:
-    low, high, log = FIT_RANGES[name]
-    if log:
-        return (math.log(max(value, low)) - math.log(low)) / (math.log(high) - math.log(low))
-    return (value - low) / (high - low)
+def legs(spec: RobotSpec) -> dict[str, list[int]]:
+    """The robot's legs: its joints cut into one run per foot, in order, each named by its
+    foot with the words all the feet's names share cut off (FR_foot -> FR, toe_fl -> fl,
+    lower_leg_front_leftL_link -> front_leftL). ValueError where the joints do not divide."""
+    n, feet = spec.n_joints, spec.feet
+    if n % len(feet):
+        raise ValueError(f"{spec.name}: {n} joints do not divide among {len(feet)} feet, so "
+                         "its legs cannot be told apart for a fit per leg")
+    prefix = os.path.commonprefix(feet)  # cut at an underscore: front_leftL, not front_lef
+    suffix = os.path.commonprefix([f[::-1] for f in feet])[::-1]
+    head, tail = prefix.rfind("_") + 1, len(suffix) - suffix.find("_") if "_" in suffix else 0
+    names = [f[head:len(f) - tail].strip("_") if len(feet) > 1 else f for f in feet]
+    if len(set(names)) != len(feet) or not all(names):
+        names = list(feet)
+    per = n // len(feet)
+    return {name: list(range(i * per, (i + 1) * per)) for i, name in enumerate(names)}
+
+
+def expand_fit(names: list[str], spec: RobotSpec) -> list[str]:
+    """Fit names with every FIELD/leg replaced by FIELD/LEG for each of the robot's legs.
+    ValueError, naming it, for an unknown name or one that has no value per joint."""
+    from .dynamics import SCHEMA
+
+    out = []
+    for name in names:
+        field_name, _, leg = name.partition("/")
+        if field_name not in FITTABLE or (leg and leg != PER_LEG):
+            raise ValueError(f"--fit: unknown parameter '{name}' (known: "
+                             f"{', '.join(FITTABLE)}; FIELD/{PER_LEG} for one per leg)")
+        if leg and not SCHEMA[field_name].per_joint:
+            raise ValueError(f"--fit: '{name}': {field_name} is one value for the whole robot, "
+                             "not one per joint, so not one per leg either")
+        out += [f"{field_name}/{each}" for each in legs(spec)] if leg else [name]
+    return out
 
 
 # ---- cost evaluation, in worker processes ------------------------------------------------

@@ -40,7 +40,9 @@ def register(sub) -> None:
     p.add_argument("--holdout", nargs="+", default=[], metavar="LOG",
                    help="logs kept out of the fit, to judge it")
     p.add_argument("--fit", default=",".join(DEFAULT_FIT), metavar="NAME,...",
-                   help=f"parameters to fit (default {','.join(DEFAULT_FIT)})")
+                   help=f"parameters to fit (default {','.join(DEFAULT_FIT)}); NAME/leg fits "
+                   "one value per leg of a per-joint parameter (kp_scale/leg: a leg whose "
+                   "servos are weaker than the others')")
     p.add_argument("--start", metavar="FILE", help="dynamics file (an earlier stage's fit): "
                    "the parameters not fitted keep its values (default: nominal)")
     p.add_argument("--window", type=nonnegative, metavar="S", help="replay ground logs in "
@@ -63,17 +65,19 @@ def register(sub) -> None:
 def run(args) -> int:
     from gaitforge.sim.dynamics import save_dynamics
     from gaitforge.sim.replay import support_of, window_ticks
-    from gaitforge.sim.sysid import FITTABLE, IdentificationError, Problem, fit
+    from gaitforge.sim.sysid import FITTABLE, IdentificationError, Problem, expand_fit, fit
 
     if Path(args.out).is_dir():  # refused now, not after minutes of fitting
         raise ConfigError(f"--out {args.out}: is a folder; give the dynamics file's name "
                           f"(e.g. {Path(args.out) / 'dynamics.yaml'})")
     names = [n.strip() for n in args.fit.split(",") if n.strip()]
-    unknown = [n for n in names if n not in FITTABLE]
-    if unknown or not names:
-        raise ConfigError(f"--fit: unknown parameter '{unknown[0] if unknown else ''}' "
-                          f"(known: {', '.join(FITTABLE)})")
+    if not names:
+        raise ConfigError(f"--fit: no parameter named (known: {', '.join(FITTABLE)})")
     fit_logs, held, spec = _load(args)
+    try:
+        coordinates = expand_fit(names, spec)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     dt, support = _same(fit_logs + held, "control_dt_s"), _same(fit_logs + held, "support")
     start, earlier = _start(args.start, spec, args.engine)
     try:
@@ -81,7 +85,7 @@ def run(args) -> int:
         ticks = window_ticks(support, args.window, dt)
         commands = _pieces(fit_logs, ticks)
         problem = Problem(spec, args.engine, dt, support, commands, start,
-                          tuple(n for n in names if n != "latency_s"))
+                          tuple(n for n in coordinates if n != "latency_s"))
         result = fit(problem, fit_latency="latency_s" in names,
                      max_latency_s=args.max_latency, generations=args.generations,
                      workers=args.workers, seed=args.seed,
@@ -92,7 +96,7 @@ def run(args) -> int:
     before = _rmse(judged, spec, args.engine, support, dt, problem.base)
     after = _rmse(judged, spec, args.engine, support, dt, result.params)
     base_name = "start" if args.start else "nominal"
-    _print(result, names, spec, before, after, "held-out" if held else "fit (no --holdout)",
+    _print(result, coordinates, spec, before, after, "held-out" if held else "fit (no --holdout)",
            base_name)
     provenance = {
         "tool": "gaitforge sysid",
@@ -206,6 +210,7 @@ def _progress_bar(disabled: bool, generations: int):
 
 def _print(result, names, spec, before, after, judged_on: str, base_name: str) -> None:
     from gaitforge.sim.dynamics import SCHEMA
+    from gaitforge.sim.sysid import legs
 
     together = {}
     for group, _ in result.together:
@@ -214,9 +219,11 @@ def _print(result, names, spec, before, after, judged_on: str, base_name: str) -
     print(f"fitted in {result.evaluations} replays; cost {result.cost_start:.3f} -> "
           f"{result.cost_fit:.3f}")
     for name in names:
-        value = getattr(result.params, name)
+        field_name, _, leg = name.partition("/")
+        value = result.params.joint_values(field_name, spec)[legs(spec)[leg][0]] if leg \
+            else getattr(result.params, name)
         shown = f"{value * 1e3:.1f} ms ({result.latency_steps} physics steps)" \
-            if name == "latency_s" else f"{value:.4g} {SCHEMA[name].unit}"
+            if name == "latency_s" else f"{value:.4g} {SCHEMA[field_name].unit}"
         note = f"  (identifiable only together with {', '.join(together[name])})" \
             if name in together else ""
         print(f"  {name:28s} {shown}{note}")

@@ -80,6 +80,9 @@ def test_sysid_refusals_are_sentences(serial_logs, tmp_path, capsys):
     assert main(["sysid", str(fit_log), "--fit", "latency_s,stiffness"]) == 2
     assert "--fit: unknown parameter 'stiffness' (known: latency_s, kp_scale" in \
         capsys.readouterr().err
+    assert main(["sysid", str(fit_log), "--fit", "foot_friction/leg"]) == 2
+    assert ("--fit: 'foot_friction/leg': foot_friction is one value for the whole robot, not "
+            "one per joint") in capsys.readouterr().err
     # a log of another robot
     other = tmp_path / "a1"
     assert main(["excite", "--robot", "a1", "--body", "sim:mujoco", "--duration", "3.5",

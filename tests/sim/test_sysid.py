@@ -4,6 +4,7 @@ reported as such."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from gaitforge.control.deploy import clock_and_sleep
@@ -16,7 +17,7 @@ from gaitforge.sim.dynamics import DynamicsParams
 from gaitforge.sim.env import make_body
 from gaitforge.sim.replay import LogCommands
 from gaitforge.sim.robot_adapters import SimulatedRobot
-from gaitforge.sim.sysid import IdentificationError, Problem, fit
+from gaitforge.sim.sysid import IdentificationError, Problem, expand_fit, fit, legs
 
 SPEC = load_robot_spec("servo_dog")
 TRUTH = DynamicsParams(latency_s=0.008, joint_friction_nm=0.04, armature_kg_m2=0.003)
@@ -70,3 +71,30 @@ def test_gain_and_strength_are_reported_as_identifiable_only_together(tmp_path):
                  fit_latency=False, workers=0, generations=3)
     assert [group for group, _ in result.together] == [
         ("kp_scale", "kd_scale", "motor_strength")]
+
+
+def test_one_weak_leg_is_found_by_a_fit_per_leg(tmp_path):
+    """The front-left leg's servos at half the gain: kp_scale/leg finds that leg at 0.5 and the
+    others at 1, where one kp_scale for the robot could only split the difference."""
+    weak = tuple([1.0] * 3 + [0.5] * 3 + [1.0] * 6)
+    log = excitation_log(tmp_path, DynamicsParams(kp_scale=weak, armature_kg_m2=0.003),
+                         amplitude=0.3, name="weak")
+    names = tuple(expand_fit(["kp_scale/leg"], SPEC))
+    assert names == ("kp_scale/FR", "kp_scale/FL", "kp_scale/RR", "kp_scale/RL")
+    result = fit(problem([log], names), fit_latency=False, workers=0, generations=6)
+    kp = result.params.joint_values("kp_scale", SPEC)
+    assert kp[3:6] == pytest.approx([0.5] * 3, rel=0.05)
+    assert np.delete(kp, [3, 4, 5]) == pytest.approx([1.0] * 9, rel=0.05)
+
+
+def test_legs_are_named_by_their_feet_and_hold_their_joints_in_order():
+    assert legs(SPEC) == {"FR": [0, 1, 2], "FL": [3, 4, 5], "RR": [6, 7, 8], "RL": [9, 10, 11]}
+    assert list(legs(load_robot_spec("mini_cheetah"))) == ["fr", "fl", "hr", "hl"]
+    # lower_leg_front_leftL_link: the shared words cut, not the shared letters
+    assert legs(load_robot_spec("minitaur")) == {"front_leftL": [0, 1], "back_leftL": [2, 3],
+                                         "front_rightL": [4, 5], "back_rightL": [6, 7]}
+    with pytest.raises(ValueError, match="'trunk_mass_delta_kg/leg': trunk_mass_delta_kg is "
+                       "one value for the whole robot"):
+        expand_fit(["trunk_mass_delta_kg/leg"], SPEC)
+    with pytest.raises(ValueError, match="unknown parameter 'kp_scale/FR'"):
+        expand_fit(["kp_scale/FR"], SPEC)
