@@ -9,7 +9,8 @@
 RUN is a trained servo_dog run (ideally trained with `--set env.critic_inputs=estimated`, so
 its critic is reused; otherwise a new critic warms up first); its bundle is exported if
 missing. For each seeded gap draw (latency, gains, friction, armature, trunk mass, foot
-friction away from nominal; draws 0, 3, ... are bad ones, see `draw`):
+friction away from nominal; draws 0, 3, ... are bad ones, see `draw`; `--weak-leg FL=0.6` adds
+one leg whose servos sysid cannot tell apart from the others, see `weak_leg`):
   1. robot time: `gaitforge virtual-robot --dynamics GAP` (a fresh process per episode: a
      person stands the robot up again) serves the gap robot on ptys; the nominal bundle is
      deployed over serial for K episodes of 20 s at vx 0.3 m/s (at most 10 x 20 s = 200 s;
@@ -55,6 +56,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "finetune_bench.json"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MUJOCO_GL": "disable"}
+LEGS = ("FR", "FL", "RR", "RL")  # servo_dog's legs in its spec's joint order, 3 joints each
 VARIANTS = {"dynamics only": 1.0, "logs only": 0.0, "both": 0.5}  # name: --sim-mix
 RETRAIN = "retrain"  # from scratch around the dynamics, the parent's config: no logs
 SECOND_STAGE = "trunk_mass_delta_kg,foot_friction"
@@ -87,6 +89,26 @@ def draw(seed: int) -> dict:
             "armature_kg_m2": float(u(0.007, 0.009) if bad else u(0.003, 0.007)),
             "trunk_mass_delta_kg": float(u(0.3, 0.5) if bad else u(0.0, 0.4)),
             "foot_friction": float(u(0.5, 0.7) if bad else u(0.5, 1.0))}
+
+
+def weak_leg(arg: str | None) -> dict:
+    """`--weak-leg LEG=FACTOR` as a gap entry: that leg's three servos at FACTOR x the gains and
+    torque limit (`motor_strength`, one value per joint; a tired servo pack, a worn gearbox).
+    sysid fits no `motor_strength` and no value per joint, so the gap keeps what it cannot
+    name: what only the logs hold."""
+    if not arg:
+        return {}
+    leg, _, factor = arg.partition("=")
+    try:
+        value = float(factor)
+    except ValueError:
+        value = 0.0
+    if leg not in LEGS or not 0.1 <= value <= 3.0:
+        raise SystemExit(f"--weak-leg {arg!r}: expected LEG=FACTOR, LEG one of "
+                         f"{', '.join(LEGS)} and FACTOR in [0.1, 3] (motor_strength's range)")
+    strength = [1.0] * 3 * len(LEGS)
+    strength[3 * LEGS.index(leg):3 * LEGS.index(leg) + 3] = [value] * 3
+    return {"motor_strength": strength}
 
 
 def serve(gap: Path, support: str):
@@ -163,7 +185,7 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
     else:
         folder = Path(tempfile.mkdtemp(prefix=f"draw{seed}-", dir=runs))
         gap = folder / "gap.yaml"
-        gap.write_text(yaml.safe_dump(draw(seed)))
+        gap.write_text(yaml.safe_dump(draw(seed) | weak_leg(args.weak_leg)))
         t0 = time.perf_counter()
         logs = robot_time(bundle, gap, folder, args.episodes, args.seconds, args.explore)
         robot_s = time.perf_counter() - t0
@@ -229,7 +251,8 @@ def _identified(path: Path) -> dict:
     if not path.is_file():
         return {}
     data = yaml.safe_load(path.read_text())
-    return {k: v for k, v in data.items() if k in data["provenance"]["fit"]}
+    fitted = {name.partition("/")[0] for name in data["provenance"]["fit"]}  # kp_scale/leg
+    return {k: v for k, v in data.items() if k in fitted}
 
 
 def report(r: dict) -> None:
@@ -291,6 +314,9 @@ def main() -> None:
     ap.add_argument("--truth", action="store_true", help="fine-tune around the gap's true "
                     "dynamics, not sysid's fit: what a perfect identification would give")
     ap.add_argument("--tag", default="", help="suffix of the fine-tune run names")
+    ap.add_argument("--weak-leg", metavar="LEG=FACTOR", help="add to each drawn gap one leg "
+                    "(FR, FL, RR, RL) whose servos have FACTOR x the gains and torque limit: "
+                    "a gap sysid cannot name (it fits neither motor_strength nor per joint)")
     ap.add_argument("--explore", type=float, default=0.0, metavar="SIGMA", help="robot time "
                     "deploys with `--explore SIGMA` (exploration noise, logged; default 0)")
     args = ap.parse_args()
@@ -298,6 +324,9 @@ def main() -> None:
     args.steps = args.steps or (2000 if args.quick else 80_000)
     args.retrain_steps = args.retrain_steps or (2000 if args.quick else 140_000)
     args.judge = args.judge or (1 if args.quick else 10)
+    if args.weak_leg and args.reuse:
+        ap.error("--weak-leg shapes a new draw's gap; a reused draw keeps its gap.yaml")
+    weak_leg(args.weak_leg)  # a malformed one fails before any robot time
     if args.judge_only and not args.reuse:
         ap.error("--judge-only needs --reuse (the draw whose fine-tunes are judged again)")
     args.critic_warmup = 500 if args.quick else 5000
