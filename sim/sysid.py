@@ -132,6 +132,10 @@ def expand_fit(names: list[str], spec: RobotSpec) -> list[str]:
             raise ValueError(f"--fit: '{name}': {field_name} is one value for the whole robot, "
                              "not one per joint, so not one per leg either")
         out += [f"{field_name}/{each}" for each in legs(spec)] if leg else [name]
+    both = sorted({n.partition("/")[0] for n in names if "/" in n} & set(names))
+    if both:
+        raise ValueError(f"--fit: {both[0]} is asked for both for the whole robot and per leg; "
+                         "name one of them")
     return out
 
 

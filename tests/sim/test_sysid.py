@@ -98,3 +98,5 @@ def test_legs_are_named_by_their_feet_and_hold_their_joints_in_order():
         expand_fit(["trunk_mass_delta_kg/leg"], SPEC)
     with pytest.raises(ValueError, match="unknown parameter 'kp_scale/FR'"):
         expand_fit(["kp_scale/FR"], SPEC)
+    with pytest.raises(ValueError, match="kp_scale is asked for both for the whole robot and"):
+        expand_fit(["kp_scale", "kp_scale/leg"], SPEC)
