@@ -16,10 +16,11 @@ one leg whose servos sysid cannot tell apart from the others, see `weak_leg`):
      deployed over serial for K episodes of 20 s at vx 0.3 m/s (at most 10 x 20 s = 200 s;
      `--explore SIGMA`: with that exploration noise on its actions, `deploy --explore`),
      and one 30 s hung excitation is logged;
-  2. `gaitforge sysid --engine E` (with `--sysid-fit`'s --fit) on the excitation log ->
-     fitted.yaml (the actuators), then on the policy logs, walking, `--start fitted.yaml
-     --fit trunk_mass_delta_kg,foot_friction` -> fitted-walk.yaml (what a hung robot does not
-     show), which the fine-tunes take;
+  2. `gaitforge sysid --engine E` on the excitation log -> fitted.yaml (the actuators;
+     `--per-leg NAME`: then `--start fitted.yaml --fit NAME/leg` on the same log ->
+     fitted-legs.yaml, which the next stage starts from), then on the policy logs, walking,
+     `--start fitted.yaml --fit trunk_mass_delta_kg,foot_friction` -> fitted-walk.yaml (what
+     a hung robot does not show), which the fine-tunes take;
   3. three fine-tunes from RUN in engine E (where the dynamics were identified: the same values
      behave differently in the other engine), side by side on the same logs: around the identified
      dynamics only (`--sim-mix 1`), on the logs only (`--sim-mix 0`), and both (`0.5`);
@@ -191,19 +192,25 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
         logs = robot_time(bundle, gap, folder, args.episodes, args.seconds, args.explore)
         robot_s = time.perf_counter() - t0
         gaitforge("sysid", logs["excitation"], "--out", str(folder / "fitted.yaml"),
-                  "--engine", args.engine, "--no-progress",
-                  *(["--fit", args.sysid_fit] if args.sysid_fit else []))
+                  "--engine", args.engine, "--no-progress")
+        if args.per_leg:  # the healthy legs set the whole robot's values; then each leg's
+            gaitforge("sysid", logs["excitation"], "--start", str(folder / "fitted.yaml"),
+                      "--fit", f"{args.per_leg}/leg", "--out", str(folder / "fitted-legs.yaml"),
+                      "--engine", args.engine, "--no-progress")
+    hung = folder / "fitted-legs.yaml"  # where there was a stage per leg
+    if not hung.is_file():
+        hung = folder / "fitted.yaml"
     dynamics = gap if args.truth else folder / "fitted-walk.yaml"
     if not dynamics.is_file():  # a reused draw from before the second stage gets it now
         t0 = time.perf_counter()
-        gaitforge("sysid", *logs["policy_logs"], "--start", str(folder / "fitted.yaml"),
+        gaitforge("sysid", *logs["policy_logs"], "--start", str(hung),
                   "--fit", SECOND_STAGE, "--generations", "12", "--out", str(dynamics),
                   "--engine", args.engine, "--no-progress")
         print(f"  second-stage sysid: {time.perf_counter() - t0:.0f} s", flush=True)
     result = {"seed": seed, "gap": yaml.safe_load(gap.read_text()), "robot_wall_s": robot_s,
               "explore": _explored(logs["policy_logs"]),
               "finetune_set": args.set, "reused": args.reuse or "",
-              "sysid_fit": args.sysid_fit or "sysid's default",
+              "walking_stage_from": hung.name,
               "around": "the gap's true dynamics" if args.truth else "sysid's fit",
               "policy_seconds_logged": args.episodes * args.seconds,
               "identified": _identified(folder / "fitted-walk.yaml"), "policies": {}}
@@ -320,9 +327,8 @@ def main() -> None:
     ap.add_argument("--weak-leg", metavar="LEG=FACTOR", help="add to each drawn gap one leg "
                     "(FR, FL, RR, RL) whose servos have FACTOR x the gains and torque limit: "
                     "a gap sysid cannot name (it fits neither motor_strength nor per joint)")
-    ap.add_argument("--sysid-fit", metavar="NAME,...", help="the first (hung) stage's `sysid "
-                    "--fit` (default sysid's own), e.g. latency_s,kp_scale/leg,kd_scale/leg,"
-                    "joint_friction_nm,armature_kg_m2 for a robot whose legs differ")
+    ap.add_argument("--per-leg", metavar="NAME", help="after the hung fit, fit NAME per leg "
+                    "on the same excitation (e.g. motor_strength: a robot whose legs differ)")
     ap.add_argument("--explore", type=float, default=0.0, metavar="SIGMA", help="robot time "
                     "deploys with `--explore SIGMA` (exploration noise, logged; default 0)")
     args = ap.parse_args()
@@ -330,9 +336,9 @@ def main() -> None:
     args.steps = args.steps or (2000 if args.quick else 80_000)
     args.retrain_steps = args.retrain_steps or (2000 if args.quick else 140_000)
     args.judge = args.judge or (1 if args.quick else 10)
-    if (args.weak_leg or args.sysid_fit) and args.reuse:
-        ap.error("--weak-leg and --sysid-fit shape a new draw's gap and fit; a reused draw "
-                 "keeps its gap.yaml and fitted.yaml")
+    if (args.weak_leg or args.per_leg) and args.reuse:
+        ap.error("--weak-leg and --per-leg shape a new draw's gap and fit; a reused draw "
+                 "keeps its gap.yaml and fits (fitted-legs.yaml where it has one)")
     weak_leg(args.weak_leg)  # a malformed one fails before any robot time
     if args.judge_only and not args.reuse:
         ap.error("--judge-only needs --reuse (the draw whose fine-tunes are judged again)")

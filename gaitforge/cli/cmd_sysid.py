@@ -223,7 +223,8 @@ def _print(result, names, spec, before, after, judged_on: str, base_name: str) -
         value = result.params.joint_values(field_name, spec)[legs(spec)[leg][0]] if leg \
             else getattr(result.params, name)
         shown = f"{value * 1e3:.1f} ms ({result.latency_steps} physics steps)" \
-            if name == "latency_s" else f"{value:.4g} {SCHEMA[field_name].unit}"
+            if name == "latency_s" else f"{value:.4g} {SCHEMA[field_name].unit}".removesuffix(
+                " 1")  # a scale has no unit
         note = f"  (identifiable only together with {', '.join(together[name])})" \
             if name in together else ""
         print(f"  {name:28s} {shown}{note}")

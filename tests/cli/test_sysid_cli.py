@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
@@ -47,6 +48,8 @@ def test_excite_replay_and_sysid_over_a_pty(serial_logs, capsys):
                  "--out", str(out_file), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "per joint on the held-out logs" in out
+    assert re.search(r"^  kp_scale +[0-9.]+$", out, re.M)  # a scale: no unit
+    assert re.search(r"^  armature_kg_m2 +[0-9.e-]+ kg m\^2$", out, re.M)
     fitted = load_dynamics(out_file, _spec())
     provenance = read_provenance(out_file)
     assert list(provenance["logs"]) == [str(fit_log)] and list(provenance["holdout"]) == \
