@@ -9,8 +9,8 @@
 RUN is a trained servo_dog run (ideally trained with `--set env.critic_inputs=estimated`, so
 its critic is reused; otherwise a new critic warms up first); its bundle is exported if
 missing. For each seeded gap draw (latency, gains, friction, armature, trunk mass, foot
-friction away from nominal; draws 0, 3, ... are bad ones, see `draw`; `--weak-leg FL=0.6` adds
-one leg whose servos sysid cannot tell apart from the others, see `weak_leg`):
+friction away from nominal; draws 0, 3, ... are bad ones, see `draw`; `--weak-leg FL=0.35` adds
+one leg whose servos sysid's default fit cannot tell apart from the others, see `weak_leg`):
   1. robot time: `gaitforge virtual-robot --dynamics GAP` (a fresh process per episode: a
      person stands the robot up again) serves the gap robot on ptys; the nominal bundle is
      deployed over serial for K episodes of 20 s at vx 0.3 m/s (at most 10 x 20 s = 200 s;
@@ -96,8 +96,8 @@ def draw(seed: int) -> dict:
 def weak_leg(arg: str | None) -> dict:
     """`--weak-leg LEG=FACTOR` as a gap entry: that leg's three servos at FACTOR x the gains and
     torque limit (`motor_strength`, one value per joint; a tired servo pack, a worn gearbox).
-    sysid fits no `motor_strength` and no value per joint, so the gap keeps what it cannot
-    name: what only the logs hold."""
+    sysid's default fit has no `motor_strength` and no value per joint, so the gap keeps what
+    that fit cannot name (`--per-leg motor_strength` adds a stage that can)."""
     if not arg:
         return {}
     leg, _, factor = arg.partition("=")
@@ -326,7 +326,7 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the fine-tune run names")
     ap.add_argument("--weak-leg", metavar="LEG=FACTOR", help="add to each drawn gap one leg "
                     "(FR, FL, RR, RL) whose servos have FACTOR x the gains and torque limit: "
-                    "a gap sysid cannot name (it fits neither motor_strength nor per joint)")
+                    "a gap sysid's default fit cannot name (no motor_strength, nothing per leg)")
     ap.add_argument("--per-leg", metavar="NAME", help="after the hung fit, fit NAME per leg "
                     "on the same excitation (e.g. motor_strength: a robot whose legs differ)")
     ap.add_argument("--explore", type=float, default=0.0, metavar="SIGMA", help="robot time "
