@@ -58,7 +58,6 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "finetune_bench.json"
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MUJOCO_GL": "disable"}
-LEGS = ("FR", "FL", "RR", "RL")  # servo_dog's legs in its spec's joint order, 3 joints each
 VARIANTS = {"dynamics only": 1.0, "logs only": 0.0, "both": 0.5}  # name: --sim-mix
 RETRAIN = "retrain"  # from scratch around the dynamics, the parent's config: no logs
 SECOND_STAGE = "trunk_mass_delta_kg,foot_friction"
@@ -98,18 +97,27 @@ def weak_leg(arg: str | None) -> dict:
     torque limit (`motor_strength`, one value per joint; a tired servo pack, a worn gearbox).
     sysid's default fit has no `motor_strength` and no value per joint, so the gap keeps what
     that fit cannot name (`--per-leg motor_strength` adds a stage that can)."""
+    from gaitforge.robots.spec import load_robot_spec
+    from gaitforge.sim.dynamics import SCHEMA
+    from gaitforge.sim.sysid import legs
+
     if not arg:
         return {}
+    spec = load_robot_spec("servo_dog")
+    joints_of, (low, high) = legs(spec), (SCHEMA["motor_strength"].low,
+                                          SCHEMA["motor_strength"].high)
     leg, _, factor = arg.partition("=")
     try:
         value = float(factor)
     except ValueError:
         value = 0.0
-    if leg not in LEGS or not 0.1 <= value <= 3.0:
+    if leg not in joints_of or not low <= value <= high:
         raise SystemExit(f"--weak-leg {arg!r}: expected LEG=FACTOR, LEG one of "
-                         f"{', '.join(LEGS)} and FACTOR in [0.1, 3] (motor_strength's range)")
-    strength = [1.0] * 3 * len(LEGS)
-    strength[3 * LEGS.index(leg):3 * LEGS.index(leg) + 3] = [value] * 3
+                         f"{', '.join(joints_of)} and FACTOR in [{low:g}, {high:g}] "
+                         "(motor_strength's range)")
+    strength = [1.0] * spec.n_joints
+    for joint in joints_of[leg]:
+        strength[joint] = value
     return {"motor_strength": strength}
 
 

@@ -21,6 +21,7 @@ stronger motor and higher gains move the joints alike).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import multiprocessing as mp
 import os
@@ -31,7 +32,7 @@ import numpy as np
 
 from gaitforge.robots.spec import RobotSpec
 
-from .dynamics import DynamicsParams
+from .dynamics import SCHEMA, DynamicsParams
 from .replay import LogCommands, make_replay_body, replay
 
 # name: (low, high, log scale); latency is searched separately, in whole physics steps
@@ -74,6 +75,10 @@ class Problem:
     names: tuple[str, ...]
     sim_dt_s: float = 0.002
 
+    @functools.cached_property
+    def leg_joints(self) -> dict[str, list[int]]:
+        return legs(self.spec)
+
     def params(self, x: np.ndarray, latency_steps: int) -> DynamicsParams:
         """Dynamics for normalised x in [0, 1]^k and a latency in physics steps: a FIELD/LEG
         coordinate sets that leg's joints, the rest of the field keeps the base's values."""
@@ -81,12 +86,12 @@ class Problem:
         for name, u in zip(self.names, x, strict=True):
             field_name, _, leg = name.partition("/")
             value = to_value(field_name, float(u))
-            if leg:
-                joints = per_joint.setdefault(field_name,
-                                              self.base.joint_values(field_name, self.spec))
-                joints[legs(self.spec)[leg]] = value
-            else:
+            if not leg:
                 changes[field_name] = value
+                continue
+            if field_name not in per_joint:
+                per_joint[field_name] = self.base.joint_values(field_name, self.spec)
+            per_joint[field_name][self.leg_joints[leg]] = value
         changes |= {name: tuple(float(v) for v in joints) for name, joints in per_joint.items()}
         return dataclasses.replace(self.base, latency_s=latency_steps * self.sim_dt_s, **changes)
 
@@ -109,7 +114,8 @@ def legs(spec: RobotSpec) -> dict[str, list[int]]:
                          "its legs cannot be told apart for a fit per leg")
     prefix = os.path.commonprefix(feet)  # cut at an underscore: front_leftL, not front_lef
     suffix = os.path.commonprefix([f[::-1] for f in feet])[::-1]
-    head, tail = prefix.rfind("_") + 1, len(suffix) - suffix.find("_") if "_" in suffix else 0
+    head = prefix.rfind("_") + 1
+    tail = len(suffix) - suffix.find("_") if "_" in suffix else 0
     names = [f[head:len(f) - tail].strip("_") if len(feet) > 1 else f for f in feet]
     if len(set(names)) != len(feet) or not all(names):
         names = list(feet)
@@ -120,8 +126,6 @@ def legs(spec: RobotSpec) -> dict[str, list[int]]:
 def expand_fit(names: list[str], spec: RobotSpec) -> list[str]:
     """Fit names with every FIELD/leg replaced by FIELD/LEG for each of the robot's legs.
     ValueError, naming it, for an unknown name or one that has no value per joint."""
-    from .dynamics import SCHEMA
-
     out = []
     for name in names:
         field_name, _, leg = name.partition("/")
