@@ -73,7 +73,7 @@ def main() -> None:
         tuner = cmd_finetune._fine_tuner(cfg, env, Path(tempfile.mkdtemp()), kept)
         tuner.evaluate = None
         held = offline_replay(tuner.obs_dim, tuner.act_dim, tuner.critic_obs_dim, 1,
-                              {k: v for k, v in held_out.items() if k != "used"})
+                              cmd_finetune.offline_part(held_out))
         rng = np.random.default_rng(args.seed)
         print(f"{run.name}: {len(kept['reward'])} logged transitions in replay, "
               f"{len(held_out['reward'])} held out; sim mix {args.sim_mix:g}, "

@@ -23,9 +23,10 @@ one leg whose servos sysid's default fit cannot tell apart from the others, see 
      a hung robot does not show), which the fine-tunes take;
   3. three fine-tunes from RUN in engine E (where the dynamics were identified: the same values
      behave differently in the other engine), side by side on the same logs: around the identified
-     dynamics only (`--sim-mix 1`), on the logs only (`--sim-mix 0`), and both (`0.5`);
-     each timed, each keeping the checkpoint it evaluated best (which it says); `--truth`
-     fine-tunes around the gap's true dynamics instead (what perfect identification gives);
+     dynamics only (`--sim-mix 1`), on the logs only (`--sim-mix 0`), and both (`0.5`),
+     half of their fresh episodes commanded as the logs were (`--logged-commands`); each
+     timed, each keeping the checkpoint it evaluated best (which it says); `--truth` fine-tunes
+     around the gap's true dynamics instead (what perfect identification gives);
      `--variants retrain` also trains a policy from scratch around those dynamics with RUN's
      config (`gaitforge train RUN/config.yaml --dynamics FILE`: no logs, its last checkpoint);
   4. every policy (nominal and the three) is judged on the gap robot and on the nominal one:
@@ -218,6 +219,8 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
     result = {"seed": seed, "gap": yaml.safe_load(gap.read_text()), "robot_wall_s": robot_s,
               "explore": _explored(logs["policy_logs"]),
               "finetune_set": args.set, "reused": args.reuse or "",
+              "logged_commands": ("the command's default" if args.logged_commands is None
+                                  else args.logged_commands),
               "walking_stage_from": hung.name,
               "around": "the gap's true dynamics" if args.truth else "sysid's fit",
               "policy_seconds_logged": args.episodes * args.seconds,
@@ -246,6 +249,8 @@ def run_draw(seed: int, run: str, bundle: Path, runs: Path, args) -> dict:
                              str(args.steps), "--critic-warmup", str(args.critic_warmup),
                              "--name", tag, "--no-progress", "--set",
                              f"env.sim.engine={args.engine}",
+                             *([] if args.logged_commands is None else
+                               ["--logged-commands", str(args.logged_commands)]),
                              *[a for kv in args.set for a in ("--set", kv)])
         tune_s = time.perf_counter() - t0  # judged again only: nothing ran, ~0
         if not args.judge_only:
@@ -311,6 +316,10 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a setting of every fine-tune (gaitforge finetune --set), e.g. "
                     "env.task.yaw_rate_window_s=0.4")
+    ap.add_argument("--logged-commands", type=float, metavar="F",
+                    help="gaitforge finetune --logged-commands: that share of the fresh "
+                    "episodes commanded as the logs were (default: the command's, 0.5; the "
+                    "README's tables before it ran with 0)")
     ap.add_argument("--steps", type=int, help="steps of every fine-tune (default 80000; "
                     "--quick 2000)")
     ap.add_argument("--variants", nargs="+", choices=[*VARIANTS, RETRAIN],

@@ -29,12 +29,16 @@ class CommandRanges:
     """Velocity command sampled uniformly per episode: forward, lateral (m/s), yaw rate (rad/s).
     `zero_prob`: each component is instead 0 with this probability, on its own, so that
     standing, turning on the spot and stepping straight sideways (a grid's cells, which a
-    uniform draw never gives exactly) are trained as often as the rest."""
+    uniform draw never gives exactly) are trained as often as the rest. `focus`: commands
+    (vx, vy, yaw rate) of which one, each as likely, is the episode's instead with probability
+    `focus_prob` (a fine-tune's: those its logs were commanded, where the robot is used)."""
 
     vx_m_s: tuple[float, float] = (-0.3, 0.3)
     vy_m_s: tuple[float, float] = (-0.15, 0.15)
     yaw_rad_s: tuple[float, float] = (-0.5, 0.5)
     zero_prob: float = 0.0
+    focus: tuple[tuple[float, float, float], ...] = ()
+    focus_prob: float = 0.0
 
     def __post_init__(self):
         for name in ("vx_m_s", "vy_m_s", "yaw_rad_s"):
@@ -43,6 +47,12 @@ class CommandRanges:
                 raise ValueError(f"command.{name}: low {lo} > high {hi}")
         if not 0.0 <= self.zero_prob <= 1.0:
             raise ValueError(f"command.zero_prob must be in [0, 1], got {self.zero_prob}")
+        if not 0.0 <= self.focus_prob <= 1.0:
+            raise ValueError(f"command.focus_prob must be in [0, 1], got {self.focus_prob}")
+        if self.focus_prob > 0 and not self.focus:
+            raise ValueError("command.focus_prob is above 0 but command.focus names no command")
+        if not np.isfinite(np.asarray(self.focus, float)).all():
+            raise ValueError(f"command.focus: every component must be finite, got {self.focus}")
 
 
 @dataclass(frozen=True)
@@ -295,6 +305,8 @@ class Task:
         if self.config.name == "stand":
             return np.zeros(3)
         c = self.config.command
+        if c.focus_prob > 0 and rng.random() < c.focus_prob:  # (a draw only then, as below)
+            return np.array(c.focus[rng.integers(len(c.focus))], dtype=np.float64)
         out = np.array([rng.uniform(*c.vx_m_s), rng.uniform(*c.vy_m_s), rng.uniform(*c.yaw_rad_s)])
         if c.zero_prob > 0:  # (three more draws only then: runs without it sample as before)
             out[rng.random(3) < c.zero_prob] = 0.0

@@ -31,6 +31,10 @@ only the training dynamics, unlearns. Four things hold the policy near the paren
   - `--ratchet` (on by default): after each evaluation the actor goes on from that best
     checkpoint, a worse one undone, and the anchor moves to each new best, so that a swing
     away from a good policy does not stay (agents/finetune.py, `Ratchet`).
+`--logged-commands F` (default 0.5): that share of the fresh episodes is commanded as the logs
+were (their most used commands, `env.task.command.focus`), the rest from the run's ranges as
+in training, and the selection's evaluations take the most used one (`evaluation.command`),
+so that the fine-tune spends its steps, and chooses, where the robot is used.
 What a dynamics file did not identify (a hung robot shows neither trunk mass nor foot
 friction; `gaitforge sysid --start` on walking logs does) is randomised widely
 (`unseen_overrides`). `--set finetune.actor_average=R` evaluates, checkpoints and exports a
@@ -48,6 +52,7 @@ file).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -71,6 +76,9 @@ ANCHOR = 0.1
 REHEARSE = 0.5
 UNSEEN_MASS_FRAC = 0.4  # of the robot's mass: a payload, a battery, a shell
 UNSEEN_FRICTION = 0.4  # a smooth floor under rubber feet
+LOGGED_COMMANDS = 0.5  # share of fresh episodes commanded as the logs were (README: halved 3 of 3)
+FOCUS_MOST = 16  # logged commands (rounded to FOCUS_ROUND) a fine-tune focuses on, most used
+FOCUS_ROUND = 2  # decimals: 0.01 m/s, 0.01 rad/s
 # the evaluations a checkpoint is chosen by: 4 episodes of 10 s in each simulation, every 10k
 SELECTION = ("train.eval_every_steps=10000", "train.checkpoint_every_steps=10000",
              "train.eval_episodes=4", "evaluation.episode_length_s=10")
@@ -94,6 +102,11 @@ def register(sub) -> None:
                    help="with --dynamics: share of the fresh-simulation envs that keep the "
                    "run's own training dynamics, so that what it did well is not unlearned "
                    f"(default {REHEARSE:g}, at least one env; 0: the identified dynamics only)")
+    p.add_argument("--logged-commands", type=fraction, default=LOGGED_COMMANDS, metavar="F",
+                   help="share of the fresh-simulation episodes commanded as the logs were "
+                   f"(their {FOCUS_MOST} most used commands, env.task.command.focus), the "
+                   f"rest drawn from the run's ranges as in training (default {LOGGED_COMMANDS:g};"
+                   " 0: the ranges only, as before)")
     p.add_argument("--steps", type=count, default=80_000, metavar="N",
                    help="simulation steps (with --sim-mix 0: update steps) (default 80000)")
     p.add_argument("--critic-warmup", type=count0, default=5_000, metavar="N",
@@ -197,7 +210,7 @@ def _transitions(cfg: RunConfig, paths: list[str], *, skip_bad: bool,
     from .logs_in import load_logs
 
     spec = load_robot_spec(cfg.env.robot)
-    parts, used = [], {}
+    parts, used, commands = [], {}, []
     for path in paths:
         try:
             (entry,) = load_logs([path])
@@ -220,13 +233,41 @@ def _transitions(cfg: RunConfig, paths: list[str], *, skip_bad: bool,
         except LogContentError as err:
             raise ConfigError(f"{err}: the fine-tuning critic needs it") from None
         used[path] = entry.sha256
+        commands.append(_policy_commands(entry.log))
     if not parts:
         raise ConfigError("no usable log left to fine-tune from")
     fields = ("obs", "action", "reward", "next_obs", "terminated", "critic_obs",
               "next_critic_obs")
     out = {f: np.concatenate([getattr(p, f) for p in parts]) for f in fields}
     out["used"] = used
+    out["commands"] = most_used(np.concatenate(commands))
     return out
+
+
+def offline_part(transitions: dict) -> dict[str, np.ndarray]:
+    """The arrays of `_transitions`' result, for replay (without what it says of the logs)."""
+    return {k: v for k, v in transitions.items() if k not in ("used", "commands")}
+
+
+def _policy_commands(log) -> np.ndarray:
+    """(policy ticks, 3): the velocity command in force at each of a log's policy ticks (a log
+    without that field, or a tick without a finite one: the command its metadata records)."""
+    acted = np.isfinite(log.ticks["action"]).all(axis=1)
+    fixed = np.asarray(log.metadata.get("command", (0.0, 0.0, 0.0)), float)
+    given = log.ticks.get("velocity_command")
+    if given is None:
+        return np.tile(fixed, (int(acted.sum()), 1))
+    given = np.asarray(given, float)[acted]
+    return np.where(np.isfinite(given).all(axis=1, keepdims=True), given, fixed)
+
+
+def most_used(commands: np.ndarray) -> list[list[float]]:
+    """The FOCUS_MOST commands given for the most ticks, each rounded to FOCUS_ROUND decimals
+    (a gamepad's are never the same twice), most used first (ties: the smaller first)."""
+    rounded = np.round(np.asarray(commands, float).reshape(-1, 3), FOCUS_ROUND) + 0.0  # no -0
+    unique, counts = np.unique(rounded, axis=0, return_counts=True)
+    order = np.argsort(-counts, kind="stable")[:FOCUS_MOST]
+    return [[float(x) for x in unique[i]] for i in order]
 
 
 def _check_log(entry, cfg: RunConfig, spec) -> None:
@@ -282,6 +323,11 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
         "critic_warmup_updates": int(args.critic_warmup),
         "rehearse": float(args.rehearse) if args.dynamics else 0.0,
         "ratchet": bool(args.ratchet)}
+    if args.logged_commands > 0:  # trained, and its checkpoints chosen, where it is used
+        data = apply_overrides(data, [
+            f"env.task.command.focus={json.dumps(transitions['commands'])}",
+            f"env.task.command.focus_prob={args.logged_commands}",
+            f"evaluation.command={json.dumps(transitions['commands'][0])}"])
     if args.dynamics:
         data = apply_overrides(data, unseen_overrides(args.dynamics, data))
     data = apply_overrides(data, args.set)
@@ -399,7 +445,7 @@ def _fine_tuner(cfg: RunConfig, env, run_dir: Path, transitions: dict):
                           "changed?)")
     if a.actor_anchor > 0:
         agent.set_anchor()  # at the parent's actor (a resumed run restores its own after)
-    offline = {k: v for k, v in transitions.items() if k != "used"}
+    offline = offline_part(transitions)
     return FineTuner(agent, env, t, run_dir / "checkpoints", offline=offline,
                      offline_fraction=1.0 - cfg.finetune.sim_mix,
                      critic_warmup_updates=cfg.finetune.critic_warmup_updates,

@@ -75,6 +75,10 @@ def test_finetune_from_logs_then_export_records_the_lineage(logged, capsys, tmp_
     # --rehearse 0.5 (the default) of the 2 fresh envs keeps the parent's nominal dynamics
     assert saved["finetune"]["rehearse"] == 0.5
     assert saved["finetune"]["ratchet"] is True  # on by default (--no-ratchet: off)
+    # --logged-commands 0.5 (the default): half the fresh episodes at the logs' (0.3, 0, 0)
+    assert saved["env"]["task"]["command"]["focus"] == [[0.3, 0.0, 0.0]]
+    assert saved["env"]["task"]["command"]["focus_prob"] == 0.5
+    assert saved["evaluation"]["command"] == [0.3, 0.0, 0.0]  # chosen where it is used
     envs = env_configs(from_dict(RunConfig, saved))
     assert [e.dynamics.get("kp_scale") for e in envs] == [0.9, None]
     assert envs[0].randomization.latency_s != envs[1].randomization.latency_s  # re-centred
@@ -108,7 +112,7 @@ def test_a_run_whose_critic_takes_log_inputs_keeps_it_as_it_was_built(logged, tm
     saved["env"]["critic_inputs"] = "estimated"
     (parent / "config.yaml").write_text(yaml.safe_dump(saved))
     args = argparse.Namespace(steps=100, sim_mix=0.5, critic_warmup=100, set=[], dynamics=None,
-                              anchor=0.3, ratchet=True)
+                              anchor=0.3, ratchet=True, logged_commands=0.0)
     tuned = _finetune_config(args, parent, {"used": {}})
     assert not tuned["agent"].get("critic_layer_norm", False)
     fresh = _finetune_config(args, runs / "tiny", {"used": {}})  # privileged: a new critic
@@ -127,7 +131,8 @@ def test_fresh_simulation_is_rewarded_as_the_logs_only_when_they_share_the_minib
 
     def inputs(sim_mix, *overrides):
         args = argparse.Namespace(steps=100, sim_mix=sim_mix, critic_warmup=100,
-                                  set=list(overrides), dynamics=None, anchor=0.1, ratchet=True)
+                                  set=list(overrides), dynamics=None, anchor=0.1, ratchet=True,
+                                  logged_commands=0.0)
         return _finetune_config(args, runs / "tiny", {"used": {}})["env"].get(
             "reward_inputs", "privileged")
 
@@ -135,6 +140,45 @@ def test_fresh_simulation_is_rewarded_as_the_logs_only_when_they_share_the_minib
     assert inputs(1.0) == "privileged"
     assert inputs(0.5, "finetune.sim_mix=1") == "privileged"
     assert inputs(0.5, "env.reward_inputs=privileged") == "privileged"
+
+
+def test_logged_commands_focus_that_share_of_the_fresh_episodes_on_the_logs_commands(logged):
+    """The logs were deployed at the default command (0.3, 0, 0): with --logged-commands 0.5
+    the fine-tune's task draws it for half of the episodes, and its selection evaluates at the
+    most used; without, the ranges alone and the run's evaluation command."""
+    import argparse
+
+    from gaitforge.cli.cmd_finetune import _finetune_config, _transitions, most_used
+
+    runs, logs = logged
+    parent = from_dict(RunConfig, yaml.safe_load((runs / "tiny" / "config.yaml").read_text()),
+                       source="tiny")
+    transitions = _transitions(parent, [str(p) for p in logs], skip_bad=False)
+    assert transitions["commands"] == [[0.3, 0.0, 0.0]]
+
+    def config(share):
+        args = argparse.Namespace(steps=100, sim_mix=1.0, critic_warmup=100, set=[],
+                                  dynamics=None, anchor=0.1, ratchet=True,
+                                  logged_commands=share)
+        return from_dict(RunConfig, _finetune_config(args, runs / "tiny", transitions),
+                         source="ft")
+
+    def command(share):
+        return config(share).env.task.command
+
+    def evaluated(share):
+        return config(share).evaluation.command
+
+    transitions = {**transitions, "commands": [[0.2, 0.0, 0.1], [0.3, 0.0, 0.0]]}
+    focused, plain = command(0.5), command(0.0)
+    assert focused.focus == ((0.2, 0.0, 0.1), (0.3, 0.0, 0.0)) and focused.focus_prob == 0.5
+    assert plain.focus == () and plain.focus_prob == 0.0
+    # the selection evaluates at the most used (without: the run's own evaluation command)
+    assert evaluated(0.5) == (0.2, 0.0, 0.1) and evaluated(0.0) == (0.3, 0.0, 0.0)
+    # rounded to 0.01, most ticks first: 3 ticks of (0.1, 0, 0.2), 2 of (0.3, 0, 0), -0 is 0
+    ticks = [[0.3, 0, 0], [0.1, -0.001, 0.2], [0.301, 0, 0], [0.1, 0, 0.2], [0.1, 0, 0.199]]
+    assert most_used(ticks) == [[0.1, 0.0, 0.2], [0.3, 0.0, 0.0]]
+    assert str(most_used(ticks)[0][1]) == "0.0"
 
 
 def test_logs_only_needs_no_simulation(logged):

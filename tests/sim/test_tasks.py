@@ -209,6 +209,25 @@ def test_zero_prob_zeroes_each_command_component_on_its_own(spec):
         CommandRanges(zero_prob=1.5)
 
 
+def test_focus_commands_an_episode_as_one_of_its_commands_with_focus_prob(spec):
+    """A fine-tune's logged commands: with focus_prob 0.25 a quarter of the episodes take one
+    of `focus`, each as likely (1/8 each); the rest come from the ranges, which exclude both."""
+    focus = ((0.3, 0.0, 0.0), (0.1, -0.05, 0.2))
+    task = Task(TaskConfig(command=CommandRanges(vx_m_s=(-0.3, -0.1), focus=focus,
+                                                 focus_prob=0.25)), spec, DT)
+    rng = np.random.default_rng(0)
+    cmds = np.array([task.sample_command(rng) for _ in range(4000)])
+    for command in focus:
+        assert abs((cmds == command).all(axis=1).mean() - 0.125) < 0.015
+    assert (cmds[:, 0] <= -0.1).mean() == pytest.approx(0.75, abs=0.02)
+    with pytest.raises(ValueError, match="focus_prob"):
+        CommandRanges(focus_prob=0.5)  # no command to focus on
+    with pytest.raises(ValueError, match="focus_prob"):
+        CommandRanges(focus=focus, focus_prob=1.5)
+    with pytest.raises(ValueError, match="focus"):
+        CommandRanges(focus=((0.3, float("nan"), 0.0),))
+
+
 # Terminations -------------------------------------------------------------------------------
 def tilted(angle_rad: float) -> tuple[float, float, float, float]:
     """Tilt about the horizontal axis (1, 1, 0)/sqrt 2: trunk z makes `angle_rad` with world z."""
