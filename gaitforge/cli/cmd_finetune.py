@@ -250,15 +250,13 @@ def offline_part(transitions: dict) -> dict[str, np.ndarray]:
 
 
 def _policy_commands(log) -> np.ndarray:
-    """(policy ticks, 3): the velocity command in force at each of a log's policy ticks (a log
-    without that field, or a tick without a finite one: the command its metadata records)."""
+    """(ticks, 3): the velocity command in force at each of a log's policy ticks that has one
+    (`velocity_commands`: a log older than that field gives its metadata's command)."""
+    from gaitforge.control.log_export import velocity_commands
+
     acted = np.isfinite(log.ticks["action"]).all(axis=1)
-    fixed = np.asarray(log.metadata.get("command", (0.0, 0.0, 0.0)), float)
-    given = log.ticks.get("velocity_command")
-    if given is None:
-        return np.tile(fixed, (int(acted.sum()), 1))
-    given = np.asarray(given, float)[acted]
-    return np.where(np.isfinite(given).all(axis=1, keepdims=True), given, fixed)
+    given = np.asarray(velocity_commands(log), float)[acted]
+    return given[np.isfinite(given).all(axis=1)]
 
 
 def most_used(commands: np.ndarray) -> list[list[float]]:
@@ -323,7 +321,7 @@ def _finetune_config(args, parent_dir: Path, transitions: dict) -> dict:
         "critic_warmup_updates": int(args.critic_warmup),
         "rehearse": float(args.rehearse) if args.dynamics else 0.0,
         "ratchet": bool(args.ratchet)}
-    if args.logged_commands > 0:  # trained, and its checkpoints chosen, where it is used
+    if args.logged_commands > 0 and transitions["commands"]:  # trained and chosen where used
         data = apply_overrides(data, [
             f"env.task.command.focus={json.dumps(transitions['commands'])}",
             f"env.task.command.focus_prob={args.logged_commands}",
