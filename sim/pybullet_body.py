@@ -235,8 +235,12 @@ class PyBulletBody(SimBody):
         return np.subtract(com[0], origin)
 
     def _link_contacts(self) -> set[str]:
+        """Links that touch: PyBullet also reports points up to a few mm apart (its contact
+        threshold), which MuJoCo's zero margin leaves out; a point counts where the shapes
+        meet or overlap, or where the solver pushed them apart (a normal force)."""
         return {self._link_names[c[3]] for ground in self._grounds
-                for c in self.client.getContactPoints(self.robot, ground)}
+                for c in self.client.getContactPoints(self.robot, ground)
+                if c[8] <= 0.0 or c[9] > 0.0}
 
     def _reset_state(self, pos, quat, q, dq, lin_vel, ang_vel, passive):
         p = self.client

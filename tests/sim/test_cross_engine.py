@@ -295,6 +295,31 @@ def test_contacts_right_after_a_reset_describe_the_new_pose(robot_spec, sim_body
     assert body.read().privileged.trunk_contact
 
 
+def test_feet_kicked_off_the_ground_stop_touching_in_step_with_mujoco(robot_spec, sim_body):
+    """Minitaur standing, its trunk kicked up at 0.5 m/s: PyBullet keeps the parting feet's
+    contact points for about 20 physics steps (up to ~4 mm apart), but they are no longer
+    touching: the feet leave the ground within a step of MuJoCo's (there, after 2 steps)."""
+    spec = robot_spec("minitaur")
+    left, pybullet_points = {}, []
+    for engine in ENGINES:
+        body = sim_body(spec, engine)
+        body.reset_standing()
+        for _ in range(25):
+            body.write(JointCommand(position_rad=spec.default_pose_rad))
+            body.step()
+        body.push([0.0, 0.0, 0.5])
+        for k in range(1, 11):
+            body.step(1)
+            if not body.read().privileged.foot_contact.any():
+                left[engine] = k
+                break
+        if engine == "pybullet":
+            pybullet_points = body.client.getContactPoints(body.robot)
+    assert set(left) == set(ENGINES), left
+    assert abs(left["pybullet"] - left["mujoco"]) <= 1, left
+    assert pybullet_points and all(c[8] > 0 and c[9] == 0 for c in pybullet_points)
+
+
 # control_dt validation ---------------------------------------------------------------------------
 @pytest.mark.parametrize(("sim_dt", "control_dt", "substeps"), [
     (0.002, 0.02, 10), (0.001, 0.03, 30), (0.005, 0.015, 3), (0.0025, 0.02, 8), (0.01, 0.01, 1),
