@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 ENGINES = ("pybullet", "mujoco")
+FRICTION_CONES = ("engine", "pyramid", "elliptic")
 
 
 @dataclass(frozen=True)
@@ -76,10 +77,18 @@ class SimConfig:
     # logs and the simulation (README, "Why the logs do not help yet"). A window that short
     # biases the estimate: RMS 0.14 m/s in MuJoCo, 0.7 in PyBullet, on servo_dog's trot.
     accel_window_s: float = 0.02
+    # How a contact's friction force is bounded: each engine's own default ("engine":
+    # PyBullet's cone, MuJoCo's pyramid), or "pyramid" or "elliptic" (a true cone) in both.
+    # The defaults keep the robots' trots closest between the engines (README, "What touches
+    # the ground"). Deploy's simulated bodies (`--body sim:ENGINE`) use the defaults.
+    friction_cone: Literal["engine", "pyramid", "elliptic"] = "engine"
 
     def __post_init__(self):
         if self.engine not in ENGINES:
             raise ValueError(f"engine must be one of {ENGINES}, got {self.engine!r}")
+        if self.friction_cone not in FRICTION_CONES:
+            raise ValueError(f"friction_cone must be one of {FRICTION_CONES}, got "
+                             f"{self.friction_cone!r}")
         if not self.accel_window_s > 0:
             raise ValueError(f"accel_window_s must be > 0, got {self.accel_window_s}")
         if not (self.sim_dt_s > 0 and self.control_dt_s > 0):

@@ -30,6 +30,8 @@ def build_model(spec: RobotSpec, sim: SimConfig, field: Heightfield | None, *,
     mj.option.timestep = sim.sim_dt_s
     mj.option.gravity = [0, 0, -GRAVITY_M_S2]
     mj.option.integrator = mujoco.mjtIntegrator.mjINT_EULER
+    mj.option.cone = (mujoco.mjtCone.mjCONE_ELLIPTIC if sim.friction_cone == "elliptic"
+                      else mujoco.mjtCone.mjCONE_PYRAMIDAL)
 
     base = mj.body(spec.base_link)
     if base is None or base.parent.name != "world":

@@ -73,7 +73,8 @@ class PyBulletBody(SimBody):
             self.client = p = BulletClient(connection_mode=pybullet.DIRECT)
         p.setGravity(0, 0, -GRAVITY_M_S2)
         p.setTimeStep(sim.sim_dt_s)
-        p.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
+        p.setPhysicsEngineParameter(deterministicOverlappingPairs=1,
+                                    enableConeFriction=int(sim.friction_cone != "pyramid"))
         self.ground = self._make_ground()
         flags = pybullet.URDF_USE_INERTIA_FROM_FILE
         with tempfile.TemporaryDirectory() as tmp, _quiet_c_output():

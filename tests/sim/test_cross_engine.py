@@ -346,6 +346,37 @@ def test_control_dt_not_a_multiple_of_sim_dt_is_rejected(sim_dt, control_dt):
     assert "run.yaml" in str(err.value) and str(control_dt) in str(err.value)
 
 
+def test_an_unknown_friction_cone_is_rejected_by_name():
+    with pytest.raises(ConfigError) as err:
+        from_dict(EnvConfig, {"sim": {"friction_cone": "round"}}, source="run.yaml")
+    assert "run.yaml" in str(err.value) and "friction_cone" in str(err.value)
+    assert "'round'" in str(err.value)
+
+
+@pytest.mark.parametrize("cone", ["engine", "pyramid", "elliptic"])
+def test_both_engines_take_the_friction_cone_asked_for(robot_spec, sim_body, cone, monkeypatch):
+    """MuJoCo's model option, PyBullet's enableConeFriction (which PyBullet does not report
+    back: the call is recorded on its way to the real engine). "engine" leaves each its own
+    default: PyBullet's cone, MuJoCo's pyramid."""
+    import mujoco
+    import pybullet
+
+    asked = []
+    real = pybullet.setPhysicsEngineParameter
+
+    def record(*args, **kwargs):
+        asked.append(kwargs.get("enableConeFriction"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pybullet, "setPhysicsEngineParameter", record)
+    spec = robot_spec("servo_dog")
+    sim_body(spec, "pybullet", friction_cone=cone)
+    assert [a for a in asked if a is not None] == [0 if cone == "pyramid" else 1]
+    model = sim_body(spec, "mujoco", friction_cone=cone).model
+    want = mujoco.mjtCone.mjCONE_ELLIPTIC if cone == "elliptic" else mujoco.mjtCone.mjCONE_PYRAMIDAL
+    assert model.opt.cone == want
+
+
 def test_nonpositive_timing_and_unknown_engine_are_rejected():
     with pytest.raises(ValueError, match="must be > 0"):
         SimConfig(sim_dt_s=0.0)
