@@ -4,9 +4,9 @@
                                            [--cell forward] [--seconds 8] [--seed 0]
 
 Each robot's trot (configs/robots/ROBOT.yaml, zero policy action) at one cell of its command
-grid, in PyBullet and MuJoCo: the share of control ticks each foot touches (what the
-observation's privileged contacts, `feet_air_time` and the deploy report see) and the links
-other than feet touching per tick (what `collision` and the trunk-contact fall see). The first
+grid, in PyBullet and MuJoCo: the share of control ticks each foot touches (what the critic's
+privileged contacts and `feet_air_time` see) and the links other than feet touching per tick
+(what `collision` and the trunk-contact fall see). The first
 second is left out (the robot settles). For PyBullet it also gives what every contact point
 PyBullet reports would make of it: those include points up to a few mm apart, which
 `sim/pybullet_body.py` no longer counts.
