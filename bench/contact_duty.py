@@ -6,10 +6,9 @@
 Each robot's trot (configs/robots/ROBOT.yaml, zero policy action) at one cell of its command
 grid, in PyBullet and MuJoCo: the share of control ticks each foot touches (what the critic's
 privileged contacts and `feet_air_time` see) and the links other than feet touching per tick
-(what `collision` and the trunk-contact fall see). The first
-second is left out (the robot settles). For PyBullet it also gives what every contact point
-PyBullet reports would make of it: those include points up to a few mm apart, which
-`sim/pybullet_body.py` no longer counts.
+(what `collision` and the trunk-contact fall see). The first second is left out (the robot
+settles). For PyBullet it also gives what every contact point PyBullet reports would make of
+it: those include points up to a few mm apart, which `sim/pybullet_body.py` no longer counts.
 """
 
 from __future__ import annotations
