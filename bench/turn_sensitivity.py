@@ -4,13 +4,13 @@
         [--engines pybullet mujoco] [--seconds 10] [--seeds 5] [--set key=value ...]
 
 The robot's gait prior with the policy's residual held at zero (as bench/open_loop_grid.py),
-first at nominal dynamics (no randomisation, no initial-pose noise), then with each of
-training's randomised parameters alone at each end of its range (the run config's: the robot
+first at nominal dynamics (no randomisation, no initial-pose noise, no pushes), then with each
+of training's randomised parameters alone at each end of its range (the run config's: the robot
 file's where it sets one; an end at nominal is the nominal row), then with everything
-randomised as in training over `--seeds` episodes. Each row: the cell's mean forward speed
-and yaw rate (sim/evaluation.py's, from the IMU heading) and falls, per engine. What it
-answers: does an engine's gait follow the cell only at nominal dynamics, or across what
-training samples?
+randomised as in training over `--seeds` episodes. Each row: the cell's mean forward speed and
+yaw rate (sim/evaluation.py's, from the IMU heading) and falls, per engine. What it answers:
+does an engine's gait follow the cell only at nominal dynamics, or across what training
+samples?
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ VARIED = {"friction": 1.0, "added_mass_frac": 0.0, "com_offset_m": 0.0, "motor_s
 
 def rows(randomization) -> list[tuple[str, object, int]]:
     """(label, randomisation config, episodes) for every row of the table."""
-    neutral = dataclasses.replace(randomization, init_joint_noise_rad=0.0, init_yaw=False,
+    neutral = dataclasses.replace(randomization, enabled=True, init_joint_noise_rad=0.0,
+                                  init_yaw=False, push_interval_s=0.0,
                                   **{name: (value, value) for name, value in VARIED.items()})
     out = [("nominal", neutral, 1)]
     for name in VARIED:
