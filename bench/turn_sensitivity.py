@@ -23,6 +23,7 @@ import numpy as np
 from gaitforge.cli.run_config import load_run_config
 from gaitforge.robots.spec import load_robot_spec
 from gaitforge.sim.evaluation import evaluate_locomotion
+from gaitforge.sim.randomization import RandomizationConfig
 
 # the dynamics training draws per episode (sim/randomization.py's sample_dynamics), each
 # varied alone; the neutral value holds it at the nominal dynamics
@@ -30,7 +31,7 @@ VARIED = {"friction": 1.0, "added_mass_frac": 0.0, "com_offset_m": 0.0, "motor_s
           "kp_scale": 1.0, "kd_scale": 1.0, "latency_s": 0.0}
 
 
-def rows(randomization) -> list[tuple[str, object, int]]:
+def rows(randomization: RandomizationConfig) -> list[tuple[str, RandomizationConfig, int]]:
     """(label, randomisation config, episodes) for every row of the table."""
     neutral = dataclasses.replace(randomization, enabled=True, init_joint_noise_rad=0.0,
                                   init_yaw=False, push_interval_s=0.0,
@@ -65,7 +66,7 @@ def main() -> None:
                              f"({', '.join(grid)})")
         randomized = run.env.randomization
         for label, randomization, episodes in [
-                *rows(randomized), (f"as trained, {args.seeds} seeds", randomized, args.seeds)]:
+                *rows(randomized), (f"as trained, {args.seeds} episodes", randomized, args.seeds)]:
             env = dataclasses.replace(run.env, randomization=randomization)
             r = evaluate_locomotion(lambda obs: np.zeros((len(obs), n_joints)), env,
                                     episodes=episodes, command=grid[args.cell],
